@@ -1,0 +1,282 @@
+//! A fixed-capacity burst of mbufs: no heap per burst.
+//!
+//! Stores header addresses in a `[usize; MAX_BURST]` so a pool cache moves a
+//! burst in and out with one `memcpy`. The first `len` entries are owned
+//! mbufs; dropping the batch returns them to their pools.
+
+use crate::mbuf::{Mbuf, MbufHeader};
+use std::fmt;
+use std::ptr::NonNull;
+
+/// Most mbufs in one batch (DPDK's `MAX_PKT_BURST` of 512).
+pub const MAX_BURST: usize = 512;
+
+/// A burst of owned mbufs.
+pub struct MbufBatch {
+    len: usize,
+    limit: usize,
+    addrs: [usize; MAX_BURST],
+}
+
+impl fmt::Debug for MbufBatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MbufBatch")
+            .field("len", &self.len)
+            .field("limit", &self.limit)
+            .finish()
+    }
+}
+
+impl Default for MbufBatch {
+    fn default() -> Self {
+        MbufBatch::new(MAX_BURST)
+    }
+}
+
+// SAFETY: the batch owns its mbufs uniquely, as `Vec<Mbuf>` would, and Mbuf
+// is Send.
+#[allow(unsafe_code)]
+unsafe impl Send for MbufBatch {}
+
+#[allow(unsafe_code)]
+impl MbufBatch {
+    /// An empty batch holding at most `limit` mbufs (clamped to
+    /// 1..=[`MAX_BURST`]): the burst size.
+    pub fn new(limit: usize) -> MbufBatch {
+        MbufBatch {
+            len: 0,
+            limit: limit.clamp(1, MAX_BURST),
+            addrs: [0; MAX_BURST],
+        }
+    }
+
+    /// Mbufs held.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when empty.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The burst size.
+    #[inline]
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Change the burst size (clamped; never below the current length).
+    pub fn set_limit(&mut self, limit: usize) {
+        self.limit = limit.clamp(self.len.max(1), MAX_BURST);
+    }
+
+    /// Free slots before the burst size is reached.
+    #[inline]
+    pub fn room(&self) -> usize {
+        self.limit - self.len
+    }
+
+    /// True when `len == limit`.
+    #[inline]
+    pub fn is_full(&self) -> bool {
+        self.len == self.limit
+    }
+
+    /// The mbufs.
+    #[inline]
+    pub fn as_slice(&self) -> &[Mbuf] {
+        // SAFETY: Mbuf is repr(transparent) over NonNull<MbufHeader>, which
+        // has the layout of usize; the first len entries are non-zero header
+        // addresses owned by the batch.
+        unsafe { std::slice::from_raw_parts(self.addrs.as_ptr().cast::<Mbuf>(), self.len) }
+    }
+
+    /// The mbufs, mutable.
+    #[inline]
+    pub fn as_mut_slice(&mut self) -> &mut [Mbuf] {
+        // SAFETY: as in as_slice(), with exclusive access.
+        unsafe { std::slice::from_raw_parts_mut(self.addrs.as_mut_ptr().cast::<Mbuf>(), self.len) }
+    }
+
+    /// Iterate.
+    pub fn iter(&self) -> std::slice::Iter<'_, Mbuf> {
+        self.as_slice().iter()
+    }
+
+    /// Iterate mutably.
+    pub fn iter_mut(&mut self) -> std::slice::IterMut<'_, Mbuf> {
+        self.as_mut_slice().iter_mut()
+    }
+
+    /// Add one; gives it back when the batch is full.
+    ///
+    /// # Errors
+    /// The mbuf itself when there is no room.
+    #[inline]
+    pub fn push(&mut self, m: Mbuf) -> Result<(), Mbuf> {
+        if self.len == self.limit {
+            return Err(m);
+        }
+        self.addrs[self.len] = m.into_raw().as_ptr() as usize;
+        self.len += 1;
+        Ok(())
+    }
+
+    /// Remove the last one.
+    #[inline]
+    pub fn pop(&mut self) -> Option<Mbuf> {
+        if self.len == 0 {
+            return None;
+        }
+        self.len -= 1;
+        // SAFETY: entry len was owned by the batch and is no longer counted.
+        Some(unsafe {
+            Mbuf::from_raw(NonNull::new_unchecked(
+                self.addrs[self.len] as *mut MbufHeader,
+            ))
+        })
+    }
+
+    /// Take every mbuf out, front to back.
+    pub fn drain(&mut self) -> Drain<'_> {
+        let n = self.len;
+        self.len = 0;
+        Drain {
+            addrs: &self.addrs[..n],
+            pos: 0,
+        }
+    }
+
+    /// Remove the first `k` mbufs (what a driver sent), shifting the rest to
+    /// the front, and hand each to `f`.
+    pub fn consume_front(&mut self, k: usize, mut f: impl FnMut(Mbuf)) {
+        let k = k.min(self.len);
+        let n = self.len;
+        // The batch owns nothing while f runs: if f panics, the remaining
+        // mbufs leak (counted by the leak audit) instead of being freed twice.
+        self.len = 0;
+        for i in 0..k {
+            let a = self.addrs[i];
+            // SAFETY: entry i was owned by the batch and is handed out once.
+            f(unsafe { Mbuf::from_raw(NonNull::new_unchecked(a as *mut MbufHeader)) });
+        }
+        self.addrs.copy_within(k..n, 0);
+        self.len = n - k;
+    }
+
+    /// Forget the first `k` mbufs (a driver took their ownership through
+    /// [`MbufBatch::as_slice`] addresses), shifting the rest to the front.
+    ///
+    /// # Safety
+    /// The caller must have taken ownership of the first `k` mbufs (e.g.
+    /// posted their addresses to a device ring it will later turn back into
+    /// mbufs with [`Mbuf::from_raw`]).
+    pub unsafe fn forget_front(&mut self, k: usize) {
+        let k = k.min(self.len);
+        self.addrs.copy_within(k..self.len, 0);
+        self.len -= k;
+    }
+
+    /// Keep the mbufs for which `keep` is true, in order; the others are
+    /// dropped back to their pools.
+    pub fn retain(&mut self, mut keep: impl FnMut(&mut Mbuf) -> bool) {
+        let n = self.len;
+        self.len = 0;
+        for i in 0..n {
+            let a = self.addrs[i];
+            // SAFETY: entry i was owned by the batch; it is either re-counted
+            // (kept) or dropped, exactly once.
+            let mut m = unsafe { Mbuf::from_raw(NonNull::new_unchecked(a as *mut MbufHeader)) };
+            if keep(&mut m) {
+                self.addrs[self.len] = m.into_raw().as_ptr() as usize;
+                self.len += 1;
+            }
+        }
+    }
+
+    /// Move all of `other` to the end of this batch, as much as fits; returns
+    /// how many moved (the rest stays in `other`).
+    pub fn append_from(&mut self, other: &mut MbufBatch) -> usize {
+        let k = other.len.min(self.room());
+        self.addrs[self.len..self.len + k].copy_from_slice(&other.addrs[..k]);
+        self.len += k;
+        other.addrs.copy_within(k..other.len, 0);
+        other.len -= k;
+        k
+    }
+
+    /// Drop every mbuf back to its pool (through the rings; workers use
+    /// `PoolCache::free_batch`).
+    pub fn clear(&mut self) {
+        for m in self.drain() {
+            drop(m);
+        }
+    }
+
+    /// The address array past the length, for a cache or driver to fill.
+    ///
+    /// # Safety
+    /// Entries written here become owned by the batch only through
+    /// [`MbufBatch::set_len`]; they must be header addresses the caller owns.
+    #[inline]
+    pub unsafe fn spare_addrs(&mut self) -> &mut [usize] {
+        let (len, limit) = (self.len, self.limit);
+        &mut self.addrs[len..limit]
+    }
+
+    /// The whole address array (entries past `len` are stale numbers).
+    #[inline]
+    pub(crate) fn raw_addrs(&self) -> &[usize; MAX_BURST] {
+        &self.addrs
+    }
+
+    /// Set the length.
+    ///
+    /// # Safety
+    /// Entries `0..len` must be owned header addresses (growing) and entries
+    /// dropped from the count must have been taken over by the caller
+    /// (shrinking).
+    #[inline]
+    pub unsafe fn set_len(&mut self, len: usize) {
+        debug_assert!(len <= self.limit);
+        self.len = len;
+    }
+}
+
+impl Drop for MbufBatch {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
+/// Iterator returned by [`MbufBatch::drain`]; mbufs not consumed are dropped
+/// back to their pools.
+#[derive(Debug)]
+pub struct Drain<'a> {
+    addrs: &'a [usize],
+    pos: usize,
+}
+
+impl Iterator for Drain<'_> {
+    type Item = Mbuf;
+    #[inline]
+    fn next(&mut self) -> Option<Mbuf> {
+        let a = *self.addrs.get(self.pos)?;
+        self.pos += 1;
+        // SAFETY: the batch gave up these entries (len = 0) to this iterator,
+        // which hands each out once.
+        #[allow(unsafe_code)]
+        Some(unsafe { Mbuf::from_raw(NonNull::new_unchecked(a as *mut MbufHeader)) })
+    }
+}
+
+impl Drop for Drain<'_> {
+    fn drop(&mut self) {
+        for m in self.by_ref() {
+            drop(m);
+        }
+    }
+}
