@@ -1,1 +1,4 @@
 //! placeholder
+#![deny(unsafe_code)]
+
+pub mod dma;
