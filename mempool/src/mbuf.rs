@@ -388,6 +388,30 @@ impl Mbuf {
         Ok(())
     }
 
+    /// Make this a single-segment packet of `len` bytes starting at the
+    /// default headroom, leaving the bytes as they are (drivers that DMA or
+    /// copy the data themselves). Offload flags are cleared.
+    ///
+    /// # Errors
+    /// [`MbufError::NoTailroom`] when `len` exceeds the data room; a chain
+    /// is refused the same way.
+    #[inline]
+    pub fn reset_len(&mut self, len: usize) -> Result<(), MbufError> {
+        let h = self.hm();
+        let room = (h.buf_len - h.headroom) as usize;
+        if len > room || !h.next.is_null() {
+            return Err(MbufError::NoTailroom {
+                want: len,
+                have: room,
+            });
+        }
+        h.data_off = h.headroom;
+        h.data_len = len as u16;
+        h.pkt_len = len as u32;
+        h.ol_flags = 0;
+        Ok(())
+    }
+
     /// Append `tail` (and its segments) to this chain.
     ///
     /// # Errors

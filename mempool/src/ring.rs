@@ -60,16 +60,43 @@ impl Ring {
 
     /// Enqueue all of `objs` or nothing. Returns false when there is no room.
     pub fn enqueue_bulk(&self, objs: &[usize]) -> bool {
-        let n = objs.len() as u32;
-        if n == 0 {
-            return true;
+        objs.is_empty() || self.enqueue(objs, false) == objs.len()
+    }
+
+    /// Enqueue as many of `objs` as fit, from the front; returns how many.
+    pub fn enqueue_burst(&self, objs: &[usize]) -> usize {
+        if objs.is_empty() {
+            return 0;
         }
+        self.enqueue(objs, true)
+    }
+
+    /// Dequeue exactly `out.len()` entries or nothing. Returns false when the
+    /// ring holds fewer.
+    pub fn dequeue_bulk(&self, out: &mut [usize]) -> bool {
+        out.is_empty() || self.dequeue(out, false) == out.len()
+    }
+
+    /// Dequeue up to `out.len()` entries; returns how many.
+    pub fn dequeue_burst(&self, out: &mut [usize]) -> usize {
+        if out.is_empty() {
+            return 0;
+        }
+        self.dequeue(out, true)
+    }
+
+    #[inline]
+    fn enqueue(&self, objs: &[usize], burst: bool) -> usize {
+        let mut n = objs.len() as u32;
         let mut head = self.prod.head.load(Ordering::Relaxed);
         loop {
             let cons_tail = self.cons.tail.load(Ordering::Acquire);
             let free = self.capacity.wrapping_add(cons_tail).wrapping_sub(head);
             if n > free {
-                return false;
+                if !burst || free == 0 {
+                    return 0;
+                }
+                n = free;
             }
             match self.prod.head.compare_exchange_weak(
                 head,
@@ -81,7 +108,7 @@ impl Ring {
                 Err(h) => head = h,
             }
         }
-        for (i, &o) in objs.iter().enumerate() {
+        for (i, &o) in objs[..n as usize].iter().enumerate() {
             self.slots[(head.wrapping_add(i as u32) & self.mask) as usize]
                 .store(o, Ordering::Relaxed);
         }
@@ -89,22 +116,21 @@ impl Ring {
         self.prod
             .tail
             .store(head.wrapping_add(n), Ordering::Release);
-        true
+        n as usize
     }
 
-    /// Dequeue exactly `out.len()` entries or nothing. Returns false when the
-    /// ring holds fewer.
-    pub fn dequeue_bulk(&self, out: &mut [usize]) -> bool {
-        let n = out.len() as u32;
-        if n == 0 {
-            return true;
-        }
+    #[inline]
+    fn dequeue(&self, out: &mut [usize], burst: bool) -> usize {
+        let mut n = out.len() as u32;
         let mut head = self.cons.head.load(Ordering::Relaxed);
         loop {
             let prod_tail = self.prod.tail.load(Ordering::Acquire);
             let entries = prod_tail.wrapping_sub(head);
             if n > entries {
-                return false;
+                if !burst || entries == 0 {
+                    return 0;
+                }
+                n = entries;
             }
             match self.cons.head.compare_exchange_weak(
                 head,
@@ -116,7 +142,7 @@ impl Ring {
                 Err(h) => head = h,
             }
         }
-        for (i, o) in out.iter_mut().enumerate() {
+        for (i, o) in out[..n as usize].iter_mut().enumerate() {
             *o = self.slots[(head.wrapping_add(i as u32) & self.mask) as usize]
                 .load(Ordering::Relaxed);
         }
@@ -124,7 +150,7 @@ impl Ring {
         self.cons
             .tail
             .store(head.wrapping_add(n), Ordering::Release);
-        true
+        n as usize
     }
 }
 
@@ -161,6 +187,18 @@ mod tests {
         assert!(r.dequeue_bulk(&mut out));
         assert_eq!(out, [1, 2, 3, 4]);
         assert_eq!(r.count(), 1);
+    }
+
+    #[test]
+    fn burst_takes_what_fits() {
+        let r = Ring::new(4);
+        assert_eq!(r.enqueue_burst(&[1, 2, 3]), 3);
+        assert_eq!(r.enqueue_burst(&[4, 5, 6]), 1);
+        assert_eq!(r.enqueue_burst(&[7]), 0);
+        let mut out = [0; 8];
+        assert_eq!(r.dequeue_burst(&mut out), 4);
+        assert_eq!(out[..4], [1, 2, 3, 4]);
+        assert_eq!(r.dequeue_burst(&mut out), 0);
     }
 
     #[test]

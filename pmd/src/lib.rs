@@ -1,4 +1,44 @@
-//! placeholder
+//! Ports, queues, drivers and per-device DMA mapping of xfwd.
+//!
+//! [`probe`] turns DPDK-style devargs into a [`Port`]; a started port hands
+//! out [`RxQueue`]/[`TxQueue`] handles that worker threads own. Each port
+//! has a [`dma::DmaMapper`] (`rte_dev_dma_map`): an mlx5-style MR table,
+//! the VFIO container, an AF_XDP UMEM, or nothing for software ports.
 #![deny(unsafe_code)]
 
+pub mod devargs;
 pub mod dma;
+pub mod error;
+pub mod null;
+pub mod port;
+#[allow(unsafe_code)]
+pub mod ring;
+pub mod stats;
+
+pub use devargs::Devargs;
+pub use error::PortError;
+pub use port::{Link, Port, PortConf, PortId, PortInfo, PortQueues, RxQueue, TxQueue};
+pub use stats::{PortStats, QueueStats};
+
+/// Drivers [`probe`] knows.
+pub const DRIVERS: &[&str] = &["null", "ring"];
+
+/// Create a port from devargs (`null:`, `ring:NAME`, `pcap:rx=..,tx=..`, …).
+///
+/// # Errors
+/// [`PortError::Devargs`] / [`PortError::UnknownDriver`] and the driver's
+/// own probe errors.
+pub fn probe(devargs: &str) -> Result<Box<dyn Port>, PortError> {
+    let d = Devargs::parse(devargs)?;
+    Ok(match d.driver.as_str() {
+        "null" | "net_null" => Box::new(null::NullPort::probe(&d)?),
+        "ring" | "net_ring" => Box::new(ring::RingPort::probe(&d)?),
+        other => {
+            return Err(PortError::UnknownDriver {
+                driver: other.to_string(),
+                devargs: devargs.to_string(),
+                known: DRIVERS.join(", "),
+            })
+        }
+    })
+}

@@ -1,0 +1,317 @@
+//! The `ring` port (DPDK `net_ring`): ports joined by lock-free rings.
+//!
+//! `ring:NAME` — the first port probed with a name takes side A, the second
+//! side B; A's TX queue q feeds B's RX queue q and the other way round. A
+//! port alone on its name (or with `loop=1`) receives what it sends. Only
+//! mbuf pointers move: the fastest possible port, for testing the app.
+
+use crate::devargs::Devargs;
+use crate::dma::{DmaMapper, MappingKind, SoftMapper};
+use crate::error::PortError;
+use crate::port::{
+    Link, Port, PortConf, PortCore, PortInfo, PortQueues, QueueToken, RxQueue, TxQueue,
+};
+use crate::stats::{PortStats, QueueCounters};
+use std::collections::HashMap;
+use std::ptr::NonNull;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use xfwd_mempool::ring::Ring;
+use xfwd_mempool::{Mbuf, MbufBatch, MbufHeader};
+
+const MAX_QUEUES: usize = 16;
+const MAX_DESC: u16 = 16384;
+
+/// Rings of one name: `dir[0]` carries A→B, `dir[1]` B→A, per queue.
+#[derive(Debug)]
+struct Link2 {
+    name: String,
+    rings: [Mutex<Vec<Option<Arc<MbufRing>>>>; 2],
+    sides: Mutex<[bool; 2]>,
+}
+
+/// A ring of owned mbufs; drained (mbufs returned to their pools) on drop.
+#[derive(Debug)]
+struct MbufRing(Ring);
+
+impl MbufRing {
+    fn drain(&self) -> usize {
+        let mut buf = [0usize; 64];
+        let mut total = 0;
+        loop {
+            let n = self.0.dequeue_burst(&mut buf);
+            if n == 0 {
+                return total;
+            }
+            total += n;
+            for &a in &buf[..n] {
+                free_addr(a);
+            }
+        }
+    }
+}
+
+impl Drop for MbufRing {
+    fn drop(&mut self) {
+        self.drain();
+    }
+}
+
+#[allow(unsafe_code)]
+fn free_addr(a: usize) {
+    // SAFETY: the ring holds only header addresses of mbufs whose ownership
+    // a TX burst gave up (forget_front) into it; each is dequeued once.
+    drop(unsafe { Mbuf::from_raw(NonNull::new_unchecked(a as *mut MbufHeader)) });
+}
+
+fn links() -> &'static Mutex<HashMap<String, Weak<Link2>>> {
+    static L: OnceLock<Mutex<HashMap<String, Weak<Link2>>>> = OnceLock::new();
+    L.get_or_init(Default::default)
+}
+
+impl Link2 {
+    fn ring(&self, dir: usize, q: usize, cap: u16) -> Arc<MbufRing> {
+        let mut v = self.rings[dir].lock().unwrap_or_else(|p| p.into_inner());
+        if v.len() <= q {
+            v.resize(q + 1, None);
+        }
+        v[q].get_or_insert_with(|| Arc::new(MbufRing(Ring::new(cap as u32))))
+            .clone()
+    }
+}
+
+/// A ring port.
+#[derive(Debug)]
+pub struct RingPort {
+    core: PortCore,
+    link: Arc<Link2>,
+    side: usize,
+    looped: bool,
+    devargs: String,
+}
+
+impl RingPort {
+    /// Probe from devargs.
+    ///
+    /// # Errors
+    /// Missing name, unknown keys, or a name already used by two ports.
+    pub fn probe(d: &Devargs) -> Result<RingPort, PortError> {
+        d.check_keys(&["loop"])?;
+        let name = d.name.clone().ok_or_else(|| PortError::Devargs {
+            devargs: d.raw.clone(),
+            why: "a ring port needs a name: `ring:NAME` (two ports with the same NAME are joined)"
+                .into(),
+        })?;
+        let looped = d.flag("loop", false)?;
+        let mut map = links().lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, w| w.strong_count() > 0);
+        let link = map.get(&name).and_then(Weak::upgrade).unwrap_or_else(|| {
+            Arc::new(Link2 {
+                name: name.clone(),
+                rings: [Mutex::new(Vec::new()), Mutex::new(Vec::new())],
+                sides: Mutex::new([false; 2]),
+            })
+        });
+        map.insert(name.clone(), Arc::downgrade(&link));
+        let side = {
+            let mut s = link.sides.lock().unwrap_or_else(|p| p.into_inner());
+            let side = s
+                .iter()
+                .position(|t| !t)
+                .ok_or_else(|| PortError::Devargs {
+                    devargs: d.raw.clone(),
+                    why: format!("ring `{name}` already joins two ports; pick another name"),
+                })?;
+            s[side] = true;
+            side
+        };
+        Ok(RingPort {
+            core: PortCore::new(&d.raw, Arc::new(SoftMapper::new(MappingKind::None))),
+            link,
+            side,
+            looped,
+            devargs: d.raw.clone(),
+        })
+    }
+
+    fn peer_present(&self) -> bool {
+        let s = self.link.sides.lock().unwrap_or_else(|p| p.into_inner());
+        s[1 - self.side]
+    }
+
+    /// (tx direction, rx direction) for this port.
+    fn dirs(&self) -> (usize, usize) {
+        if self.looped || !self.peer_present() {
+            (self.side, self.side)
+        } else {
+            (self.side, 1 - self.side)
+        }
+    }
+}
+
+impl Drop for RingPort {
+    fn drop(&mut self) {
+        let mut s = self.link.sides.lock().unwrap_or_else(|p| p.into_inner());
+        s[self.side] = false;
+    }
+}
+
+impl Port for RingPort {
+    fn info(&self) -> PortInfo {
+        PortInfo {
+            driver: "ring",
+            devargs: self.devargs.clone(),
+            mac: [
+                0x02,
+                0,
+                0,
+                0x52,
+                self.link.name.len() as u8,
+                self.side as u8,
+            ],
+            max_rx_queues: MAX_QUEUES as u16,
+            max_tx_queues: MAX_QUEUES as u16,
+            max_rx_desc: MAX_DESC,
+            max_tx_desc: MAX_DESC,
+            max_burst: xfwd_mempool::MAX_BURST,
+            mtu: 9600,
+            zero_copy: true,
+            mapping: MappingKind::None,
+        }
+    }
+
+    fn configure(&mut self, conf: &PortConf) -> Result<(), PortError> {
+        let info = self.info();
+        self.core.configure(conf, &info)
+    }
+
+    fn start(&mut self) -> Result<PortQueues, PortError> {
+        let conf = self.core.start()?;
+        let (txd, rxd) = self.dirs();
+        let port_id = self.side as u16;
+        let mut q = PortQueues::default();
+        for i in 0..conf.rx_queues as usize {
+            q.rx.push(Box::new(RingRx {
+                ring: self.link.ring(rxd, i, conf.rx_desc),
+                port: port_id,
+                counters: self.core.counters.rx[i].clone(),
+                _token: self.core.token(),
+            }));
+        }
+        for i in 0..conf.tx_queues as usize {
+            q.tx.push(Box::new(RingTx {
+                ring: self.link.ring(txd, i, conf.tx_desc),
+                counters: self.core.counters.tx[i].clone(),
+                _token: self.core.token(),
+            }));
+        }
+        Ok(q)
+    }
+
+    fn stop(&mut self) -> Result<(), PortError> {
+        self.core.stop()?;
+        // Packets addressed to this port that nobody received go back to
+        // their pools.
+        let (_, rxd) = self.dirs();
+        let rings = self.link.rings[rxd]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let dropped: usize = rings.iter().flatten().map(|r| r.drain()).sum();
+        if dropped > 0 {
+            log::info!(
+                "{}: freed {dropped} mbufs left in its RX rings",
+                self.devargs
+            );
+        }
+        Ok(())
+    }
+
+    fn link(&self) -> Link {
+        Link {
+            up: true,
+            speed_mbps: 0,
+        }
+    }
+
+    fn stats(&self) -> PortStats {
+        self.core.counters.read()
+    }
+
+    fn mapper(&self) -> Arc<dyn DmaMapper> {
+        self.core.mapper.clone()
+    }
+}
+
+#[derive(Debug)]
+struct RingRx {
+    ring: Arc<MbufRing>,
+    port: u16,
+    counters: Arc<QueueCounters>,
+    _token: QueueToken,
+}
+
+impl RxQueue for RingRx {
+    #[inline]
+    fn rx_burst(&mut self, out: &mut MbufBatch) -> usize {
+        let start = out.len();
+        // SAFETY: dequeue_burst writes only owned header addresses (given up
+        // by a TX burst) into the spare slots, and set_len covers exactly those.
+        #[allow(unsafe_code)]
+        let n = unsafe {
+            let n = self.ring.0.dequeue_burst(out.spare_addrs());
+            out.set_len(start + n);
+            n
+        };
+        let mut bytes = 0u64;
+        for m in &mut out.as_mut_slice()[start..] {
+            bytes += m.pkt_len() as u64;
+            m.set_port(self.port);
+        }
+        self.counters.add(n as u64, bytes);
+        n
+    }
+}
+
+#[derive(Debug)]
+struct RingTx {
+    ring: Arc<MbufRing>,
+    counters: Arc<QueueCounters>,
+    _token: QueueToken,
+}
+
+impl TxQueue for RingTx {
+    #[inline]
+    fn tx_burst(&mut self, pkts: &mut MbufBatch) -> usize {
+        let n = pkts.len();
+        if n == 0 {
+            return 0;
+        }
+        let mut bytes = 0u64;
+        for m in pkts.iter() {
+            bytes += m.pkt_len() as u64;
+        }
+        let addrs: &[usize] = {
+            let s = pkts.as_slice();
+            // SAFETY: Mbuf is repr(transparent) over a header pointer, the
+            // layout of usize; the slice is only read.
+            #[allow(unsafe_code)]
+            unsafe {
+                std::slice::from_raw_parts(s.as_ptr().cast::<usize>(), s.len())
+            }
+        };
+        let sent = self.ring.0.enqueue_burst(addrs);
+        if sent < n {
+            // Count bytes of what was sent only.
+            bytes = pkts.as_slice()[..sent]
+                .iter()
+                .map(|m| m.pkt_len() as u64)
+                .sum();
+        }
+        // SAFETY: the first `sent` mbufs are now owned by the ring.
+        #[allow(unsafe_code)]
+        unsafe {
+            pkts.forget_front(sent)
+        };
+        self.counters.add(sent as u64, bytes);
+        sent
+    }
+}
