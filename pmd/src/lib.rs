@@ -6,9 +6,13 @@
 //! the VFIO container, an AF_XDP UMEM, or nothing for software ports.
 #![deny(unsafe_code)]
 
+#[allow(unsafe_code)]
+pub mod af_xdp;
 pub mod devargs;
 pub mod dma;
 pub mod error;
+#[allow(unsafe_code)]
+pub mod netdev;
 pub mod null;
 pub mod port;
 #[allow(unsafe_code)]
