@@ -3,7 +3,8 @@
 //! cache.
 //!
 //! Three levels, as in mlx5 (`mlx5_mr_lookup_cache`):
-//! 1. a per-queue MRU list of [`MRU_SIZE`] entries, searched linearly;
+//! 1. a per-queue cache of the [`MRU_SIZE`] most recently missed regions,
+//!    scanned linearly (replaced round robin, as mlx5 does);
 //! 2. the per-queue sorted array: an immutable snapshot of the global table,
 //!    searched by bisection without any lock;
 //! 3. the global table, read (under a read lock) only when its generation
@@ -65,13 +66,15 @@ impl MrEntry {
 #[derive(Debug)]
 struct Snapshot {
     generation: u64,
+    /// Start addresses alone, for a cache-dense bisection.
+    starts: Box<[u64]>,
     entries: Box<[MrEntry]>,
 }
 
 impl Snapshot {
     #[inline]
     fn find(&self, addr: u64) -> Option<&MrEntry> {
-        let idx = self.entries.partition_point(|e| e.start <= addr);
+        let idx = self.starts.partition_point(|&s| s <= addr);
         idx.checked_sub(1)
             .map(|i| &self.entries[i])
             .filter(|e| e.contains(addr))
@@ -127,6 +130,7 @@ impl MrTable {
             }),
             current: RwLock::new(Arc::new(Snapshot {
                 generation: 0,
+                starts: Box::new([]),
                 entries: Box::new([]),
             })),
             generation: AtomicU64::new(0),
@@ -177,6 +181,7 @@ impl MrTable {
             .collect();
         let snap = Arc::new(Snapshot {
             generation,
+            starts: entries.iter().map(|e| e.start).collect(),
             entries,
         });
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = snap;
@@ -276,7 +281,14 @@ pub struct MrCache {
     table: Arc<MrTable>,
     snap: Arc<Snapshot>,
     mru: [MrEntry; MRU_SIZE],
+    /// Starts and sizes of the MRU entries, apart for a dense scan.
+    mru_start: [u64; MRU_SIZE],
+    mru_size: [u64; MRU_SIZE],
     mru_len: usize,
+    /// Slot of the last hit.
+    mru_last: usize,
+    /// Next MRU slot to replace.
+    mru_head: usize,
     stats: MrCacheStats,
 }
 
@@ -298,7 +310,11 @@ impl MrCache {
             table,
             snap,
             mru: [MrEntry::EMPTY; MRU_SIZE],
+            mru_start: [0; MRU_SIZE],
+            mru_size: [0; MRU_SIZE],
             mru_len: 0,
+            mru_last: 0,
+            mru_head: 0,
             stats: MrCacheStats::default(),
         }
     }
@@ -324,7 +340,10 @@ impl MrCache {
     #[cold]
     fn reload(&mut self) {
         self.snap = self.table.snapshot();
+        self.mru_size = [0; MRU_SIZE];
         self.mru_len = 0;
+        self.mru_last = 0;
+        self.mru_head = 0;
         self.stats.table_lookups += 1;
     }
 
@@ -340,26 +359,46 @@ impl MrCache {
     /// e.g. the port is started and its mappings are pinned).
     #[inline]
     pub fn lookup_no_refresh(&mut self, addr: u64) -> Option<MrLookup> {
-        for i in 0..self.mru_len {
-            let e = self.mru[i];
-            if e.contains(addr) {
-                self.stats.hits += 1;
-                if i != 0 {
-                    self.mru.copy_within(0..i, 1);
-                    self.mru[0] = e;
-                }
-                return Some(e.hit(addr));
+        // mlx5_mr_lookup_cache: the last hit first (a burst usually comes from
+        // one region)...
+        let last = self.mru_last;
+        if addr.wrapping_sub(self.mru_start[last]) < self.mru_size[last] {
+            self.stats.hits += 1;
+            return Some(self.mru[last].hit(addr));
+        }
+        // ...then a linear scan of the small cache. One unsigned
+        // compare per entry (`addr - start < size`; empty slots have size 0),
+        // written without early exit so it compiles to straight-line code.
+        let mut found = MRU_SIZE;
+        for i in (0..MRU_SIZE).rev() {
+            if addr.wrapping_sub(self.mru_start[i]) < self.mru_size[i] {
+                found = i;
             }
         }
+        if found < MRU_SIZE {
+            self.stats.hits += 1;
+            self.mru_last = found;
+            return Some(self.mru[found].hit(addr));
+        }
+        self.miss(addr)
+    }
+
+    /// Level 2: bisection of the per-queue snapshot; the entry found replaces
+    /// the oldest MRU slot (round robin, no shifting).
+    #[inline(never)]
+    fn miss(&mut self, addr: u64) -> Option<MrLookup> {
         self.stats.misses += 1;
         let Some(&e) = self.snap.find(addr) else {
             self.stats.not_found += 1;
             return None;
         };
-        let n = self.mru_len.min(MRU_SIZE - 1);
-        self.mru.copy_within(0..n, 1);
-        self.mru[0] = e;
-        self.mru_len = n + 1;
+        let slot = self.mru_head;
+        self.mru[slot] = e;
+        self.mru_start[slot] = e.start;
+        self.mru_size[slot] = e.end - e.start;
+        self.mru_last = slot;
+        self.mru_head = (slot + 1) % MRU_SIZE;
+        self.mru_len = (self.mru_len + 1).min(MRU_SIZE);
         Some(e.hit(addr))
     }
 }
