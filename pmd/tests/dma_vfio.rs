@@ -295,9 +295,10 @@ fn unmap_is_refused_while_pinned_by_a_started_port() {
     assert!(m.contains("stop the port and return its mbufs"), "{m}");
     assert_eq!(fake.kernel_mappings().len(), 1);
     let e = c.free_iova(iova, MB2).unwrap_err();
+    let m = msg(&e);
     assert!(
-        matches!(e, DmaError::Busy { .. }),
-        "IOVAs in use cannot be freed: {e:?}"
+        m.contains("still mapped") && m.contains("port0") && m.contains("dma_unmap on every port"),
+        "IOVAs in use cannot be freed: {m}"
     );
     drop(pins);
     p.dma_unmap(VA, iova, MB2).expect("unmap after stop");
@@ -419,4 +420,29 @@ fn iova_chunks_split_a_region_where_iovas_are_not_contiguous() {
         ]
     );
     assert!(iova_chunks(VA, pg, &[]).is_empty());
+}
+
+#[test]
+fn provisional_iovas_outside_the_reported_ranges_fail_to_map_with_the_ranges_named() {
+    // A 32-bit IOMMU: the provisional window (4 GiB..512 GiB) is outside it.
+    let fake = FakeType1::new().with_ranges(vec![IovaRange::new(0, 0xffff_ffff)]);
+    let (c, fake) = container(fake);
+    let early = c.alloc_iova(MB2, MB2).expect("provisional");
+    assert!(early >= 1 << 32);
+    c.attach(Path::new("/sys/bus/pci/devices/0000:00:03.0"))
+        .expect("attach");
+    let p = c.port_mapper("port0");
+    let e = p.dma_map(VA, early, MB2).unwrap_err();
+    let m = msg(&e);
+    assert!(matches!(e, DmaError::IovaOutOfRange { .. }), "{e:?}");
+    assert!(
+        m.contains("0x0..=0xffffffff") && m.contains("alloc_iova"),
+        "{m}"
+    );
+    assert_eq!(fake.calls().0, 0);
+    // Allocated after attach, the IOVA fits and maps.
+    let late = c.alloc_iova(MB2, MB2).expect("in range");
+    assert!(late < 1 << 32);
+    p.dma_map(VA, late, MB2).expect("map");
+    p.dma_unmap(VA, late, MB2).expect("unmap");
 }

@@ -292,15 +292,19 @@ impl VfioContainerMapper {
     /// Return an allocation made by [`alloc_iova`](Self::alloc_iova).
     ///
     /// # Errors
-    /// [`DmaError::Busy`] while a mapping uses it, [`DmaError::InvalidRange`]
-    /// when `(iova, len)` is not exactly one allocation.
+    /// [`DmaError::InvalidRange`] while a mapping uses it or when `(iova, len)`
+    /// is not exactly one allocation.
     pub fn free_iova(&self, iova: u64, len: u64) -> Result<(), DmaError> {
         let mut st = lock(&self.state);
         let r = DmaRange::new(0, iova, len);
         if let Some(m) = st.overlapping_iova(&r) {
-            return Err(DmaError::Busy {
-                range: m.range,
-                pins: m.users.len() as u32,
+            return Err(DmaError::InvalidRange {
+                range: r,
+                reason: format!(
+                    "the IOVAs are still mapped ({}) by port(s) {}; dma_unmap on every port first",
+                    m.range,
+                    m.users.join(", ")
+                ),
             });
         }
         if st.alloc.free(iova, len) {
