@@ -41,6 +41,17 @@ pub enum XdpError {
         /// The errno.
         source: io::Error,
     },
+    /// A socket over the same UMEM already owns this (device, queue): one socket per queue.
+    #[error(
+        "ifindex {ifindex} queue {queue} is already bound by a socket over this UMEM; \
+         use one socket per (device, queue) and drop the old one first"
+    )]
+    QueueInUse {
+        /// Device index.
+        ifindex: u32,
+        /// Queue id.
+        queue: u32,
+    },
     /// A network device name that does not exist in this network namespace.
     #[error("network device {name:?} not found in the current network namespace")]
     NoSuchDevice {

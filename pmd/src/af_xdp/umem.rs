@@ -113,6 +113,14 @@ impl UmemConfig {
     }
 }
 
+/// A socket bound over a [`Umem`].
+#[derive(Debug)]
+pub(crate) struct Member {
+    pub fd: Weak<OwnedFd>,
+    pub ifindex: u32,
+    pub queue: u32,
+}
+
 /// A UMEM area shared by AF_XDP sockets. Create it once per memory region,
 /// wrap it in an `Arc`, and bind every socket (any device, any queue) with it.
 ///
@@ -124,7 +132,7 @@ impl UmemConfig {
 pub struct Umem {
     cfg: UmemConfig,
     /// Sockets currently using this UMEM; any live one can be shared.
-    members: Mutex<Vec<Weak<OwnedFd>>>,
+    members: Mutex<Vec<Member>>,
 }
 
 impl Umem {
@@ -204,7 +212,7 @@ impl Umem {
     }
 
     /// The member list, locked: binds hold it so two sockets never both register the memory.
-    pub(crate) fn members(&self) -> std::sync::MutexGuard<'_, Vec<Weak<OwnedFd>>> {
+    pub(crate) fn members(&self) -> std::sync::MutexGuard<'_, Vec<Member>> {
         self.members.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -8,7 +8,7 @@
 
 use super::error::{hint_bind, hint_common, XdpError};
 use super::ring::{CompRing, FillRing, RingOffsets, RingSize, RxRing, TxRing};
-use super::umem::Umem;
+use super::umem::{Member, Umem};
 use std::io;
 use std::mem::size_of;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -319,7 +319,8 @@ impl XskSocket {
     /// previous socket on the same queue is asynchronous.
     ///
     /// # Errors
-    /// [`XdpError::Config`] for bad ring sizes, [`XdpError::ZeroCopyUnsupported`]
+    /// [`XdpError::Config`] for bad ring sizes, [`XdpError::QueueInUse`] when a
+    /// socket over this UMEM already owns `(ifindex, queue)`, [`XdpError::ZeroCopyUnsupported`]
     /// when zero-copy was required and is unavailable (also when joining a copy-mode
     /// UMEM), [`XdpError::Sys`] with a hint otherwise.
     pub fn bind(
@@ -352,8 +353,14 @@ impl XskSocket {
         let s = fd.as_raw_fd();
 
         let mut members = umem.members();
-        members.retain(|w| w.strong_count() > 0);
-        let share = members.iter().find_map(std::sync::Weak::upgrade);
+        members.retain(|m| m.fd.strong_count() > 0);
+        if members
+            .iter()
+            .any(|m| m.ifindex == ifindex && m.queue == queue)
+        {
+            return Err(XdpError::QueueInUse { ifindex, queue });
+        }
+        let share = members.iter().find_map(|m| m.fd.upgrade());
         if share.is_none() {
             let c = umem.config();
             let reg = libc::xdp_umem_reg {
@@ -520,7 +527,11 @@ impl XskSocket {
                 source: io::Error::from_raw_os_error(libc::EOPNOTSUPP),
             });
         }
-        members.push(Arc::downgrade(&fd));
+        members.push(Member {
+            fd: Arc::downgrade(&fd),
+            ifindex,
+            queue,
+        });
         drop(members);
         Ok(XskSocket {
             rx: XskRx {

@@ -1,0 +1,580 @@
+//! AF_XDP on real veth devices inside network namespaces created by the
+//! tests: the XDP loader in generic and native mode, a UMEM over a 2 MiB
+//! hugepage laid out like the mbuf pool, RX and TX byte-exact, shared UMEM
+//! forwarding across two devices without copies, and cleanup (no XDP program
+//! left after drop or SIGKILL, no namespace or veth left after the guard).
+//!
+//! Needs root and `ip`; elsewhere the tests skip (and fail under CI=true).
+//! Every traffic loop is bounded by a frame count and a deadline.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::hugepages::HugeArea;
+use support::netns::{self, Netns};
+use support::packet::{test_frame, test_seq, PacketSocket};
+use xfwd_mempool::caps;
+use xfwd_pmd::af_xdp::{
+    desc_base, desc_data, desc_encode, desc_offset, BindMode, BpfInsn, BusyPoll, Umem, UmemConfig,
+    XdpDesc, XdpError, XdpMode, XdpProgram, XdpRedirect, XskConfig, XskSocket, XDP_PACKET_HEADROOM,
+};
+use xfwd_pmd::netdev;
+
+/// Pool-like layout: objects 2304 B apart = [128 B mbuf header][128 B headroom][2048 B data].
+/// The UMEM chunk starts after the header.
+const OBJ: u64 = 2304;
+const HDR: u64 = 128;
+const CHUNK: u32 = 2048;
+const HEADROOM: u32 = 128;
+/// Bound on the wait for a detach (see `Netns::xdp_detached_within`).
+const DETACH: Duration = Duration::from_secs(2);
+const CHILD_ENV: &str = "XFWD_XDP_SIGKILL_CHILD_NETNS";
+
+fn chunk(i: u64) -> u64 {
+    i * OBJ + HDR
+}
+
+fn frame_len(seq: u32) -> usize {
+    60 + (seq as usize * 97) % 1441
+}
+
+fn env_ok(what: &str) -> bool {
+    caps::require_root(what) && caps::require_tool("ip", what)
+}
+
+fn huge(what: &str) -> Option<HugeArea> {
+    match HugeArea::new(1) {
+        Ok(a) => Some(a),
+        Err(e) => {
+            caps::require(false, what, &e);
+            None
+        }
+    }
+}
+
+fn umem_over(base: usize, len: usize) -> Arc<Umem> {
+    let cfg = UmemConfig {
+        base,
+        len,
+        chunk_size: CHUNK,
+        headroom: HEADROOM,
+    };
+    // SAFETY: the caller keeps the area mapped until every socket is dropped
+    // (the area is declared before, so dropped after, the sockets in each test).
+    unsafe { Umem::new(cfg) }.expect("valid UMEM geometry")
+}
+
+fn zero_desc() -> XdpDesc {
+    XdpDesc {
+        addr: 0,
+        len: 0,
+        options: 0,
+    }
+}
+
+fn small_cfg() -> XskConfig {
+    XskConfig {
+        rx_size: 1024,
+        tx_size: 1024,
+        fill_size: 2048,
+        comp_size: 1024,
+        ..XskConfig::default()
+    }
+}
+
+/// Attach in `mode`, receive frames sent by AF_PACKET on the peer, byte-exact.
+fn xsk_receives_byte_exact(mode: XdpMode, what: &str) {
+    if !env_ok(what) {
+        return;
+    }
+    let Some(area) = huge(what) else { return };
+    let ns = Netns::new("rx");
+    ns.veth("veth0", &ns, "veth1");
+    const N: u32 = 256;
+    let umem = umem_over(area.base(), area.len());
+    let (xdp, mut xsk, pkt, mac0, mac1) = ns.run(|| {
+        let if0 = netdev::ifindex("veth0").unwrap();
+        let if1 = netdev::ifindex("veth1").unwrap();
+        let xdp = XdpRedirect::attach(if0, 1, mode).unwrap();
+        let xsk = XskSocket::bind(&umem, if0, 0, &small_cfg()).unwrap();
+        xdp.map().insert(0, xsk.as_raw_fd()).unwrap();
+        let pkt = PacketSocket::bind(if1);
+        (
+            xdp,
+            xsk,
+            pkt,
+            netdev::mac("veth0").unwrap(),
+            netdev::mac("veth1").unwrap(),
+        )
+    });
+    let shown = ns.xdp_attached("veth0");
+    let expect = if mode == XdpMode::Drv {
+        "xdp"
+    } else {
+        "xdpgeneric"
+    };
+    assert_eq!(
+        shown.as_deref(),
+        Some(expect),
+        "ip link shows the program in {mode:?} mode"
+    );
+    assert!(
+        !xsk.info().zero_copy,
+        "veth has no zero-copy: XDP_OPTIONS must say copy"
+    );
+    assert!(!xsk.info().shared_umem);
+
+    let fills: Vec<u64> = (0..512).map(chunk).collect();
+    assert_eq!(xsk.rx_mut().fill.produce(&fills), fills.len());
+    let sent: Vec<Vec<u8>> = (0..N)
+        .map(|s| test_frame(mac0, mac1, s, frame_len(s)))
+        .collect();
+    for f in &sent {
+        pkt.send(f);
+    }
+    let mut got = Vec::new();
+    let mut descs = [zero_desc(); 64];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while got.len() < N as usize && Instant::now() < deadline {
+        let rx = xsk.rx_mut();
+        let n = rx.rx.consume(&mut descs);
+        if n == 0 {
+            rx.wakeup().unwrap();
+            rx.poll(Duration::from_millis(10)).unwrap();
+            continue;
+        }
+        let mut refill = Vec::with_capacity(n);
+        for d in &descs[..n] {
+            let base = desc_base(d.addr);
+            assert!(
+                fills.contains(&base),
+                "RX low bits {base:#x} are the posted chunk"
+            );
+            assert_eq!(desc_offset(d.addr), (HEADROOM + XDP_PACKET_HEADROOM) as u64);
+            let bytes = area.read(desc_data(d.addr) as usize, d.len as usize);
+            if test_seq(&bytes).is_some() {
+                got.push(bytes);
+            }
+            refill.push(base);
+        }
+        assert_eq!(
+            rx.fill.produce(&refill),
+            n,
+            "fill ring has room for recycled chunks"
+        );
+    }
+    assert_eq!(got.len(), N as usize, "all frames received within 5 s");
+    assert!(got == sent, "frames byte-exact and in order");
+    let st = xsk.stats().unwrap();
+    assert_eq!((st.rx_invalid_descs, st.rx_dropped), (0, 0), "{st:?}");
+
+    xdp.map().remove(0).unwrap();
+    drop(xsk);
+    drop(xdp);
+    assert!(
+        ns.xdp_detached_within("veth0", DETACH),
+        "the link's drop detached the program"
+    );
+}
+
+#[test]
+fn xsk_receives_byte_exact_generic_mode() {
+    xsk_receives_byte_exact(XdpMode::Skb, "AF_XDP RX in skb mode");
+}
+
+#[test]
+fn xsk_receives_byte_exact_native_mode() {
+    xsk_receives_byte_exact(XdpMode::Drv, "AF_XDP RX in drv mode");
+}
+
+#[test]
+fn xsk_transmits_byte_exact_and_completes_addresses_verbatim() {
+    let what = "AF_XDP TX";
+    if !env_ok(what) {
+        return;
+    }
+    let Some(area) = huge(what) else { return };
+    let ns = Netns::new("tx");
+    ns.veth("veth0", &ns, "veth1");
+    const N: u32 = 200; // > 32: copy mode needs several kicks
+    let umem = umem_over(area.base(), area.len());
+    let (mut xsk, pkt, mac0, mac1) = ns.run(|| {
+        let if0 = netdev::ifindex("veth0").unwrap();
+        let xsk = XskSocket::bind(&umem, if0, 0, &small_cfg()).unwrap();
+        let pkt = PacketSocket::bind(netdev::ifindex("veth1").unwrap());
+        (
+            xsk,
+            pkt,
+            netdev::mac("veth0").unwrap(),
+            netdev::mac("veth1").unwrap(),
+        )
+    });
+    let sent: Vec<Vec<u8>> = (0..N)
+        .map(|s| test_frame(mac1, mac0, s, frame_len(s)))
+        .collect();
+    let descs: Vec<XdpDesc> = sent
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let base = chunk(i as u64);
+            area.write((base + 64) as usize, f);
+            // Both address forms are valid in unaligned mode: plain and offset-encoded.
+            let addr = if i % 2 == 0 {
+                base + 64
+            } else {
+                desc_encode(base, 64)
+            };
+            XdpDesc {
+                addr,
+                len: f.len() as u32,
+                options: 0,
+            }
+        })
+        .collect();
+    let tx = xsk.tx_mut();
+    assert_eq!(tx.tx.produce(&descs), N as usize);
+    assert_eq!(tx.flush(1000).unwrap(), 0, "kick loop drained the TX ring");
+    let mut comps = Vec::new();
+    let mut buf = [0u64; 64];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while comps.len() < N as usize && Instant::now() < deadline {
+        let n = tx.comp.consume(&mut buf);
+        comps.extend_from_slice(&buf[..n]);
+        if n == 0 {
+            tx.kick().unwrap();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let posted: Vec<u64> = descs.iter().map(|d| d.addr).collect();
+    assert_eq!(
+        comps, posted,
+        "completions return the TX addresses verbatim, in order"
+    );
+    let got = pkt.recv_frames(N as usize, Duration::from_secs(5));
+    assert_eq!(got.len(), N as usize, "peer received every frame");
+    assert!(got == sent, "frames byte-exact and in order");
+    assert_eq!(xsk.stats().unwrap().tx_invalid_descs, 0);
+}
+
+/// gen netns (g0) → d0 [XSK A, owner of the UMEM] ⇒ descriptor move ⇒ d1 [XSK B,
+/// shared UMEM] → sink netns (s1). No byte of a frame is copied in user space.
+fn shared_umem_forward(mode: XdpMode, what: &str) {
+    if !env_ok(what) {
+        return;
+    }
+    let Some(area) = huge(what) else { return };
+    let gen = Netns::new("gen");
+    let dut = Netns::new("dut");
+    let sink = Netns::new("sink");
+    gen.veth("g0", &dut, "d0");
+    dut.veth("d1", &sink, "s1");
+    const N: u32 = 300;
+    let umem = umem_over(area.base(), area.len());
+    let (xdp, mut a, mut b, mac_d0) = dut.run(|| {
+        let d0 = netdev::ifindex("d0").unwrap();
+        let d1 = netdev::ifindex("d1").unwrap();
+        let xdp = XdpRedirect::attach(d0, 1, mode).unwrap();
+        let a = XskSocket::bind(&umem, d0, 0, &small_cfg()).unwrap();
+        // Flags are inherited when sharing; asking for copy again must not break it.
+        let b = XskSocket::bind(&umem, d1, 0, &small_cfg()).unwrap();
+        xdp.map().insert(0, a.as_raw_fd()).unwrap();
+        (xdp, a, b, netdev::mac("d0").unwrap())
+    });
+    assert!(
+        !a.info().shared_umem && b.info().shared_umem,
+        "B joined A's UMEM"
+    );
+    assert_eq!(a.info().zero_copy, b.info().zero_copy, "mode is inherited");
+    let g_pkt = gen.run(|| PacketSocket::bind(netdev::ifindex("g0").unwrap()));
+    let s_pkt = sink.run(|| PacketSocket::bind(netdev::ifindex("s1").unwrap()));
+    let g_mac = gen.run(|| netdev::mac("g0").unwrap());
+    let sent: Vec<Vec<u8>> = (0..N)
+        .map(|s| test_frame(mac_d0, g_mac, s, frame_len(s)))
+        .collect();
+
+    let fills: Vec<u64> = (0..800).map(chunk).collect();
+    assert_eq!(a.rx_mut().fill.produce(&fills), fills.len());
+
+    let (got, forwarded, rx_addrs, comp_addrs) = std::thread::scope(|s| {
+        let sink_t = s.spawn(|| s_pkt.recv_frames(N as usize, Duration::from_secs(10)));
+        let sent_ref = &sent;
+        let gen_t = s.spawn(move || {
+            for (i, f) in sent_ref.iter().enumerate() {
+                g_pkt.send(f);
+                if i % 32 == 31 {
+                    std::thread::sleep(Duration::from_millis(2)); // stay below the forwarder's pace
+                }
+            }
+        });
+        // The forwarder: RX descriptors of A become TX descriptors of B as they are.
+        let mut descs = [zero_desc(); 64];
+        let mut comps = [0u64; 64];
+        let (mut forwarded, mut rx_addrs, mut comp_addrs) = (0usize, Vec::new(), Vec::new());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while (forwarded < N as usize || comp_addrs.len() < forwarded) && Instant::now() < deadline
+        {
+            let n = a.rx_mut().rx.consume(&mut descs);
+            if n > 0 {
+                rx_addrs.extend(descs[..n].iter().map(|d| d.addr));
+                forwarded += n;
+                let mut put = 0;
+                while put < n && Instant::now() < deadline {
+                    put += b.tx_mut().tx.produce(&descs[put..n]);
+                    b.tx_mut().flush(64).unwrap();
+                }
+            }
+            let tx = b.tx_mut();
+            tx.flush(64).unwrap();
+            let c = tx.comp.consume(&mut comps);
+            comp_addrs.extend_from_slice(&comps[..c]);
+            // Recycle to A's fill ring: recompute the chunk base (drop the offset bits).
+            let bases: Vec<u64> = comps[..c].iter().map(|&x| desc_base(x)).collect();
+            assert_eq!(a.rx_mut().fill.produce(&bases), c);
+            if n == 0 && c == 0 {
+                a.rx_mut().poll(Duration::from_millis(1)).unwrap();
+            }
+        }
+        gen_t.join().unwrap();
+        (sink_t.join().unwrap(), forwarded, rx_addrs, comp_addrs)
+    });
+    assert_eq!(forwarded, N as usize, "forwarded every frame within 10 s");
+    assert_eq!(got.len(), N as usize, "sink received every frame");
+    assert!(got == sent, "frames byte-exact and in order at the sink");
+    assert_eq!(
+        comp_addrs, rx_addrs,
+        "B completed exactly the buffers A received: zero copies"
+    );
+    let (sa, sb) = (a.stats().unwrap(), b.stats().unwrap());
+    assert_eq!(
+        (sa.rx_dropped, sa.rx_invalid_descs, sb.tx_invalid_descs),
+        (0, 0, 0),
+        "{sa:?} {sb:?}"
+    );
+
+    xdp.map().remove(0).unwrap();
+    drop((a, b, xdp));
+    assert!(dut.xdp_detached_within("d0", DETACH));
+}
+
+#[test]
+fn shared_umem_forwards_across_devices_without_copies_generic_mode() {
+    shared_umem_forward(XdpMode::Skb, "AF_XDP shared UMEM forward, skb mode");
+}
+
+#[test]
+fn shared_umem_forwards_across_devices_without_copies_native_mode() {
+    shared_umem_forward(XdpMode::Drv, "AF_XDP shared UMEM forward, drv mode");
+}
+
+#[test]
+fn native_mode_on_veth_with_jumbo_peer_mtu_is_refused_with_a_hint() {
+    let what = "XDP native attach MTU limit";
+    if !env_ok(what) {
+        return;
+    }
+    let ns = Netns::new("mtu");
+    ns.veth("veth0", &ns, "veth1");
+    ns.ip(&["link", "set", "veth1", "mtu", "9000"]);
+    ns.run(|| {
+        let if0 = netdev::ifindex("veth0").unwrap();
+        assert_eq!(netdev::mtu("veth1").unwrap(), 9000);
+        let err = XdpRedirect::attach(if0, 1, XdpMode::Drv).unwrap_err();
+        assert_eq!(err.errno(), Some(libc::ERANGE), "{err}");
+        assert!(err.to_string().contains("MTU"), "{err}");
+        let generic =
+            XdpRedirect::attach(if0, 1, XdpMode::Skb).expect("generic mode has no MTU limit");
+        assert_eq!(ns.xdp_attached("veth0").as_deref(), Some("xdpgeneric"));
+        drop(generic);
+    });
+    assert!(ns.xdp_detached_within("veth0", DETACH));
+}
+
+#[test]
+fn verifier_log_is_returned_when_a_program_is_refused() {
+    if !caps::require_root("BPF_PROG_LOAD") {
+        return;
+    }
+    // `exit` with r0 never written: the verifier refuses it.
+    let err = XdpProgram::load("bad", &[BpfInsn::new(0x95, 0, 0, 0, 0)], 0).unwrap_err();
+    match &err {
+        XdpError::Verifier { log, .. } => assert!(log.contains("R0"), "log: {log}"),
+        other => panic!("expected a verifier error, got {other}"),
+    }
+}
+
+#[test]
+fn socket_options_modes_stats_and_busy_queue_are_reported() {
+    let what = "AF_XDP socket options";
+    if !env_ok(what) {
+        return;
+    }
+    let Some(area) = huge(what) else { return };
+    let ns = Netns::new("opts");
+    ns.veth("veth0", &ns, "veth1");
+    let umem = umem_over(area.base(), area.len());
+    ns.run(|| {
+        let if0 = netdev::ifindex("veth0").unwrap();
+        assert_eq!(
+            netdev::queues("veth0").unwrap(),
+            netdev::Queues { rx: 1, tx: 1 }
+        );
+        assert_eq!(netdev::mtu("veth0").unwrap(), 1500);
+        let zc = XskConfig {
+            mode: BindMode::ZeroCopy,
+            ..small_cfg()
+        };
+        let err = XskSocket::bind(&umem, if0, 0, &zc).unwrap_err();
+        assert!(matches!(err, XdpError::ZeroCopyUnsupported { .. }), "{err}");
+        let bad = XskConfig {
+            rx_size: 1000,
+            ..small_cfg()
+        };
+        assert!(matches!(
+            XskSocket::bind(&umem, if0, 0, &bad),
+            Err(XdpError::Config(_))
+        ));
+        let cfg = XskConfig {
+            mode: BindMode::Copy,
+            busy_poll: Some(BusyPoll {
+                usecs: 20,
+                budget: 64,
+                prefer: true,
+            }),
+            ..small_cfg()
+        };
+        let xsk = XskSocket::bind(&umem, if0, 0, &cfg).unwrap();
+        assert!(!xsk.info().zero_copy && !xsk.info().shared_umem);
+        assert_eq!(xsk.stats().unwrap(), Default::default());
+        // A second socket on the same (device, queue) is refused with a clear error,
+        // over the same UMEM (caught before the kernel) and over another one (EBUSY).
+        let err = XskSocket::bind(&umem, if0, 0, &small_cfg()).unwrap_err();
+        assert!(
+            matches!(err, XdpError::QueueInUse { queue: 0, .. }),
+            "{err}"
+        );
+        let other = support::hugepages::Anon4k::new(1 << 20);
+        let umem2 = umem_over(other.base(), other.len());
+        let err = XskSocket::bind(&umem2, if0, 0, &small_cfg()).unwrap_err();
+        assert_eq!(err.errno(), Some(libc::EBUSY), "{err}");
+        assert!(err.to_string().contains("already bound"), "{err}");
+        // Queue 1 does not exist on a single-queue veth.
+        assert!(XskSocket::bind(&umem, if0, 1, &small_cfg()).is_err());
+        drop(xsk);
+        // The queue is free again once the socket is gone (bind retries the async teardown).
+        let again = XskSocket::bind(&umem, if0, 0, &small_cfg()).unwrap();
+        assert!(
+            !again.info().shared_umem,
+            "all members gone: the UMEM registers afresh"
+        );
+    });
+}
+
+#[test]
+fn no_xdp_program_left_after_sigkill() {
+    if let Ok(name) = std::env::var(CHILD_ENV) {
+        return sigkill_child(&name);
+    }
+    let what = "XDP cleanup after SIGKILL";
+    if !env_ok(what) {
+        return;
+    }
+    let ns = Netns::new("kill");
+    ns.veth("veth0", &ns, "veth1");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "no_xdp_program_left_after_sigkill",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, ns.name())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn the test binary as the attaching child");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains("XFWD-CHILD-READY") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let ready = rx.recv_timeout(Duration::from_secs(30));
+    let attached = ns.xdp_attached("veth0");
+    child.kill().expect("SIGKILL the child"); // Child::kill sends SIGKILL
+    let status = child.wait().unwrap();
+    let _ = reader.join();
+    assert!(ready.is_ok(), "child did not attach within 30 s");
+    assert_eq!(
+        attached.as_deref(),
+        Some("xdp"),
+        "child's program was attached"
+    );
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    assert!(
+        ns.xdp_detached_within("veth0", Duration::from_secs(5)),
+        "the kernel detached the dead child's link"
+    );
+    // The queue and the device are free: attach and bind again.
+    let mem = support::hugepages::Anon4k::new(1 << 20);
+    let umem = umem_over(mem.base(), mem.len());
+    ns.run(|| {
+        let if0 = netdev::ifindex("veth0").unwrap();
+        let xdp = XdpRedirect::attach(if0, 1, XdpMode::Drv).unwrap();
+        let xsk = XskSocket::bind(&umem, if0, 0, &small_cfg()).unwrap();
+        xdp.map().insert(0, xsk.as_raw_fd()).unwrap();
+    });
+    assert!(ns.xdp_detached_within("veth0", DETACH));
+}
+
+/// The child side: attach, bind, say so, then wait to be killed (bounded).
+fn sigkill_child(ns_name: &str) {
+    netns::enter_named(ns_name);
+    let mem = support::hugepages::Anon4k::new(1 << 20);
+    let umem = umem_over(mem.base(), mem.len());
+    let if0 = netdev::ifindex("veth0").unwrap();
+    let xdp = XdpRedirect::attach(if0, 1, XdpMode::Drv).unwrap();
+    let xsk = XskSocket::bind(&umem, if0, 0, &small_cfg()).unwrap();
+    xdp.map().insert(0, xsk.as_raw_fd()).unwrap();
+    println!("XFWD-CHILD-READY");
+    std::thread::sleep(Duration::from_secs(30));
+    drop((xsk, xdp));
+}
+
+#[test]
+fn netns_guard_removes_namespace_and_veth_on_drop_and_on_panic() {
+    if !env_ok("netns guard") {
+        return;
+    }
+    let ns = Netns::new("guard");
+    let peer = Netns::new("guardpeer");
+    ns.veth("veth0", &peer, "veth1");
+    let (a, b) = (ns.name().to_string(), peer.name().to_string());
+    assert!(netns::list().contains(&a) && netns::list().contains(&b));
+    assert!(ns.has_link("veth0") && peer.has_link("veth1"));
+    drop(ns);
+    assert!(!netns::list().contains(&a));
+    assert!(
+        !peer.has_link("veth1"),
+        "deleting one end's netns removed the pair"
+    );
+    drop(peer);
+    assert!(!netns::list().contains(&b));
+
+    let name = std::panic::catch_unwind(|| {
+        let ns = Netns::new("panic");
+        ns.veth("veth0", &ns, "veth1");
+        std::panic::panic_any(ns.name().to_string());
+    })
+    .unwrap_err();
+    let name = name.downcast_ref::<String>().unwrap();
+    assert!(
+        !netns::list().contains(name),
+        "{name} removed while unwinding"
+    );
+}
