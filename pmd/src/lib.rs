@@ -11,9 +11,11 @@ pub mod af_xdp;
 pub mod devargs;
 pub mod dma;
 pub mod error;
+pub mod fault;
 #[allow(unsafe_code)]
 pub mod netdev;
 pub mod null;
+pub mod pcap;
 pub mod port;
 #[allow(unsafe_code)]
 pub mod ring;
@@ -25,7 +27,7 @@ pub use port::{Link, Port, PortConf, PortId, PortInfo, PortQueues, RxQueue, TxQu
 pub use stats::{PortStats, QueueStats};
 
 /// Drivers [`probe`] knows.
-pub const DRIVERS: &[&str] = &["null", "ring"];
+pub const DRIVERS: &[&str] = &["null", "ring", "pcap"];
 
 /// Create a port from devargs (`null:`, `ring:NAME`, `pcap:rx=..,tx=..`, …).
 ///
@@ -37,6 +39,7 @@ pub fn probe(devargs: &str) -> Result<Box<dyn Port>, PortError> {
     Ok(match d.driver.as_str() {
         "null" | "net_null" => Box::new(null::NullPort::probe(&d)?),
         "ring" | "net_ring" => Box::new(ring::RingPort::probe(&d)?),
+        "pcap" | "net_pcap" => Box::new(pcap::PcapPort::probe(&d)?),
         other => {
             return Err(PortError::UnknownDriver {
                 driver: other.to_string(),
