@@ -158,14 +158,25 @@ pub fn apply(
         let out = hugepages::mount(fs, mounter, &m.path, size_opt(&m.page_size), owner)?;
         report.mounts.push(out);
     }
+    // Devices going to the same driver are bound in one call, so the IOMMU-group check sees
+    // every device of a group that the file binds (one at a time, the first would be refused).
+    let mut batches: Vec<(&str, bool, Vec<String>)> = Vec::new();
     for d in &cfg.device {
+        match batches
+            .iter_mut()
+            .find(|(drv, force, _)| *drv == d.driver && *force == d.force)
+        {
+            Some((_, _, names)) => names.push(d.device.clone()),
+            None => batches.push((&d.driver, d.force, vec![d.device.clone()])),
+        }
+    }
+    for (driver, force, names) in batches {
         let opts = BindOptions {
-            force: d.force,
+            force,
             uid: cfg.vfio.uid,
             gid: cfg.vfio.gid,
         };
-        let out = devbind::bind(fs, std::slice::from_ref(&d.device), &d.driver, &opts)?;
-        report.devices.extend(out);
+        report.devices.extend(devbind::bind(fs, &names, driver, &opts)?);
     }
     Ok(report)
 }

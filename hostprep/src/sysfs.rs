@@ -60,7 +60,7 @@ impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Action::Write { path, data } => {
-                write!(f, "write {:?} > {}", data.trim_end(), path.display())
+                write!(f, "write {data:?} > {}", path.display())
             }
             Action::Chown { path, uid, gid } => {
                 let id = |v: &Option<u32>| v.map_or("-".to_string(), |v| v.to_string());
