@@ -200,7 +200,10 @@ pub fn run(cli: &Cli, fs: &dyn Sysfs, mounter: &dyn Mounter) -> i32 {
     match execute(cli, fs, mounter) {
         Ok((value, text)) => {
             if cli.json {
-                println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&value).unwrap_or_default()
+                );
             } else {
                 print!("{text}");
             }
@@ -243,7 +246,11 @@ fn execute(cli: &Cli, fs: &dyn Sysfs, mounter: &dyn Mounter) -> Result<Output, H
             let mut text = actions_text(fs);
             text.push_str(&reservations_text(&r.reservations));
             for m in &r.mounts {
-                text.push_str(&format!("hugetlbfs on {} ({})\n", m.path.display(), m.options));
+                text.push_str(&format!(
+                    "hugetlbfs on {} ({})\n",
+                    m.path.display(),
+                    m.options
+                ));
             }
             text.push_str(&outcomes_text(&r.devices));
             Ok((with_actions(fs, json!(r)), text))
@@ -336,11 +343,24 @@ pub fn status_text(s: &Status) -> String {
         l
     };
     let pick = |c: Category| -> Vec<String> {
-        s.devices.iter().filter(|d| d.category == c).map(line).collect()
+        s.devices
+            .iter()
+            .filter(|d| d.category == c)
+            .map(line)
+            .collect()
     };
-    let mut t = section("Network devices using a DPDK-compatible driver", &pick(Category::Dpdk));
-    t.push_str(&section("Network devices using a kernel driver", &pick(Category::Kernel)));
-    t.push_str(&section("Other network devices (no driver)", &pick(Category::Unbound)));
+    let mut t = section(
+        "Network devices using a DPDK-compatible driver",
+        &pick(Category::Dpdk),
+    );
+    t.push_str(&section(
+        "Network devices using a kernel driver",
+        &pick(Category::Kernel),
+    ));
+    t.push_str(&section(
+        "Other network devices (no driver)",
+        &pick(Category::Unbound),
+    ));
     let mut io = vec![format!(
         "mode: {} ({} IOMMU groups), vfio-pci {}",
         serde_json::to_value(s.iommu.mode)
@@ -348,11 +368,19 @@ pub fn status_text(s: &Status) -> String {
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default(),
         s.iommu.groups,
-        if s.iommu.vfio_pci_loaded { "loaded" } else { "not loaded" }
+        if s.iommu.vfio_pci_loaded {
+            "loaded"
+        } else {
+            "not loaded"
+        }
     )];
     io.extend(s.iommu.problems.iter().cloned());
     for d in &s.devices {
-        if let Some(g) = d.iommu_group_status.as_ref().filter(|g| g.members.len() > 1 || !g.viable) {
+        if let Some(g) = d
+            .iommu_group_status
+            .as_ref()
+            .filter(|g| g.members.len() > 1 || !g.viable)
+        {
             let members: Vec<String> = g
                 .members
                 .iter()
@@ -362,7 +390,11 @@ pub fn status_text(s: &Status) -> String {
                 "group {} of {}: {}; members: {}",
                 g.number,
                 d.device.pci,
-                if g.viable { "viable" } else { "NOT viable for vfio" },
+                if g.viable {
+                    "viable"
+                } else {
+                    "NOT viable for vfio"
+                },
                 members.join(", ")
             ));
         }
@@ -374,7 +406,9 @@ pub fn status_text(s: &Status) -> String {
 fn reservations_text(r: &[Reservation]) -> String {
     r.iter()
         .map(|r| {
-            let node = r.node.map_or("all nodes".to_string(), |n| format!("node {n}"));
+            let node = r
+                .node
+                .map_or("all nodes".to_string(), |n| format!("node {n}"));
             format!(
                 "{node}: {} pages of {} asked, {} granted ({})\n",
                 r.asked,
@@ -389,7 +423,11 @@ fn reservations_text(r: &[Reservation]) -> String {
 /// The `hugepages show` text.
 pub fn huge_status_text(s: &HugeStatus) -> String {
     let mut t = String::from("Node Pages Free  Size Total\n");
-    let pools = if s.nodes.is_empty() { &s.sizes } else { &s.nodes };
+    let pools = if s.nodes.is_empty() {
+        &s.sizes
+    } else {
+        &s.nodes
+    };
     for p in pools {
         let node = p.node.map_or("-".to_string(), |n| n.to_string());
         t.push_str(&format!(
@@ -397,7 +435,11 @@ pub fn huge_status_text(s: &HugeStatus) -> String {
             p.total,
             p.free,
             format_size(p.page_size),
-            if p.total == 0 { "0".to_string() } else { format_size(p.total * p.page_size) }
+            if p.total == 0 {
+                "0".to_string()
+            } else {
+                format_size(p.total * p.page_size)
+            }
         ));
     }
     if let Some(d) = s.default_page_size {
@@ -412,14 +454,19 @@ pub fn huge_status_text(s: &HugeStatus) -> String {
     t
 }
 
-fn hugepages_cmd(a: &HugeAction, fs: &dyn Sysfs, mounter: &dyn Mounter) -> Result<Output, HostError> {
+fn hugepages_cmd(
+    a: &HugeAction,
+    fs: &dyn Sysfs,
+    mounter: &dyn Mounter,
+) -> Result<Output, HostError> {
     match a {
         HugeAction::Show => {
             let s = hugepages::show(fs);
             Ok((json!(s), huge_status_text(&s)))
         }
         HugeAction::Reserve(r) => {
-            let res = hugepages::reserve(fs, parse_size(&r.size)?, size_arg(&r.page_size)?, r.node)?;
+            let res =
+                hugepages::reserve(fs, parse_size(&r.size)?, size_arg(&r.page_size)?, r.node)?;
             let text = format!("{}{}", actions_text(fs), reservations_text(&res));
             Ok((with_actions(fs, json!({ "reservations": res })), text))
         }
@@ -430,13 +477,19 @@ fn hugepages_cmd(a: &HugeAction, fs: &dyn Sysfs, mounter: &dyn Mounter) -> Resul
         }
         HugeAction::Mount(m) => {
             let mode = match &m.mode {
-                Some(s) => Some(u32::from_str_radix(s, 8).map_err(|_| HostError::InvalidSize {
-                    input: s.clone(),
-                    why: "mode must be octal, e.g. 770".into(),
-                })?),
+                Some(s) => Some(
+                    u32::from_str_radix(s, 8).map_err(|_| HostError::InvalidSize {
+                        input: s.clone(),
+                        why: "mode must be octal, e.g. 770".into(),
+                    })?,
+                ),
                 None => None,
             };
-            let owner = MountOwner { uid: m.uid, gid: m.gid, mode };
+            let owner = MountOwner {
+                uid: m.uid,
+                gid: m.gid,
+                mode,
+            };
             let out = hugepages::mount(fs, mounter, &m.dir, size_arg(&m.page_size)?, owner)?;
             let text = format!(
                 "{}hugetlbfs {}on {} ({})\n",
@@ -452,17 +505,30 @@ fn hugepages_cmd(a: &HugeAction, fs: &dyn Sysfs, mounter: &dyn Mounter) -> Resul
             let text = format!(
                 "{}{}\n",
                 actions_text(fs),
-                if done { format!("unmounted {dir}") } else { format!("{dir}: no hugetlbfs mounted there") }
+                if done {
+                    format!("unmounted {dir}")
+                } else {
+                    format!("{dir}: no hugetlbfs mounted there")
+                }
             );
             Ok((with_actions(fs, json!({ "unmounted": done })), text))
         }
-        HugeAction::Setup { reserve, dir, uid, gid } => {
+        HugeAction::Setup {
+            reserve,
+            dir,
+            uid,
+            gid,
+        } => {
             let page = hugepages::pick_page_size(fs, size_arg(&reserve.page_size)?)?;
             let bytes = parse_size(&reserve.size)?;
             hugepages::unmount(fs, mounter, dir)?;
             hugepages::clear(fs, Some(page))?;
             let res = hugepages::reserve(fs, bytes, Some(page), reserve.node)?;
-            let owner = MountOwner { uid: *uid, gid: *gid, mode: None };
+            let owner = MountOwner {
+                uid: *uid,
+                gid: *gid,
+                mode: None,
+            };
             let out = hugepages::mount(fs, mounter, dir, Some(page), owner)?;
             let text = format!(
                 "{}{}hugetlbfs on {} ({})\n",
@@ -471,7 +537,10 @@ fn hugepages_cmd(a: &HugeAction, fs: &dyn Sysfs, mounter: &dyn Mounter) -> Resul
                 out.path.display(),
                 out.options
             );
-            Ok((with_actions(fs, json!({ "reservations": res, "mount": out })), text))
+            Ok((
+                with_actions(fs, json!({ "reservations": res, "mount": out })),
+                text,
+            ))
         }
     }
 }

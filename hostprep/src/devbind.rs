@@ -343,7 +343,10 @@ pub fn unbind(
             Some(d) => {
                 fs.write(&format!("{}/unbind", pci::driver_path(d)), &dev.pci)?;
                 if dev.driver_override.is_some() {
-                    fs.write(&format!("{}/driver_override", pci::dev_path(&dev.pci)), "\n")?;
+                    fs.write(
+                        &format!("{}/driver_override", pci::dev_path(&dev.pci)),
+                        "\n",
+                    )?;
                 }
                 if !fs.dry_run() {
                     if let Some(still) = current_driver(fs, &dev.pci) {
@@ -368,11 +371,7 @@ pub fn unbind(
 ///
 /// # Errors
 /// [`HostError::VfioNodeMissing`] when the node does not exist, or the chown error.
-pub fn chown_vfio_node(
-    fs: &dyn Sysfs,
-    pci: &str,
-    opts: &BindOptions,
-) -> Result<String, HostError> {
+pub fn chown_vfio_node(fs: &dyn Sysfs, pci: &str, opts: &BindOptions) -> Result<String, HostError> {
     let group = fs
         .link_name(&format!("{}/iommu_group", pci::dev_path(pci)))
         .and_then(|g| g.parse::<u32>().ok());

@@ -102,8 +102,9 @@ impl HostConfig {
                 parse_size(p).map_err(|e| err(format!("mount.page_size: {e}")))?;
             }
             if let Some(mode) = &m.mode {
-                u32::from_str_radix(mode, 8)
-                    .map_err(|_| err(format!("mount.mode {mode:?} is not octal (e.g. \"0770\")")))?;
+                u32::from_str_radix(mode, 8).map_err(|_| {
+                    err(format!("mount.mode {mode:?} is not octal (e.g. \"0770\")"))
+                })?;
             }
         }
         Ok(cfg)
@@ -153,7 +154,10 @@ pub fn apply(
         let owner = MountOwner {
             uid: m.uid,
             gid: m.gid,
-            mode: m.mode.as_deref().and_then(|v| u32::from_str_radix(v, 8).ok()),
+            mode: m
+                .mode
+                .as_deref()
+                .and_then(|v| u32::from_str_radix(v, 8).ok()),
         };
         let out = hugepages::mount(fs, mounter, &m.path, size_opt(&m.page_size), owner)?;
         report.mounts.push(out);
@@ -176,7 +180,9 @@ pub fn apply(
             uid: cfg.vfio.uid,
             gid: cfg.vfio.gid,
         };
-        report.devices.extend(devbind::bind(fs, &names, driver, &opts)?);
+        report
+            .devices
+            .extend(devbind::bind(fs, &names, driver, &opts)?);
     }
     Ok(report)
 }

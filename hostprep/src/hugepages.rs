@@ -38,7 +38,9 @@ fn run(op: &'static str, target: &Path, cmd: &mut Command) -> Result<(), HostErr
         path: target.to_path_buf(),
         detail,
     };
-    let out = cmd.output().map_err(|e| err(format!("cannot run {op}: {e}")))?;
+    let out = cmd
+        .output()
+        .map_err(|e| err(format!("cannot run {op}: {e}")))?;
     if out.status.success() {
         Ok(())
     } else {
@@ -49,7 +51,8 @@ fn run(op: &'static str, target: &Path, cmd: &mut Command) -> Result<(), HostErr
 impl Mounter for CommandMounter {
     fn mount_hugetlbfs(&self, target: &Path, options: &str) -> Result<(), HostError> {
         let mut cmd = Command::new("mount");
-        cmd.args(["-t", "hugetlbfs", "-o", options, "nodev"]).arg(target);
+        cmd.args(["-t", "hugetlbfs", "-o", options, "nodev"])
+            .arg(target);
         run("mount", target, &mut cmd)
     }
 
@@ -139,22 +142,28 @@ pub fn nodes(fs: &dyn Sysfs, page_size: u64) -> Vec<u32> {
         .iter()
         .filter_map(|n| n.strip_prefix("node")?.parse().ok())
         .filter(|n| fs.exists(&node_pool_path(*n, page_size)))
-        .filter(|n| with_memory.as_deref().map_or(true, |m| in_cpulist(m, *n)))
+        .filter(|n| with_memory.as_deref().is_none_or(|m| in_cpulist(m, *n)))
         .collect();
     v.sort_unstable();
     v
 }
 
 fn node_pool_path(node: u32, page_size: u64) -> String {
-    format!("{NODES}/node{node}/hugepages/{}", dir_for_page_size(page_size))
+    format!(
+        "{NODES}/node{node}/hugepages/{}",
+        dir_for_page_size(page_size)
+    )
 }
 
 /// `n` is in a kernel list such as `0-3,8`.
 fn in_cpulist(list: &str, n: u32) -> bool {
-    list.split(',').any(|part| match part.trim().split_once('-') {
-        Some((a, b)) => a.parse().is_ok_and(|a: u32| a <= n) && b.parse().is_ok_and(|b: u32| n <= b),
-        None => part.trim().parse() == Ok(n),
-    })
+    list.split(',')
+        .any(|part| match part.trim().split_once('-') {
+            Some((a, b)) => {
+                a.parse().is_ok_and(|a: u32| a <= n) && b.parse().is_ok_and(|b: u32| n <= b)
+            }
+            None => part.trim().parse() == Ok(n),
+        })
 }
 
 /// Current pools and mounts.
@@ -185,7 +194,11 @@ pub fn pick_page_size(fs: &dyn Sysfs, page_size: Option<u64>) -> Result<u64, Hos
     let sizes = page_sizes(fs);
     let unsupported = |s: u64| HostError::UnsupportedPageSize {
         size: format_size(s),
-        available: sizes.iter().map(|&s| format_size(s)).collect::<Vec<_>>().join(", "),
+        available: sizes
+            .iter()
+            .map(|&s| format_size(s))
+            .collect::<Vec<_>>()
+            .join(", "),
     };
     let size = match page_size.or_else(|| default_page_size(fs)) {
         Some(s) => s,
@@ -213,7 +226,13 @@ pub struct Reservation {
     pub granted: u64,
 }
 
-fn set_pool(fs: &dyn Sysfs, dir: String, page: u64, node: Option<u32>, pages: u64) -> Result<Reservation, HostError> {
+fn set_pool(
+    fs: &dyn Sysfs,
+    dir: String,
+    page: u64,
+    node: Option<u32>,
+    pages: u64,
+) -> Result<Reservation, HostError> {
     let path = format!("{dir}/nr_hugepages");
     fs.write(&path, &format!("{pages}\n"))?;
     let granted = if fs.dry_run() {
@@ -252,7 +271,7 @@ pub fn reserve(
     node: Option<u32>,
 ) -> Result<Vec<Reservation>, HostError> {
     let page = pick_page_size(fs, page_size)?;
-    if bytes % page != 0 {
+    if !bytes.is_multiple_of(page) {
         return Err(HostError::NotMultiple {
             size: format_size(bytes),
             page: format_size(page),
@@ -280,7 +299,13 @@ pub fn reserve_pages(
                 available: format!("{numa:?}"),
             });
         }
-        return Ok(vec![set_pool(fs, node_pool_path(n, page), page, Some(n), pages)?]);
+        return Ok(vec![set_pool(
+            fs,
+            node_pool_path(n, page),
+            page,
+            Some(n),
+            pages,
+        )?]);
     }
     if numa.is_empty() {
         let dir = format!("{GLOBAL}/{}", dir_for_page_size(page));
@@ -338,7 +363,9 @@ pub fn mounts(fs: &dyn Sysfs) -> Vec<HugeMount> {
 }
 
 fn mounted_at(fs: &dyn Sysfs, target: &Path) -> Option<HugeMount> {
-    mounts(fs).into_iter().find(|m| Path::new(&m.path) == target)
+    mounts(fs)
+        .into_iter()
+        .find(|m| Path::new(&m.path) == target)
 }
 
 /// What a mount request did.

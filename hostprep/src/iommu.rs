@@ -128,7 +128,7 @@ fn member_ok(m: &GroupMember, becoming_vfio: &[String]) -> bool {
         || becoming_vfio.contains(&m.pci)
         || m.driver
             .as_deref()
-            .map_or(true, |d| VIABLE_DRIVERS.contains(&d))
+            .is_none_or(|d| VIABLE_DRIVERS.contains(&d))
 }
 
 /// Check that binding `becoming_vfio` to vfio-pci leaves `device`'s group viable.

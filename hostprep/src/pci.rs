@@ -261,8 +261,14 @@ mod tests {
 
     #[test]
     fn addresses_normalize() {
-        assert_eq!(normalize_address("01:00.0").as_deref(), Some("0000:01:00.0"));
-        assert_eq!(normalize_address("0000:AF:1f.7").as_deref(), Some("0000:af:1f.7"));
+        assert_eq!(
+            normalize_address("01:00.0").as_deref(),
+            Some("0000:01:00.0")
+        );
+        assert_eq!(
+            normalize_address("0000:AF:1f.7").as_deref(),
+            Some("0000:af:1f.7")
+        );
         assert_eq!(normalize_address("eth0"), None);
         assert_eq!(normalize_address("0000:01:00.8"), None);
         assert_eq!(normalize_address("1:00.0"), None);
@@ -271,8 +277,14 @@ mod tests {
     #[test]
     fn modalias_globs() {
         let alias = "pci:v00008086d0000100Esv*sd*bc*sc*i*";
-        assert!(glob_match(alias, "pci:v00008086d0000100Esv00008086sd00001234bc02sc00i00"));
-        assert!(!glob_match(alias, "pci:v00008086d0000100Fsv00008086sd00001234bc02sc00i00"));
+        assert!(glob_match(
+            alias,
+            "pci:v00008086d0000100Esv00008086sd00001234bc02sc00i00"
+        ));
+        assert!(!glob_match(
+            alias,
+            "pci:v00008086d0000100Fsv00008086sd00001234bc02sc00i00"
+        ));
         assert!(glob_match("a?c*", "abcdef"));
     }
 
@@ -287,6 +299,9 @@ mod tests {
             pci_ids_name(ids, "1af4", "1041").as_deref(),
             Some("Red Hat, Inc. Virtio 1.0 network device")
         );
-        assert_eq!(pci_ids_name(ids, "8086", "ffff").as_deref(), Some("Intel Corporation"));
+        assert_eq!(
+            pci_ids_name(ids, "8086", "ffff").as_deref(),
+            Some("Intel Corporation")
+        );
     }
 }

@@ -18,7 +18,9 @@ pub fn parse_size(input: &str) -> Result<u64, HostError> {
     if digits_end == 0 {
         return Err(bad("expected a number first"));
     }
-    let n: u64 = s[..digits_end].parse().map_err(|_| bad("number too large"))?;
+    let n: u64 = s[..digits_end]
+        .parse()
+        .map_err(|_| bad("number too large"))?;
     let suffix = s[digits_end..].trim().to_ascii_lowercase();
     let suffix = suffix
         .strip_suffix("ib")
@@ -32,7 +34,9 @@ pub fn parse_size(input: &str) -> Result<u64, HostError> {
         "t" => 40,
         _ => return Err(bad("unknown unit; use k, M, G or T")),
     };
-    let v = n.checked_mul(1u64 << shift).ok_or_else(|| bad("too large"))?;
+    let v = n
+        .checked_mul(1u64 << shift)
+        .ok_or_else(|| bad("too large"))?;
     if v == 0 {
         return Err(bad("must be greater than zero"));
     }
@@ -42,7 +46,7 @@ pub fn parse_size(input: &str) -> Result<u64, HostError> {
 /// Format bytes with the largest binary unit that divides them exactly (`2M`, `1G`, `4k`).
 pub fn format_size(bytes: u64) -> String {
     for (shift, unit) in [(40, "T"), (30, "G"), (20, "M"), (10, "k")] {
-        if bytes >= 1 << shift && bytes % (1 << shift) == 0 {
+        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
             return format!("{}{unit}", bytes >> shift);
         }
     }
@@ -51,7 +55,11 @@ pub fn format_size(bytes: u64) -> String {
 
 /// Page size in bytes from a sysfs directory name such as `hugepages-2048kB`.
 pub fn page_size_from_dir(name: &str) -> Option<u64> {
-    let kb: u64 = name.strip_prefix("hugepages-")?.strip_suffix("kB")?.parse().ok()?;
+    let kb: u64 = name
+        .strip_prefix("hugepages-")?
+        .strip_suffix("kB")?
+        .parse()
+        .ok()?;
     kb.checked_mul(1024)
 }
 

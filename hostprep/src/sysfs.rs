@@ -68,7 +68,11 @@ impl fmt::Display for Action {
             }
             Action::Mkdir { path } => write!(f, "mkdir -p {}", path.display()),
             Action::Mount { path, options } => {
-                write!(f, "mount -t hugetlbfs -o {options} nodev {}", path.display())
+                write!(
+                    f,
+                    "mount -t hugetlbfs -o {options} nodev {}",
+                    path.display()
+                )
             }
             Action::Unmount { path } => write!(f, "umount {}", path.display()),
         }

@@ -21,9 +21,8 @@ fn bin(root: &Path, args: &[&str]) -> Output {
 }
 
 fn json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout))
-    })
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 fn host() -> Tree {
@@ -52,8 +51,19 @@ fn status_json_has_the_documented_fields() {
     assert!(v["iommu"]["problems"].as_array().unwrap().is_empty());
     let d = &v["devices"][0];
     for field in [
-        "pci", "vendor", "device", "class", "name", "driver", "interfaces", "numa_node",
-        "iommu_group", "driver_override", "category", "active", "possible_drivers",
+        "pci",
+        "vendor",
+        "device",
+        "class",
+        "name",
+        "driver",
+        "interfaces",
+        "numa_node",
+        "iommu_group",
+        "driver_override",
+        "category",
+        "active",
+        "possible_drivers",
         "iommu_group_status",
     ] {
         assert!(d.get(field).is_some(), "missing {field} in {d}");
@@ -80,14 +90,33 @@ fn dry_run_prints_every_write_and_changes_nothing() {
     let before = t.snapshot();
     let out = bin(
         t.root(),
-        &["--dry-run", "devbind", "--force", "--bind", "vfio-pci", "eth1", "--uid", "1000"],
+        &[
+            "--dry-run",
+            "devbind",
+            "--force",
+            "--bind",
+            "vfio-pci",
+            "eth1",
+            "--uid",
+            "1000",
+        ],
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("would ")).collect();
     assert_eq!(lines.len(), 5, "{text}");
-    assert!(lines[0].starts_with("would write \"0000:01:00.0\" > "), "{text}");
-    assert!(lines[0].ends_with("sys/bus/pci/drivers/ixgbe/unbind"), "{text}");
+    assert!(
+        lines[0].starts_with("would write \"0000:01:00.0\" > "),
+        "{text}"
+    );
+    assert!(
+        lines[0].ends_with("sys/bus/pci/drivers/ixgbe/unbind"),
+        "{text}"
+    );
     assert!(lines[1].contains("\"vfio-pci\" >") && lines[1].ends_with("driver_override"));
     assert!(lines[2].ends_with("sys/bus/pci/drivers_probe"));
     assert!(lines[4].starts_with("would chown 1000:- ") && lines[4].ends_with("dev/vfio/7"));
@@ -96,7 +125,15 @@ fn dry_run_prints_every_write_and_changes_nothing() {
     // The same as JSON.
     let out = bin(
         t.root(),
-        &["--dry-run", "--json", "hugepages", "reserve", "10M", "--page-size", "2M"],
+        &[
+            "--dry-run",
+            "--json",
+            "hugepages",
+            "reserve",
+            "10M",
+            "--page-size",
+            "2M",
+        ],
     );
     let v = json(&out);
     assert_eq!(v["dry_run"], true);
@@ -117,7 +154,10 @@ fn errors_are_reported_with_exit_code_and_as_json() {
     assert_eq!(out.status.code(), Some(1));
     let v = json(&out);
     assert!(v["error"].as_str().unwrap().contains("is active"), "{v}");
-    let out = bin(t.root(), &["hugepages", "reserve", "3M", "--page-size", "2M"]);
+    let out = bin(
+        t.root(),
+        &["hugepages", "reserve", "3M", "--page-size", "2M"],
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a multiple"));
 }
 
@@ -132,10 +172,20 @@ fn hugepages_show_json_and_help_examples() {
         assert!(v["nodes"][0].get(f).is_some(), "missing {f}");
     }
     assert!(v["mounts"].as_array().unwrap().is_empty());
-    for sub in [&["devbind", "--help"][..], &["hugepages", "--help"], &["apply", "--help"]] {
-        let out = Command::new(env!("CARGO_BIN_EXE_xfwd-host")).args(sub).output().unwrap();
+    for sub in [
+        &["devbind", "--help"][..],
+        &["hugepages", "--help"],
+        &["apply", "--help"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_xfwd-host"))
+            .args(sub)
+            .output()
+            .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success() && text.contains("Example"), "{sub:?}: {text}");
+        assert!(
+            out.status.success() && text.contains("Example"),
+            "{sub:?}: {text}"
+        );
     }
 }
 
@@ -143,7 +193,10 @@ fn hugepages_show_json_and_help_examples() {
 fn script_wrappers_run_from_any_directory() {
     let t = host();
     let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts");
-    for (script, args) in [("devbind", &["--status", "--json"][..]), ("hugepages", &["show", "--json"])] {
+    for (script, args) in [
+        ("devbind", &["--status", "--json"][..]),
+        ("hugepages", &["show", "--json"]),
+    ] {
         let out = Command::new(scripts.join(script))
             .current_dir("/")
             .env("XFWD_HOST", env!("CARGO_BIN_EXE_xfwd-host"))
@@ -152,7 +205,11 @@ fn script_wrappers_run_from_any_directory() {
             .args(args)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         json(&out);
     }
 }
@@ -162,7 +219,10 @@ fn apply_dry_run_of_the_shipped_config() {
     let t = quiet_host();
     let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/host.toml");
     let before = t.snapshot();
-    let out = bin(t.root(), &["--dry-run", "--json", "apply", cfg.to_str().unwrap()]);
+    let out = bin(
+        t.root(),
+        &["--dry-run", "--json", "apply", cfg.to_str().unwrap()],
+    );
     let v = json(&out);
     assert!(out.status.success(), "{v}");
     assert_eq!(v["reservations"].as_array().unwrap().len(), 2);

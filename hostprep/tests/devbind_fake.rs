@@ -48,7 +48,10 @@ fn bind_moves_device_with_override_and_probe_then_clears_override() {
     assert_eq!(
         writes(&k, &t),
         vec![
-            ("/sys/bus/pci/drivers/ixgbe/unbind".to_string(), NIC0.to_string()),
+            (
+                "/sys/bus/pci/drivers/ixgbe/unbind".to_string(),
+                NIC0.to_string()
+            ),
             (dev.clone(), "vfio-pci".to_string()),
             ("/sys/bus/pci/drivers_probe".to_string(), NIC0.to_string()),
             (dev, "\n".to_string()),
@@ -56,13 +59,22 @@ fn bind_moves_device_with_override_and_probe_then_clears_override() {
     );
     // Binding again is a no-op with a notice.
     let again = devbind::bind(&k, &names(&[NIC0]), "vfio-pci", &BindOptions::default()).unwrap();
-    assert_eq!(again[0].skipped.as_deref(), Some("already bound to vfio-pci"));
+    assert_eq!(
+        again[0].skipped.as_deref(),
+        Some("already bound to vfio-pci")
+    );
 }
 
 #[test]
 fn bind_back_to_kernel_driver_and_unbind() {
     let (t, k) = kernel_nic_host();
-    devbind::bind(&k, &names(&["01:00.0"]), "vfio-pci", &BindOptions::default()).unwrap();
+    devbind::bind(
+        &k,
+        &names(&["01:00.0"]),
+        "vfio-pci",
+        &BindOptions::default(),
+    )
+    .unwrap();
     devbind::bind(&k, &names(&["01:00.0"]), "ixgbe", &BindOptions::default()).unwrap();
     assert_eq!(t.driver_of(NIC0).as_deref(), Some("ixgbe"));
     let out = devbind::unbind(&k, &names(&[NIC0]), &BindOptions::default()).unwrap();
@@ -92,7 +104,9 @@ fn failed_bind_rolls_back_to_previous_driver() {
         }
         e => panic!("unexpected {e}"),
     }
-    assert!(err.to_string().contains("restored the previous driver ixgbe"));
+    assert!(err
+        .to_string()
+        .contains("restored the previous driver ixgbe"));
     assert_eq!(t.driver_of(NIC0).as_deref(), Some("ixgbe"));
     assert_eq!(t.override_of(NIC0), "");
 }
@@ -104,10 +118,19 @@ fn failed_rollback_is_reported() {
     k.failing.insert("ixgbe".into());
     let err = devbind::bind(&k, &names(&[NIC0]), "vfio-pci", &BindOptions::default()).unwrap_err();
     assert!(
-        matches!(&err, HostError::BindFailed { restored: None, rollback_error: Some(_), .. }),
+        matches!(
+            &err,
+            HostError::BindFailed {
+                restored: None,
+                rollback_error: Some(_),
+                ..
+            }
+        ),
         "{err}"
     );
-    assert!(err.to_string().contains("rollback to the previous driver failed too"));
+    assert!(err
+        .to_string()
+        .contains("rollback to the previous driver failed too"));
     assert_eq!(t.driver_of(NIC0), None);
 }
 
@@ -115,7 +138,8 @@ fn failed_rollback_is_reported() {
 fn active_interface_is_refused_without_force() {
     let (t, k) = kernel_nic_host();
     t.route("eth1");
-    let err = devbind::bind(&k, &names(&["eth1"]), "vfio-pci", &BindOptions::default()).unwrap_err();
+    let err =
+        devbind::bind(&k, &names(&["eth1"]), "vfio-pci", &BindOptions::default()).unwrap_err();
     assert!(matches!(&err, HostError::ActiveInterface { interfaces, .. } if interfaces == "eth1"));
     let err = devbind::unbind(&k, &names(&[NIC0]), &BindOptions::default()).unwrap_err();
     assert!(err.to_string().contains("--force"));
@@ -151,21 +175,37 @@ fn group_with_kernel_bound_sibling_is_not_viable() {
     let err = devbind::bind(&k, &names(&[NIC0]), "vfio-pci", &BindOptions::default()).unwrap_err();
     let msg = err.to_string();
     match &err {
-        HostError::GroupNotViable { group, siblings, .. } => {
+        HostError::GroupNotViable {
+            group, siblings, ..
+        } => {
             assert_eq!(*group, 7);
             assert_eq!(siblings.len(), 2);
-            assert!(siblings.iter().all(|m| m.driver.as_deref() == Some("ixgbe")));
+            assert!(siblings
+                .iter()
+                .all(|m| m.driver.as_deref() == Some("ixgbe")));
         }
         e => panic!("unexpected {e}"),
     }
     assert!(msg.contains(&format!("{NIC1} (ixgbe)")), "{msg}");
-    assert!(msg.contains(&format!("devbind --bind vfio-pci {NIC0} {NIC1}")), "{msg}");
+    assert!(
+        msg.contains(&format!("devbind --bind vfio-pci {NIC0} {NIC1}")),
+        "{msg}"
+    );
     assert!(k.journal().is_empty());
     // Binding the whole group at once is fine.
-    devbind::bind(&k, &names(&[NIC0, NIC1]), "vfio-pci", &BindOptions::default()).unwrap();
+    devbind::bind(
+        &k,
+        &names(&[NIC0, NIC1]),
+        "vfio-pci",
+        &BindOptions::default(),
+    )
+    .unwrap();
     assert_eq!(t.driver_of(NIC1).as_deref(), Some("vfio-pci"));
     let s = devbind::status(&k, false);
-    assert!(s.devices.iter().all(|d| d.iommu_group_status.as_ref().unwrap().viable));
+    assert!(s
+        .devices
+        .iter()
+        .all(|d| d.iommu_group_status.as_ref().unwrap().viable));
 }
 
 #[test]
@@ -212,15 +252,26 @@ fn no_iommu_is_detected_with_the_fix() {
     let err = devbind::bind(&k, &names(&[NIC0]), "vfio-pci", &BindOptions::default()).unwrap_err();
     assert!(matches!(err, HostError::NoIommu { .. }));
     let msg = err.to_string();
-    assert!(msg.contains("intel_iommu=on") && msg.contains("enable_unsafe_noiommu_mode"), "{msg}");
+    assert!(
+        msg.contains("intel_iommu=on") && msg.contains("enable_unsafe_noiommu_mode"),
+        "{msg}"
+    );
     assert!(k.journal().is_empty());
     let s = devbind::status(&k, false);
     assert_eq!(s.iommu.mode, IommuMode::Missing);
     assert!(s.iommu.problems[0].contains("fix:"));
     // uio_pci_generic needs no IOMMU: it only needs loading.
-    let err = devbind::bind(&k, &names(&[NIC0]), "uio_pci_generic", &BindOptions::default())
-        .unwrap_err();
-    assert!(err.to_string().contains("modprobe uio_pci_generic"), "{err}");
+    let err = devbind::bind(
+        &k,
+        &names(&[NIC0]),
+        "uio_pci_generic",
+        &BindOptions::default(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("modprobe uio_pci_generic"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -238,7 +289,10 @@ fn noiommu_mode_binds_with_warning_and_owns_the_noiommu_node() {
     let out = devbind::bind(&k, &names(&[NIC0]), "vfio-pci", &opts).unwrap();
     assert!(out[0].warnings.iter().any(|w| w.contains("no-IOMMU")));
     assert_eq!(out[0].vfio_node.as_deref(), Some("/dev/vfio/noiommu-100"));
-    assert!(k.journal().iter().any(|a| matches!(a, Action::Chown { .. })));
+    assert!(k
+        .journal()
+        .iter()
+        .any(|a| matches!(a, Action::Chown { .. })));
     let s = devbind::status(&k, false);
     assert_eq!(s.iommu.mode, IommuMode::NoIommu);
     assert_eq!(s.devices[0].category, Category::Dpdk);
@@ -248,11 +302,20 @@ fn noiommu_mode_binds_with_warning_and_owns_the_noiommu_node() {
 fn vfio_node_ownership_is_set() {
     let (t, k) = kernel_nic_host();
     let root = common::require_root("chown of /dev/vfio/N to another uid");
-    let (uid, gid) = if root { (4242, 4343) } else {
+    let (uid, gid) = if root {
+        (4242, 4343)
+    } else {
         let me = std::fs::metadata(t.root()).unwrap();
-        (std::os::unix::fs::MetadataExt::uid(&me), std::os::unix::fs::MetadataExt::gid(&me))
+        (
+            std::os::unix::fs::MetadataExt::uid(&me),
+            std::os::unix::fs::MetadataExt::gid(&me),
+        )
     };
-    let opts = BindOptions { uid: Some(uid), gid: Some(gid), force: false };
+    let opts = BindOptions {
+        uid: Some(uid),
+        gid: Some(gid),
+        force: false,
+    };
     let out = devbind::bind(&k, &names(&[NIC0]), "vfio-pci", &opts).unwrap();
     assert_eq!(out[0].vfio_node.as_deref(), Some("/dev/vfio/7"));
     let md = std::fs::metadata(t.p("dev/vfio/7")).unwrap();
@@ -271,7 +334,11 @@ fn vfio_pci_not_loaded_is_detected_with_the_fix() {
     assert!(k.journal().is_empty());
     let s = devbind::status(&k, false);
     assert!(!s.iommu.vfio_pci_loaded);
-    assert!(s.iommu.problems.iter().any(|p| p.contains("modprobe vfio-pci")));
+    assert!(s
+        .iommu
+        .problems
+        .iter()
+        .any(|p| p.contains("modprobe vfio-pci")));
 }
 
 #[test]
@@ -280,15 +347,25 @@ fn dry_run_lists_every_write_and_changes_nothing() {
     t.device(NIC1, 0x020000, Some("ixgbe"), None, Some(7));
     let before = t.snapshot();
     let k = FakeKernel::new(&t, true);
-    let opts = BindOptions { uid: Some(1000), gid: Some(1000), force: false };
+    let opts = BindOptions {
+        uid: Some(1000),
+        gid: Some(1000),
+        force: false,
+    };
     devbind::bind(&k, &names(&[NIC0, NIC1]), "vfio-pci", &opts).unwrap();
     devbind::unbind(&k, &names(&[NIC0]), &BindOptions::default()).unwrap();
     assert_eq!(t.snapshot(), before, "dry run changed the tree");
     let w = writes(&k, &t);
     assert_eq!(w.len(), 9, "{w:?}");
-    assert_eq!(w[0], ("/sys/bus/pci/drivers/ixgbe/unbind".into(), NIC0.into()));
+    assert_eq!(
+        w[0],
+        ("/sys/bus/pci/drivers/ixgbe/unbind".into(), NIC0.into())
+    );
     assert_eq!(w[2], ("/sys/bus/pci/drivers_probe".into(), NIC0.into()));
-    assert!(k.journal().iter().any(|a| matches!(a, Action::Chown { path, .. } if path.ends_with("dev/vfio/7"))));
+    assert!(k
+        .journal()
+        .iter()
+        .any(|a| matches!(a, Action::Chown { path, .. } if path.ends_with("dev/vfio/7"))));
 }
 
 #[test]
@@ -298,7 +375,13 @@ fn devices_resolve_by_name_and_bad_names_are_explained() {
     assert_eq!(devbind::resolve(&k, "01:00.0").unwrap().pci, NIC0);
     let e = devbind::resolve(&k, "eth9").unwrap_err();
     assert!(e.to_string().contains("devbind --status"));
-    let e = devbind::bind(&k, &names(&["eth1"]), "0000:01:00.0", &BindOptions::default()).unwrap_err();
+    let e = devbind::bind(
+        &k,
+        &names(&["eth1"]),
+        "0000:01:00.0",
+        &BindOptions::default(),
+    )
+    .unwrap_err();
     assert!(matches!(e, HostError::DriverLooksLikeDevice(_)));
     let e = devbind::bind(&k, &names(&[NIC0]), "igb_uio", &BindOptions::default()).unwrap_err();
     assert!(e.to_string().contains("dpdk-kmods"));
@@ -311,7 +394,11 @@ fn status_sorts_devices_by_category() {
     t.device("0000:02:00.0", 0x020000, Some("vfio-pci"), None, Some(9));
     t.device("0000:03:00.0", 0x010802, Some("nvme"), None, Some(10));
     let s = devbind::status(&k, false);
-    let cats: Vec<_> = s.devices.iter().map(|d| (d.device.pci.as_str(), d.category)).collect();
+    let cats: Vec<_> = s
+        .devices
+        .iter()
+        .map(|d| (d.device.pci.as_str(), d.category))
+        .collect();
     assert_eq!(
         cats,
         vec![
@@ -320,7 +407,9 @@ fn status_sorts_devices_by_category() {
             ("0000:02:00.0", Category::Dpdk)
         ]
     );
-    assert!(s.devices[0].possible_drivers.contains(&"vfio-pci".to_string()));
+    assert!(s.devices[0]
+        .possible_drivers
+        .contains(&"vfio-pci".to_string()));
     assert!(!s.devices[0].possible_drivers.contains(&"ixgbe".to_string()));
     assert_eq!(devbind::status(&k, true).devices.len(), 4);
     assert_eq!(k.root(), t.root());

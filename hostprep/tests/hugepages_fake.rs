@@ -14,7 +14,11 @@ const M2: u64 = 2 << 20;
 const G1: u64 = 1 << 30;
 
 fn nr(t: &Tree, rel: &str) -> u64 {
-    std::fs::read_to_string(t.p(rel)).unwrap().trim().parse().unwrap()
+    std::fs::read_to_string(t.p(rel))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 fn node_nr(t: &Tree, node: u32, kb: u64) -> u64 {
@@ -49,7 +53,10 @@ fn reserve_on_host_without_numa_uses_global_pool() {
     let k = FakeKernel::new(&t, false);
     let r = hugepages::reserve(&k, 64 << 20, Some(M2), None).unwrap();
     assert_eq!(r[0].node, None);
-    assert_eq!(nr(&t, "sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"), 32);
+    assert_eq!(
+        nr(&t, "sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"),
+        32
+    );
 }
 
 #[test]
@@ -77,11 +84,21 @@ fn short_grant_names_asked_and_granted() {
     );
     let e = hugepages::reserve(&k, G1, Some(M2), None).unwrap_err();
     assert!(
-        matches!(e, HostError::HugepagesShort { asked: 512, granted: 100, .. }),
+        matches!(
+            e,
+            HostError::HugepagesShort {
+                asked: 512,
+                granted: 100,
+                ..
+            }
+        ),
         "{e}"
     );
     let msg = e.to_string();
-    assert!(msg.contains("asked for 512") && msg.contains("granted 100"), "{msg}");
+    assert!(
+        msg.contains("asked for 512") && msg.contains("granted 100"),
+        "{msg}"
+    );
     assert!(msg.contains("hugepagesz=2M hugepages=512"), "{msg}");
 }
 
@@ -114,7 +131,11 @@ fn show_reports_sizes_nodes_and_mounts() {
     assert_eq!(s.default_page_size, Some(M2));
     assert_eq!(s.sizes.len(), 2);
     assert_eq!(s.nodes.len(), 4);
-    let n0 = s.nodes.iter().find(|p| p.node == Some(0) && p.page_size == M2).unwrap();
+    let n0 = s
+        .nodes
+        .iter()
+        .find(|p| p.node == Some(0) && p.page_size == M2)
+        .unwrap();
     assert_eq!(n0.total, 2);
     assert_eq!(s.mounts.len(), 2);
     assert_eq!(s.mounts[1].path, "/mnt/huge 1g");
@@ -138,16 +159,26 @@ fn mount_and_unmount_through_the_mounter() {
     assert!(!out.already);
     assert_eq!(out.options, "pagesize=1G,uid=1000,gid=1001,mode=770");
     assert!(t.p("mnt/huge").is_dir(), "mount point not created");
-    assert_eq!(hugepages::mounts(&k)[0].path, t.p("mnt/huge").display().to_string());
+    assert_eq!(
+        hugepages::mounts(&k)[0].path,
+        t.p("mnt/huge").display().to_string()
+    );
     // Same page size again: already mounted. Another page size: refused.
-    assert!(hugepages::mount(&k, &m, "/mnt/huge", Some(G1), owner).unwrap().already);
+    assert!(
+        hugepages::mount(&k, &m, "/mnt/huge", Some(G1), owner)
+            .unwrap()
+            .already
+    );
     let e = hugepages::mount(&k, &m, "/mnt/huge", Some(M2), owner).unwrap_err();
     assert!(e.to_string().contains("unmount it first"), "{e}");
     assert!(hugepages::unmount(&k, &m, "/mnt/huge").unwrap());
     assert!(hugepages::mounts(&k).is_empty());
     assert!(!hugepages::unmount(&k, &m, "/mnt/huge").unwrap());
     // A failing mount is reported with what mount(8) said.
-    let bad = FakeMounter { fail: true, ..FakeMounter::new(&t) };
+    let bad = FakeMounter {
+        fail: true,
+        ..FakeMounter::new(&t)
+    };
     let e = hugepages::mount(&k, &bad, "/mnt/huge", None, MountOwner::default()).unwrap_err();
     assert!(e.to_string().contains("permission denied"), "{e}");
 }
@@ -158,7 +189,10 @@ fn dry_run_mount_and_reserve_change_nothing() {
     t.hugepages(&[2048], 2);
     let before = t.snapshot();
     let k = FakeKernel::new(&t, true);
-    let m = FakeMounter { fail: true, ..FakeMounter::new(&t) };
+    let m = FakeMounter {
+        fail: true,
+        ..FakeMounter::new(&t)
+    };
     hugepages::reserve(&k, 8 << 20, Some(M2), None).unwrap();
     hugepages::mount(&k, &m, "/mnt/huge", None, MountOwner::default()).unwrap();
     assert_eq!(t.snapshot(), before);
@@ -172,11 +206,18 @@ fn dry_run_mount_and_reserve_change_nothing() {
 fn host_config_applies_pages_mounts_and_bindings() {
     let t = iommu_host();
     t.hugepages(&[2048, 1048576], 2);
-    t.device("0000:01:00.0", 0x020000, Some("ixgbe"), Some("eth1"), Some(7));
+    t.device(
+        "0000:01:00.0",
+        0x020000,
+        Some("ixgbe"),
+        Some("eth1"),
+        Some(7),
+    );
     let k = FakeKernel::new(&t, false);
     let m = FakeMounter::new(&t);
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/host.toml"))
-        .unwrap();
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/host.toml"))
+            .unwrap();
     let shipped = HostConfig::parse(&text, Path::new("configs/host.toml")).unwrap();
     assert!(!shipped.hugepages.is_empty() && !shipped.device.is_empty());
     let cfg = HostConfig::parse(
@@ -206,7 +247,11 @@ fn host_config_applies_pages_mounts_and_bindings() {
     assert_eq!(r.mounts[0].options, "pagesize=2M,mode=770");
     assert_eq!(t.driver_of("0000:01:00.0").as_deref(), Some("vfio-pci"));
     // Errors in the file are reported with the file name.
-    for bad in ["[[hugepages]]\nsize = \"1X\"\n", "bogus = 1\n", "[[mount]]\npath=\"/x\"\nmode=\"rw\"\n"] {
+    for bad in [
+        "[[hugepages]]\nsize = \"1X\"\n",
+        "bogus = 1\n",
+        "[[mount]]\npath=\"/x\"\nmode=\"rw\"\n",
+    ] {
         let e = HostConfig::parse(bad, Path::new("bad.toml")).unwrap_err();
         assert!(e.to_string().starts_with("host config bad.toml"), "{e}");
     }

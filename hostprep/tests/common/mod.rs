@@ -201,7 +201,10 @@ impl Tree {
                 let p = e.path();
                 let ft = e.file_type().unwrap();
                 if ft.is_symlink() {
-                    out.insert(p.clone(), format!("-> {}", fs::read_link(&p).unwrap().display()));
+                    out.insert(
+                        p.clone(),
+                        format!("-> {}", fs::read_link(&p).unwrap().display()),
+                    );
                 } else if ft.is_dir() {
                     out.insert(p.clone(), "dir".into());
                     walk(&p, out);
@@ -251,7 +254,9 @@ impl FakeKernel {
         if self.link_name(&format!("{base}/driver")).is_some() {
             return;
         }
-        let ov = self.read_opt(&format!("{base}/driver_override")).unwrap_or_default();
+        let ov = self
+            .read_opt(&format!("{base}/driver_override"))
+            .unwrap_or_default();
         let target = if ov.is_empty() || ov == "(null)" {
             match self.native.get(pci) {
                 Some(d) => d.clone(),
@@ -260,7 +265,8 @@ impl FakeKernel {
         } else {
             ov
         };
-        if self.failing.contains(&target) || !self.exists(&format!("/sys/bus/pci/drivers/{target}")) {
+        if self.failing.contains(&target) || !self.exists(&format!("/sys/bus/pci/drivers/{target}"))
+        {
             return;
         }
         let root = self.root().to_path_buf();
@@ -393,6 +399,9 @@ impl Mounter for FakeMounter {
 /// A host with an IOMMU, vfio-pci and e1000e/ixgbe loaded.
 pub fn iommu_host() -> Tree {
     let t = Tree::new();
-    t.driver("vfio-pci").driver("ixgbe").driver("e1000e").vfio_module(false);
+    t.driver("vfio-pci")
+        .driver("ixgbe")
+        .driver("e1000e")
+        .vfio_module(false);
     t
 }
