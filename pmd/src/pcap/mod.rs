@@ -202,11 +202,17 @@ impl Port for PcapPort {
 
     fn configure(&mut self, conf: &PortConf) -> Result<(), PortError> {
         let info = self.info();
-        self.core.configure(conf, &info)?;
-        self.capture = match &self.rx_path {
+        if self.core.started() {
+            // Let the core explain the state error.
+            return self.core.configure(conf, &info);
+        }
+        // Load first: a bad file leaves the port unconfigured.
+        let capture = match &self.rx_path {
             Some(p) => Some(Arc::new(self.load(p)?)),
             None => None,
         };
+        self.core.configure(conf, &info)?;
+        self.capture = capture;
         Ok(())
     }
 
