@@ -88,10 +88,16 @@ pub struct DevbindArgs {
     #[arg(long)]
     pub all: bool,
     /// Bind the devices to DRIVER ("none" unbinds).
-    #[arg(short, long, value_name = "DRIVER", conflicts_with = "unbind")]
+    #[arg(
+        short,
+        long,
+        value_name = "DRIVER",
+        conflicts_with = "unbind",
+        requires = "devices"
+    )]
     pub bind: Option<String>,
     /// Unbind the devices from their driver.
-    #[arg(short, long)]
+    #[arg(short, long, requires = "devices")]
     pub unbind: bool,
     /// Unbind active interfaces / bind into a non-viable IOMMU group anyway.
     #[arg(long)]
