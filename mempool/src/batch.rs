@@ -15,6 +15,10 @@ pub const MAX_BURST: usize = 512;
 pub struct MbufBatch {
     len: usize,
     limit: usize,
+    /// Non-zero: every mbuf held is a single segment of the pool with this
+    /// id, untouched through `&mut` since a cache allocated it, so a cache
+    /// of that pool can free the batch without reading any header.
+    clean_pool: usize,
     addrs: [usize; MAX_BURST],
 }
 
@@ -46,6 +50,7 @@ impl MbufBatch {
         MbufBatch {
             len: 0,
             limit: limit.clamp(1, MAX_BURST),
+            clean_pool: 0,
             addrs: [0; MAX_BURST],
         }
     }
@@ -97,6 +102,7 @@ impl MbufBatch {
     /// The mbufs, mutable.
     #[inline]
     pub fn as_mut_slice(&mut self) -> &mut [Mbuf] {
+        self.clean_pool = 0;
         // SAFETY: as in as_slice(), with exclusive access.
         unsafe { std::slice::from_raw_parts_mut(self.addrs.as_mut_ptr().cast::<Mbuf>(), self.len) }
     }
@@ -120,6 +126,7 @@ impl MbufBatch {
         if self.len == self.limit {
             return Err(m);
         }
+        self.clean_pool = 0;
         self.addrs[self.len] = m.into_raw().as_ptr() as usize;
         self.len += 1;
         Ok(())
@@ -183,6 +190,7 @@ impl MbufBatch {
     /// Keep the mbufs for which `keep` is true, in order; the others are
     /// dropped back to their pools.
     pub fn retain(&mut self, mut keep: impl FnMut(&mut Mbuf) -> bool) {
+        self.clean_pool = 0;
         let n = self.len;
         self.len = 0;
         for i in 0..n {
@@ -201,6 +209,11 @@ impl MbufBatch {
     /// how many moved (the rest stays in `other`).
     pub fn append_from(&mut self, other: &mut MbufBatch) -> usize {
         let k = other.len.min(self.room());
+        if k > 0 && (self.len > 0 && self.clean_pool != other.clean_pool || other.clean_pool == 0) {
+            self.clean_pool = 0;
+        } else if k > 0 {
+            self.clean_pool = other.clean_pool;
+        }
         self.addrs[self.len..self.len + k].copy_from_slice(&other.addrs[..k]);
         self.len += k;
         other.addrs.copy_within(k..other.len, 0);
@@ -223,6 +236,38 @@ impl MbufBatch {
     /// [`MbufBatch::set_len`]; they must be header addresses the caller owns.
     #[inline]
     pub unsafe fn spare_addrs(&mut self) -> &mut [usize] {
+        self.clean_pool = 0;
+        let (len, limit) = (self.len, self.limit);
+        &mut self.addrs[len..limit]
+    }
+
+    /// Append `n` addresses just written past the length by a cache of pool
+    /// `pool`, keeping the batch clean when it was empty or clean for the
+    /// same pool.
+    ///
+    /// # Safety
+    /// As [`MbufBatch::set_len`]: the `n` entries after the length must be
+    /// owned, single-segment mbufs of pool `pool`, untouched since freed.
+    #[inline]
+    pub(crate) unsafe fn extend_from_pool(&mut self, n: usize, pool: usize) {
+        self.clean_pool = if self.len == 0 || self.clean_pool == pool {
+            pool
+        } else {
+            0
+        };
+        self.len += n;
+    }
+
+    /// The pool id when the batch is clean (see the field), else 0.
+    #[inline]
+    pub(crate) fn clean_pool(&self) -> usize {
+        self.clean_pool
+    }
+
+    /// The address array past the length, without clearing the clean flag
+    /// (a pool cache filling it; pair with `extend_from_pool`).
+    #[inline]
+    pub(crate) fn spare_addrs_for_pool(&mut self) -> &mut [usize] {
         let (len, limit) = (self.len, self.limit);
         &mut self.addrs[len..limit]
     }
@@ -242,6 +287,9 @@ impl MbufBatch {
     #[inline]
     pub unsafe fn set_len(&mut self, len: usize) {
         debug_assert!(len <= self.limit);
+        if len > self.len {
+            self.clean_pool = 0;
+        }
         self.len = len;
     }
 }

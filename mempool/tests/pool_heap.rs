@@ -398,3 +398,31 @@ fn two_threads_stress_millions_of_ops_zero_leaks() {
     assert_eq!(st.available + st.in_caches, st.capacity, "{st:?}");
     pool.leak_check().unwrap();
 }
+
+#[test]
+fn clean_batch_fast_path_never_skips_a_chain_or_a_foreign_mbuf() {
+    let (pool, _reg, _) = heap_pool(256, 32);
+    let (other, _r2, _) = heap_pool(64, 0);
+    let mut cache = pool.cache();
+    let mut b = MbufBatch::new(32);
+    cache.alloc_bulk_raw(&mut b, 8).unwrap();
+    // Chain a second segment through &mut access: the batch is no longer clean.
+    let seg = cache.alloc().unwrap();
+    b.as_mut_slice()[0].chain(seg).unwrap();
+    cache.free_batch(&mut b);
+    // A foreign mbuf pushed into a clean batch.
+    cache.alloc_bulk(&mut b, 4).unwrap();
+    b.push(other.alloc().unwrap()).unwrap();
+    cache.free_batch(&mut b);
+    // Moving batches around keeps ownership exact.
+    let mut c = MbufBatch::new(32);
+    cache.alloc_bulk_raw(&mut b, 4).unwrap();
+    let mut foreign = MbufBatch::new(4);
+    foreign.push(other.alloc().unwrap()).unwrap();
+    c.append_from(&mut b);
+    c.append_from(&mut foreign);
+    cache.free_batch(&mut c);
+    drop(cache);
+    pool.leak_check().unwrap();
+    other.leak_check().unwrap();
+}
