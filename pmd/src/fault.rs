@@ -258,7 +258,11 @@ impl FaultInjector {
     /// As [`FaultInjector::parse_devargs`] and the inner port's probe.
     pub fn probe(devargs: &str) -> Result<FaultInjector, PortError> {
         let (cfg, inner) = Self::parse_devargs(devargs)?;
-        let port = crate::probe(inner)?;
+        let port: Box<dyn Port> = if inner.trim_start().starts_with("fault:") {
+            Box::new(Self::probe(inner)?)
+        } else {
+            crate::probe(inner)?
+        };
         let mut f = Self::wrap(port, cfg)?;
         f.devargs = devargs.to_string();
         Ok(f)
