@@ -477,3 +477,18 @@ pub fn unmount(fs: &dyn Sysfs, mounter: &dyn Mounter, dir: &str) -> Result<bool,
     }
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_lists_and_mount_escapes() {
+        assert!(in_cpulist("0-3,8", 2));
+        assert!(in_cpulist("0-3,8", 8));
+        assert!(!in_cpulist("0-3,8", 5));
+        assert!(in_cpulist("1", 1));
+        assert!(!in_cpulist("", 0));
+        assert_eq!(unescape_mount("/mnt/a\\040b"), "/mnt/a b");
+    }
+}

@@ -112,6 +112,54 @@ fn failed_bind_rolls_back_to_previous_driver() {
 }
 
 #[test]
+fn probe_write_error_rolls_back_and_names_the_error() {
+    let (t, mut k) = kernel_nic_host();
+    k.rejecting.insert("vfio-pci".into());
+    let err = devbind::bind(&k, &names(&[NIC0]), "vfio-pci", &BindOptions::default()).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("drivers_probe") && msg.contains("busy"),
+        "{msg}"
+    );
+    assert!(msg.contains("restored the previous driver ixgbe"), "{msg}");
+    assert_eq!(t.driver_of(NIC0).as_deref(), Some("ixgbe"));
+    assert_eq!(t.override_of(NIC0), "");
+}
+
+#[test]
+fn unbound_device_that_fails_to_bind_stays_unbound() {
+    let t = iommu_host();
+    t.device(NIC0, 0x020000, None, None, Some(7));
+    let mut k = FakeKernel::new(&t, false);
+    k.failing.insert("vfio-pci".into());
+    let err = devbind::bind(&k, &names(&[NIC0]), "vfio-pci", &BindOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("left unbound"), "{err}");
+    assert_eq!(t.driver_of(NIC0), None);
+    assert_eq!(t.override_of(NIC0), "");
+}
+
+#[test]
+fn link_local_routes_do_not_make_an_interface_active() {
+    let (t, k) = kernel_nic_host();
+    let p = t.p("proc/net/route");
+    let mut s = std::fs::read_to_string(&p).unwrap();
+    s.push_str("eth1\t0000FEA9\t00000000\t0001\t0\t0\t1000\t0000FFFF\t0\t0\t0\n");
+    std::fs::write(&p, s).unwrap();
+    std::fs::write(
+        t.p("proc/net/ipv6_route"),
+        "fe800000000000000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001     eth1\n",
+    )
+    .unwrap();
+    assert!(!devbind::status(&k, false).devices[0].active);
+    std::fs::write(
+        t.p("proc/net/if_inet6"),
+        "20010db8000000000000000000000001 02 40 00 80     eth1\n",
+    )
+    .unwrap();
+    assert!(devbind::status(&k, false).devices[0].active);
+}
+
+#[test]
 fn failed_rollback_is_reported() {
     let (t, mut k) = kernel_nic_host();
     k.failing.insert("vfio-pci".into());

@@ -227,6 +227,8 @@ pub struct FakeKernel {
     pub fs: RealSysfs,
     pub native: HashMap<String, String>,
     pub failing: HashSet<String>,
+    /// Drivers whose probe makes the drivers_probe write itself fail (EBUSY).
+    pub rejecting: HashSet<String>,
     /// Pages a pool can grant at most, by nr_hugepages host path.
     pub caps: HashMap<String, u64>,
 }
@@ -237,6 +239,7 @@ impl FakeKernel {
             fs: RealSysfs::new(tree.root(), dry_run),
             native: HashMap::new(),
             failing: HashSet::new(),
+            rejecting: HashSet::new(),
             caps: HashMap::new(),
         }
     }
@@ -249,10 +252,10 @@ impl FakeKernel {
         )
     }
 
-    fn probe(&self, pci: &str) {
+    fn probe(&self, pci: &str) -> Result<(), HostError> {
         let base = format!("/sys/bus/pci/devices/{pci}");
         if self.link_name(&format!("{base}/driver")).is_some() {
-            return;
+            return Ok(());
         }
         let ov = self
             .read_opt(&format!("{base}/driver_override"))
@@ -260,14 +263,21 @@ impl FakeKernel {
         let target = if ov.is_empty() || ov == "(null)" {
             match self.native.get(pci) {
                 Some(d) => d.clone(),
-                None => return,
+                None => return Ok(()),
             }
         } else {
             ov
         };
+        if self.rejecting.contains(&target) {
+            return Err(HostError::io(
+                "write",
+                &self.resolve("/sys/bus/pci/drivers_probe"),
+                std::io::Error::from_raw_os_error(16),
+            ));
+        }
         if self.failing.contains(&target) || !self.exists(&format!("/sys/bus/pci/drivers/{target}"))
         {
-            return;
+            return Ok(());
         }
         let root = self.root().to_path_buf();
         symlink(
@@ -300,6 +310,7 @@ impl FakeKernel {
             };
             fs::write(root.join(node), "").unwrap();
         }
+        Ok(())
     }
 }
 
@@ -325,7 +336,7 @@ impl Sysfs for FakeKernel {
                 }
                 fs::remove_file(self.resolve(&link)).unwrap();
             }
-            ["sys", "bus", "pci", "drivers_probe"] => self.probe(arg),
+            ["sys", "bus", "pci", "drivers_probe"] => self.probe(arg)?,
             [.., "nr_hugepages"] => {
                 if let Some(&cap) = self.caps.get(path) {
                     let asked: u64 = arg.parse().unwrap();
