@@ -9,7 +9,9 @@ use serde_json::{json, Value};
 use crate::devbind::{self, BindOptions, BindOutcome, Category, Status};
 use crate::error::HostError;
 use crate::hostcfg::{self, HostConfig};
-use crate::hugepages::{self, CommandMounter, HugeStatus, MountOwner, Mounter, Reservation};
+use crate::hugepages::{
+    self, CommandMounter, HugeStatus, MountOutcome, MountOwner, Mounter, Reservation,
+};
 use crate::size::{format_size, parse_size};
 use crate::sysfs::{RealSysfs, Sysfs};
 
@@ -250,13 +252,9 @@ fn execute(cli: &Cli, fs: &dyn Sysfs, mounter: &dyn Mounter) -> Result<Output, H
             let cfg = HostConfig::load(file)?;
             let r = hostcfg::apply(fs, mounter, &cfg)?;
             let mut text = actions_text(fs);
-            text.push_str(&reservations_text(&r.reservations));
+            text.push_str(&reservations_text(fs, &r.reservations));
             for m in &r.mounts {
-                text.push_str(&format!(
-                    "hugetlbfs on {} ({})\n",
-                    m.path.display(),
-                    m.options
-                ));
+                text.push_str(&mount_line(fs, m));
             }
             text.push_str(&outcomes_text(&r.devices));
             Ok((with_actions(fs, json!(r)), text))
@@ -409,21 +407,36 @@ pub fn status_text(s: &Status) -> String {
     t
 }
 
-fn reservations_text(r: &[Reservation]) -> String {
+fn reservations_text(fs: &dyn Sysfs, r: &[Reservation]) -> String {
     r.iter()
         .map(|r| {
             let node = r
                 .node
                 .map_or("all nodes".to_string(), |n| format!("node {n}"));
+            let size = format_size(r.page_size);
+            if fs.dry_run() {
+                return format!("{node}: would reserve {} pages of {size}\n", r.asked);
+            }
             format!(
-                "{node}: {} pages of {} asked, {} granted ({})\n",
+                "{node}: {} pages of {size} asked, {} granted ({})\n",
                 r.asked,
-                format_size(r.page_size),
                 r.granted,
                 format_size(r.granted * r.page_size)
             )
         })
         .collect()
+}
+
+fn mount_line(fs: &dyn Sysfs, m: &MountOutcome) -> String {
+    if fs.dry_run() && !m.already {
+        return String::new();
+    }
+    let already = if m.already { "already mounted " } else { "" };
+    format!(
+        "hugetlbfs {already}on {} ({})\n",
+        m.path.display(),
+        m.options
+    )
 }
 
 /// The `hugepages show` text.
@@ -473,12 +486,12 @@ fn hugepages_cmd(
         HugeAction::Reserve(r) => {
             let res =
                 hugepages::reserve(fs, parse_size(&r.size)?, size_arg(&r.page_size)?, r.node)?;
-            let text = format!("{}{}", actions_text(fs), reservations_text(&res));
+            let text = format!("{}{}", actions_text(fs), reservations_text(fs, &res));
             Ok((with_actions(fs, json!({ "reservations": res })), text))
         }
         HugeAction::Clear { page_size } => {
             let res = hugepages::clear(fs, size_arg(page_size)?)?;
-            let text = format!("{}{}", actions_text(fs), reservations_text(&res));
+            let text = format!("{}{}", actions_text(fs), reservations_text(fs, &res));
             Ok((with_actions(fs, json!({ "reservations": res })), text))
         }
         HugeAction::Mount(m) => {
@@ -497,13 +510,7 @@ fn hugepages_cmd(
                 mode,
             };
             let out = hugepages::mount(fs, mounter, &m.dir, size_arg(&m.page_size)?, owner)?;
-            let text = format!(
-                "{}hugetlbfs {}on {} ({})\n",
-                actions_text(fs),
-                if out.already { "already mounted " } else { "" },
-                out.path.display(),
-                out.options
-            );
+            let text = format!("{}{}", actions_text(fs), mount_line(fs, &out));
             Ok((with_actions(fs, json!({ "mount": out })), text))
         }
         HugeAction::Unmount { dir } => {
@@ -537,11 +544,10 @@ fn hugepages_cmd(
             };
             let out = hugepages::mount(fs, mounter, dir, Some(page), owner)?;
             let text = format!(
-                "{}{}hugetlbfs on {} ({})\n",
+                "{}{}{}",
                 actions_text(fs),
-                reservations_text(&res),
-                out.path.display(),
-                out.options
+                reservations_text(fs, &res),
+                mount_line(fs, &out)
             );
             Ok((
                 with_actions(fs, json!({ "reservations": res, "mount": out })),
