@@ -334,7 +334,8 @@ impl PcapRx {
             None => want,
             Some(0) => 0,
             Some(p) => {
-                let total = (cap.len() - self.pos) as u64 + (p - 1) * cap.len() as u64;
+                let total = ((cap.len() - self.pos) as u64)
+                    .saturating_add((p - 1).saturating_mul(cap.len() as u64));
                 want.min(total.min(usize::MAX as u64) as usize)
             }
         }
