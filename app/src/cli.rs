@@ -1,0 +1,134 @@
+//! The command line (clap). Flag names follow testpmd/l2fwd; every flag
+//! overrides the matching key of the config file (see [`crate::config`]).
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// xfwd: a polling packet forwarder whose mbuf pool lives in external
+/// hugepage memory. With no arguments it runs the built-in demo
+/// (txonly → ring → rxonly on two lcores for 5 s); needs no NIC and no config.
+#[derive(Debug, Parser)]
+#[command(name = "xfwd", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do (default: run).
+    #[command(subcommand)]
+    pub cmd: Option<Cmd>,
+    /// Options (they apply to every command).
+    #[command(flatten)]
+    pub opts: Opts,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Run the forwarder (the default command).
+    Run,
+    /// Validate a configuration and print the plan (pages, pools, mappings
+    /// per port, lcore → queue map) without touching memory or ports' queues.
+    Check {
+        /// The config file (default: --config, else the built-in demo).
+        config: Option<PathBuf>,
+    },
+    /// Run the built-in demo: txonly → ring → rxonly on two lcores, 5 s.
+    Demo,
+}
+
+/// Every option; each one overrides the config file.
+#[derive(Debug, Args, Default, Clone)]
+pub struct Opts {
+    /// TOML config file.
+    #[arg(long, short = 'c', global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Worker lcores (CPU ids): `1`, `0-1`, `0,2-3`  [fwd.lcores].
+    #[arg(long, short = 'l', global = true, value_name = "LIST")]
+    pub lcores: Option<String>,
+    /// Hex mask of the ports to forward on, e.g. 0x3  [fwd.portmask].
+    #[arg(long, short = 'p', global = true, value_name = "MASK")]
+    pub portmask: Option<String>,
+    /// io|mac|macswap|5tswap|rxonly|txonly|flowgen|icmpecho  [fwd.forward_mode].
+    #[arg(long, global = true, value_name = "MODE")]
+    pub forward_mode: Option<String>,
+    /// Packets per burst  [fwd.burst].
+    #[arg(long, global = true, value_name = "N")]
+    pub burst: Option<u32>,
+    /// RX descriptors per queue  [fwd.rxd].
+    #[arg(long, global = true, value_name = "N")]
+    pub rxd: Option<u32>,
+    /// TX descriptors per queue  [fwd.txd].
+    #[arg(long, global = true, value_name = "N")]
+    pub txd: Option<u32>,
+    /// RX queues per port  [fwd.rxq].
+    #[arg(long, global = true, value_name = "N")]
+    pub rxq: Option<u32>,
+    /// TX queues per port  [fwd.txq].
+    #[arg(long, global = true, value_name = "N")]
+    pub txq: Option<u32>,
+    /// paired|chained|loop  [fwd.port_topology].
+    #[arg(long, global = true, value_name = "TOPO")]
+    pub port_topology: Option<String>,
+    /// Peer MAC of a port for `mac` mode and generators: `N,aa:bb:cc:dd:ee:ff` (repeatable)  [port.eth_peer].
+    #[arg(long, global = true, value_name = "N,MAC")]
+    pub eth_peer: Vec<String>,
+    /// A port's devargs (repeatable; replaces the file's ports): `ring:r0`, `null:size=64`, `pcap:rx=in.pcap,tx=out.pcap`.
+    #[arg(long, global = true, value_name = "DEVARGS")]
+    pub port: Vec<String>,
+    /// Retries of a partly sent TX burst before dropping the rest  [fwd.tx_retry].
+    #[arg(long, global = true, value_name = "N")]
+    pub tx_retry: Option<u32>,
+    /// Measure latency from generator timestamps also in forwarding modes  [fwd.latency].
+    #[arg(long, global = true)]
+    pub latency: bool,
+    /// Mbufs in the pool (testpmd `--total-num-mbufs`)  [pool.nb_mbufs].
+    #[arg(
+        long,
+        visible_alias = "total-num-mbufs",
+        global = true,
+        value_name = "N"
+    )]
+    pub nb_mbufs: Option<u32>,
+    /// Data room per mbuf in bytes, after the headroom  [pool.mbuf_size].
+    #[arg(long, global = true, value_name = "BYTES")]
+    pub mbuf_size: Option<u32>,
+    /// Per-lcore mbuf cache  [pool.mbcache].
+    #[arg(long, global = true, value_name = "N")]
+    pub mbcache: Option<u32>,
+    /// 2M|1G (4K needs --allow-4k)  [memory.page_size].
+    #[arg(long, global = true, value_name = "SIZE")]
+    pub page_size: Option<String>,
+    /// anon|hugetlbfs|memfd|heap  [memory.backing].
+    #[arg(long, global = true, value_name = "KIND")]
+    pub mem_backing: Option<String>,
+    /// Same as `--mem-backing heap`: ordinary memory, no hugepages (software ports only).
+    #[arg(long, global = true)]
+    pub no_huge: bool,
+    /// va|pa  [memory.iova_mode].
+    #[arg(long, global = true, value_name = "MODE")]
+    pub iova_mode: Option<String>,
+    /// Accept 4 KiB pages for the pool memory  [memory.allow_4k].
+    #[arg(long, global = true)]
+    pub allow_4k: bool,
+    /// Seconds between stats prints, 0 = none  [stats.period].
+    #[arg(long, global = true, value_name = "SECS")]
+    pub stats_period: Option<f64>,
+    /// Stop after this many seconds, 0 = until Ctrl-C  [stats.duration].
+    #[arg(long, global = true, value_name = "SECS")]
+    pub duration: Option<f64>,
+    /// Print stats as JSON, one object per line  [stats.json].
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Serve telemetry on this Unix socket  [stats.telemetry].
+    #[arg(long, global = true, value_name = "PATH")]
+    pub telemetry: Option<PathBuf>,
+    /// Generated frame length (testpmd `--txpkts`)  [txonly.pkt_len].
+    #[arg(long, global = true, value_name = "BYTES")]
+    pub txpkts: Option<u32>,
+    /// Flows the generator cycles through  [txonly.flows].
+    #[arg(long, global = true, value_name = "N")]
+    pub tx_flows: Option<u32>,
+    /// Generator IPs `SRC,DST`  [txonly.src_ip, txonly.dst_ip].
+    #[arg(long, global = true, value_name = "SRC,DST")]
+    pub tx_ip: Option<String>,
+    /// Generator UDP ports `SRC,DST`  [txonly.src_port, txonly.dst_port].
+    #[arg(long, global = true, value_name = "SRC,DST")]
+    pub tx_udp: Option<String>,
+}

@@ -1,0 +1,426 @@
+//! The configuration file (TOML, unknown keys refused) and how command-line
+//! flags override it. Values stay as written here; [`crate::validate`]
+//! checks them all before anything touches memory.
+
+use crate::cli::Opts;
+use crate::error::ConfigError;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The built-in demo: txonly → ring → rxonly on two lcores.
+pub const DEMO: &str = include_str!("../../configs/demo.toml");
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    /// `[memory]`.
+    pub memory: MemoryCfg,
+    /// `[pool]`.
+    pub pool: PoolCfg,
+    /// `[fwd]`.
+    pub fwd: FwdCfg,
+    /// `[stats]`.
+    pub stats: StatsCfg,
+    /// `[txonly]`: the generator of txonly and flowgen.
+    pub txonly: TxCfg,
+    /// `[[port]]`, in port-id order.
+    #[serde(rename = "port")]
+    pub ports: Vec<PortCfg>,
+    /// `[[lcore]]`: an explicit lcore → streams map (l3fwd style).
+    #[serde(rename = "lcore")]
+    pub lcore_map: Vec<LcoreCfg>,
+}
+
+/// `[memory]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemoryCfg {
+    /// `2M`, `1G` or `4K`.
+    pub page_size: String,
+    /// `anon`, `hugetlbfs`, `memfd`, `heap`.
+    pub backing: String,
+    /// hugetlbfs mount for `backing = "hugetlbfs"` (default: from /proc/mounts).
+    pub hugetlbfs_dir: Option<PathBuf>,
+    /// `va` or `pa`.
+    pub iova_mode: String,
+    /// Accept 4 KiB pages.
+    pub allow_4k: bool,
+}
+
+impl Default for MemoryCfg {
+    fn default() -> Self {
+        MemoryCfg {
+            page_size: "2M".into(),
+            backing: "anon".into(),
+            hugetlbfs_dir: None,
+            iova_mode: "va".into(),
+            allow_4k: false,
+        }
+    }
+}
+
+/// `[pool]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoolCfg {
+    /// Mbufs.
+    pub nb_mbufs: u32,
+    /// Data room per mbuf (after the 128-byte headroom).
+    pub mbuf_size: u32,
+    /// Per-lcore cache.
+    pub mbcache: u32,
+}
+
+impl Default for PoolCfg {
+    fn default() -> Self {
+        PoolCfg {
+            nb_mbufs: 8192,
+            mbuf_size: 2048,
+            mbcache: 256,
+        }
+    }
+}
+
+/// `[fwd]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FwdCfg {
+    /// Worker CPUs (`0-1`, `1,3`).
+    pub lcores: Option<String>,
+    /// Forwarding mode.
+    pub forward_mode: String,
+    /// Burst size.
+    pub burst: u32,
+    /// RX queues per port.
+    pub rxq: u32,
+    /// TX queues per port.
+    pub txq: u32,
+    /// RX descriptors.
+    pub rxd: u32,
+    /// TX descriptors.
+    pub txd: u32,
+    /// `paired`, `chained`, `loop`.
+    pub port_topology: String,
+    /// Hex port mask.
+    pub portmask: Option<String>,
+    /// TX retries.
+    pub tx_retry: u32,
+    /// Latency in forwarding modes too.
+    pub latency: bool,
+}
+
+impl Default for FwdCfg {
+    fn default() -> Self {
+        FwdCfg {
+            lcores: None,
+            forward_mode: "io".into(),
+            burst: 32,
+            rxq: 1,
+            txq: 1,
+            rxd: 1024,
+            txd: 1024,
+            port_topology: "paired".into(),
+            portmask: None,
+            tx_retry: 0,
+            latency: false,
+        }
+    }
+}
+
+/// `[stats]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatsCfg {
+    /// Seconds between prints (0 = none).
+    pub period: f64,
+    /// Seconds to run (0 = until Ctrl-C).
+    pub duration: f64,
+    /// JSON lines instead of tables.
+    pub json: bool,
+    /// Telemetry socket.
+    pub telemetry: Option<PathBuf>,
+}
+
+impl Default for StatsCfg {
+    fn default() -> Self {
+        StatsCfg {
+            period: 1.0,
+            duration: 0.0,
+            json: false,
+            telemetry: None,
+        }
+    }
+}
+
+/// `[txonly]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TxCfg {
+    /// Frame length.
+    pub pkt_len: u32,
+    /// Flows.
+    pub flows: u32,
+    /// Source IPv4.
+    pub src_ip: String,
+    /// Destination IPv4.
+    pub dst_ip: String,
+    /// UDP source port.
+    pub src_port: u32,
+    /// UDP destination port.
+    pub dst_port: u32,
+}
+
+impl Default for TxCfg {
+    fn default() -> Self {
+        TxCfg {
+            pkt_len: 64,
+            flows: 1,
+            src_ip: "198.18.0.1".into(),
+            dst_ip: "198.18.0.2".into(),
+            src_port: 9,
+            dst_port: 9,
+        }
+    }
+}
+
+/// `[[port]]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortCfg {
+    /// Devargs (`ring:r0`, `null:size=64`, `pcap:rx=..,tx=..`, `af_xdp:iface=..`).
+    pub devargs: String,
+    /// Peer MAC (mac mode destination, generator destination).
+    #[serde(default)]
+    pub eth_peer: Option<String>,
+}
+
+/// `[[lcore]]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LcoreCfg {
+    /// CPU id.
+    pub id: u32,
+    /// This lcore's forwarding mode (default: `fwd.forward_mode`).
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// Streams.
+    pub streams: Vec<StreamCfg>,
+}
+
+/// One stream `{ rx = "P.Q", tx = "P.Q" }`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamCfg {
+    /// RX port.queue.
+    #[serde(default)]
+    pub rx: Option<String>,
+    /// TX port.queue.
+    #[serde(default)]
+    pub tx: Option<String>,
+}
+
+/// A config with CLI overrides applied, and which flag set which key (so
+/// errors name what the user typed).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The merged values.
+    pub cfg: FileConfig,
+    /// Where the file came from (`built-in demo` or a path).
+    pub source: String,
+    /// key → flag, for keys a flag set.
+    pub flags: BTreeMap<&'static str, &'static str>,
+}
+
+impl Settings {
+    /// How to name `key` in an error: the flag if one set it, else the key
+    /// and the file.
+    pub fn name(&self, key: &str) -> String {
+        match self.flags.get(key) {
+            Some(f) => format!("`{f}`"),
+            None => format!("`{key}` (in {})", self.source),
+        }
+    }
+}
+
+/// Read and parse a config file.
+///
+/// # Errors
+/// [`ConfigError::Read`] / [`ConfigError::Parse`] (unknown keys included).
+pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(&text, &path.display().to_string())
+}
+
+/// Parse config text.
+///
+/// # Errors
+/// [`ConfigError::Parse`].
+pub fn parse(text: &str, source: &str) -> Result<FileConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
+        source_name: source.to_string(),
+        msg: e.to_string(),
+    })
+}
+
+/// The file named by `path` (or the built-in demo when `None`) with the
+/// flags in `o` applied.
+///
+/// # Errors
+/// As [`load`].
+pub fn settings(path: Option<&Path>, o: &Opts) -> Result<Settings, ConfigError> {
+    let (mut cfg, source) = match path {
+        Some(p) => (load(p)?, p.display().to_string()),
+        None if o.port.is_empty() => (parse(DEMO, "built-in demo")?, "built-in demo".to_string()),
+        None => (FileConfig::default(), "defaults".to_string()),
+    };
+    let mut flags = BTreeMap::new();
+    macro_rules! set {
+        ($opt:expr, $key:literal, $flag:literal, $dst:expr) => {
+            if let Some(v) = $opt.clone() {
+                $dst = v.into();
+                flags.insert($key, $flag);
+            }
+        };
+    }
+    set!(o.lcores, "fwd.lcores", "--lcores", cfg.fwd.lcores);
+    set!(o.portmask, "fwd.portmask", "--portmask", cfg.fwd.portmask);
+    set!(
+        o.forward_mode,
+        "fwd.forward_mode",
+        "--forward-mode",
+        cfg.fwd.forward_mode
+    );
+    set!(o.burst, "fwd.burst", "--burst", cfg.fwd.burst);
+    set!(o.rxd, "fwd.rxd", "--rxd", cfg.fwd.rxd);
+    set!(o.txd, "fwd.txd", "--txd", cfg.fwd.txd);
+    set!(o.rxq, "fwd.rxq", "--rxq", cfg.fwd.rxq);
+    set!(o.txq, "fwd.txq", "--txq", cfg.fwd.txq);
+    set!(
+        o.port_topology,
+        "fwd.port_topology",
+        "--port-topology",
+        cfg.fwd.port_topology
+    );
+    set!(o.tx_retry, "fwd.tx_retry", "--tx-retry", cfg.fwd.tx_retry);
+    set!(o.nb_mbufs, "pool.nb_mbufs", "--nb-mbufs", cfg.pool.nb_mbufs);
+    set!(
+        o.mbuf_size,
+        "pool.mbuf_size",
+        "--mbuf-size",
+        cfg.pool.mbuf_size
+    );
+    set!(o.mbcache, "pool.mbcache", "--mbcache", cfg.pool.mbcache);
+    set!(
+        o.page_size,
+        "memory.page_size",
+        "--page-size",
+        cfg.memory.page_size
+    );
+    set!(
+        o.mem_backing,
+        "memory.backing",
+        "--mem-backing",
+        cfg.memory.backing
+    );
+    set!(
+        o.iova_mode,
+        "memory.iova_mode",
+        "--iova-mode",
+        cfg.memory.iova_mode
+    );
+    set!(
+        o.stats_period,
+        "stats.period",
+        "--stats-period",
+        cfg.stats.period
+    );
+    set!(
+        o.duration,
+        "stats.duration",
+        "--duration",
+        cfg.stats.duration
+    );
+    set!(
+        o.telemetry,
+        "stats.telemetry",
+        "--telemetry",
+        cfg.stats.telemetry
+    );
+    set!(o.txpkts, "txonly.pkt_len", "--txpkts", cfg.txonly.pkt_len);
+    set!(o.tx_flows, "txonly.flows", "--tx-flows", cfg.txonly.flows);
+    if o.no_huge {
+        if o.mem_backing.as_deref().is_some_and(|b| b != "heap") {
+            return Err(ConfigError::Invalid {
+                key: "`--no-huge`".into(),
+                value: format!(
+                    "with --mem-backing {}",
+                    o.mem_backing.as_deref().unwrap_or("")
+                ),
+                accepted: "one of them: --no-huge means --mem-backing heap".into(),
+            });
+        }
+        cfg.memory.backing = "heap".into();
+        flags.insert("memory.backing", "--no-huge");
+    }
+    if o.allow_4k {
+        cfg.memory.allow_4k = true;
+        flags.insert("memory.allow_4k", "--allow-4k");
+    }
+    if o.latency {
+        cfg.fwd.latency = true;
+        flags.insert("fwd.latency", "--latency");
+    }
+    if o.json {
+        cfg.stats.json = true;
+        flags.insert("stats.json", "--json");
+    }
+    if let Some(ip) = &o.tx_ip {
+        let (s, d) = ip.split_once(',').unwrap_or((ip, ""));
+        (cfg.txonly.src_ip, cfg.txonly.dst_ip) = (s.into(), d.into());
+        flags.insert("txonly.src_ip", "--tx-ip");
+        flags.insert("txonly.dst_ip", "--tx-ip");
+    }
+    if let Some(p) = &o.tx_udp {
+        let (s, d) = p.split_once(',').unwrap_or((p, p));
+        let num = |v: &str| v.trim().parse::<u32>().unwrap_or(u32::MAX);
+        (cfg.txonly.src_port, cfg.txonly.dst_port) = (num(s), num(d));
+        flags.insert("txonly.src_port", "--tx-udp");
+        flags.insert("txonly.dst_port", "--tx-udp");
+    }
+    if !o.port.is_empty() {
+        cfg.ports = o
+            .port
+            .iter()
+            .map(|d| PortCfg {
+                devargs: d.clone(),
+                eth_peer: None,
+            })
+            .collect();
+        cfg.lcore_map.clear();
+        flags.insert("port", "--port");
+    }
+    for p in &o.eth_peer {
+        let (n, mac) = p.split_once(',').unwrap_or(("", p));
+        let idx: usize = n.trim().parse().map_err(|_| ConfigError::Invalid {
+            key: "`--eth-peer`".into(),
+            value: p.clone(),
+            accepted: "PORT,MAC with PORT a port id, e.g. 0,02:00:00:00:00:01".into(),
+        })?;
+        let port = cfg.ports.get_mut(idx).ok_or_else(|| ConfigError::Invalid {
+            key: "`--eth-peer`".into(),
+            value: p.clone(),
+            accepted: format!(
+                "a port id below {} (the number of ports)",
+                o.port.len().max(1)
+            ),
+        })?;
+        port.eth_peer = Some(mac.to_string());
+        flags.insert("port.eth_peer", "--eth-peer");
+    }
+    Ok(Settings { cfg, source, flags })
+}

@@ -1,0 +1,131 @@
+//! Per-stream and per-lcore counters: plain relaxed atomics with one writer
+//! (the worker), read by the main thread for stats and telemetry. No
+//! read-modify-write, no lock.
+
+use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A single-writer counter.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Add `n` (only the owning worker calls this).
+    #[inline]
+    pub fn add(&self, n: u64) {
+        if n != 0 {
+            self.0.store(
+                self.0.load(Ordering::Relaxed).wrapping_add(n),
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    /// Current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// What happened to the packets of one stream.
+#[derive(Debug, Default)]
+pub struct StreamCounters {
+    /// Received.
+    pub rx: Counter,
+    /// Generated (txonly/flowgen).
+    pub generated: Counter,
+    /// Sent.
+    pub tx: Counter,
+    /// Not taken by the TX queue after retries: freed.
+    pub tx_dropped: Counter,
+    /// Too short or malformed for the mode: freed.
+    pub malformed: Counter,
+    /// Not for this mode (icmpecho) or consumed (rxonly, flowgen RX): freed.
+    pub consumed: Counter,
+    /// Generator bursts the pool could not serve.
+    pub nombuf: Counter,
+}
+
+/// A snapshot of [`StreamCounters`].
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct StreamStats {
+    /// Received.
+    pub rx: u64,
+    /// Generated.
+    pub generated: u64,
+    /// Sent.
+    pub tx: u64,
+    /// Dropped at TX.
+    pub tx_dropped: u64,
+    /// Malformed.
+    pub malformed: u64,
+    /// Consumed or ignored.
+    pub consumed: u64,
+    /// Generator allocation failures (bursts).
+    pub nombuf: u64,
+}
+
+impl StreamCounters {
+    /// Snapshot.
+    pub fn read(&self) -> StreamStats {
+        StreamStats {
+            rx: self.rx.get(),
+            generated: self.generated.get(),
+            tx: self.tx.get(),
+            tx_dropped: self.tx_dropped.get(),
+            malformed: self.malformed.get(),
+            consumed: self.consumed.get(),
+            nombuf: self.nombuf.get(),
+        }
+    }
+}
+
+impl std::ops::AddAssign for StreamStats {
+    fn add_assign(&mut self, o: StreamStats) {
+        self.rx += o.rx;
+        self.generated += o.generated;
+        self.tx += o.tx;
+        self.tx_dropped += o.tx_dropped;
+        self.malformed += o.malformed;
+        self.consumed += o.consumed;
+        self.nombuf += o.nombuf;
+    }
+}
+
+/// Where an lcore's time goes.
+#[derive(Debug, Default)]
+pub struct LcoreCounters {
+    /// Nanoseconds in loop iterations that moved packets.
+    pub busy_ns: Counter,
+    /// Nanoseconds in iterations that found nothing.
+    pub idle_ns: Counter,
+    /// Packets handled (received + generated).
+    pub packets: Counter,
+    /// Loop iterations.
+    pub loops: Counter,
+}
+
+/// A snapshot of [`LcoreCounters`].
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct LcoreStats {
+    /// Busy ns.
+    pub busy_ns: u64,
+    /// Idle ns.
+    pub idle_ns: u64,
+    /// Packets.
+    pub packets: u64,
+    /// Iterations.
+    pub loops: u64,
+}
+
+impl LcoreCounters {
+    /// Snapshot.
+    pub fn read(&self) -> LcoreStats {
+        LcoreStats {
+            busy_ns: self.busy_ns.get(),
+            idle_ns: self.idle_ns.get(),
+            packets: self.packets.get(),
+            loops: self.loops.get(),
+        }
+    }
+}

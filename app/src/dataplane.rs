@@ -1,0 +1,330 @@
+//! Bring-up and tear-down of the data plane, in the one order that is safe:
+//!
+//! ```text
+//! up:   ExtMem::alloc → Registry::register_mem → MbufPool::create
+//!       → per port: dma_map each IOVA-contiguous chunk → configure → start
+//!       → hand each lcore its queues and a PoolCache
+//! down: (workers joined: queues and caches dropped) → port.stop
+//!       → dma_unmap exactly the chunks mapped → leak audit → drop ports and pool
+//!       → Registry::unregister → drop ExtMem
+//! ```
+
+use crate::counters::{LcoreCounters, StreamCounters};
+use crate::error::RunError;
+use crate::fwd::txgen::Generator;
+use crate::fwd::FwdMode;
+use crate::plan::{Plan, QueueRef};
+use crate::worker::{Stream, Worker};
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use xfwd_mempool::{ExtMem, LeakError, MbufPool, PoolStats, RegionId, Registry};
+use xfwd_pmd::dma::{iova_chunks, DmaRange, MapInfo};
+use xfwd_pmd::{Port, PortConf, PortInfo, RxQueue, TxQueue};
+
+/// The queue handles of a started port, taken one by one by the lcores.
+type PortQueueSlots = (Vec<Option<Box<dyn RxQueue>>>, Vec<Option<Box<dyn TxQueue>>>);
+
+/// A started port and the chunks it mapped.
+#[derive(Debug)]
+pub struct RunPort {
+    /// Port id.
+    pub id: u16,
+    /// The port.
+    pub port: Box<dyn Port>,
+    /// Its capabilities.
+    pub info: PortInfo,
+    /// Its peer MAC.
+    pub peer_mac: [u8; 6],
+    /// Chunks mapped with `dma_map` (unmapped exactly at tear-down).
+    pub chunks: Vec<DmaRange>,
+    /// What each map call reported.
+    pub maps: Vec<MapInfo>,
+    started: bool,
+}
+
+/// A stream as the stats see it.
+#[derive(Debug, Clone)]
+pub struct StreamInfo {
+    /// Lcore.
+    pub cpu: u32,
+    /// Mode.
+    pub mode: FwdMode,
+    /// RX queue.
+    pub rx: Option<QueueRef>,
+    /// TX queue.
+    pub tx: Option<QueueRef>,
+    /// Counters.
+    pub counters: Arc<StreamCounters>,
+}
+
+/// An lcore as the stats see it.
+#[derive(Debug, Clone)]
+pub struct LcoreInfo {
+    /// CPU.
+    pub cpu: u32,
+    /// Mode.
+    pub mode: FwdMode,
+    /// Counters.
+    pub counters: Arc<LcoreCounters>,
+}
+
+/// The running data plane (owned by the main thread).
+#[derive(Debug)]
+pub struct Dataplane {
+    /// Ports, by position.
+    pub ports: Vec<RunPort>,
+    /// Streams.
+    pub streams: Vec<StreamInfo>,
+    /// Lcores.
+    pub lcores: Vec<LcoreInfo>,
+    /// Backing description for reports (`anon 2M`, `heap (no hugepages)`).
+    pub memory: String,
+    pool: Option<MbufPool>,
+    registry: Registry,
+    region: Option<RegionId>,
+    mem: Option<Arc<ExtMem>>,
+    spare_rx: Vec<Box<dyn RxQueue>>,
+    spare_tx: Vec<Box<dyn TxQueue>>,
+}
+
+/// What tear-down found.
+#[derive(Debug)]
+pub struct Teardown {
+    /// Pool stats after every mbuf came back (or not).
+    pub pool: Option<PoolStats>,
+    /// The leak audit.
+    pub leak: Result<(), LeakError>,
+    /// Errors on the way down (stop, unmap, unregister), already logged.
+    pub errors: Vec<String>,
+}
+
+impl Teardown {
+    /// Mbufs not returned.
+    pub fn leaked(&self) -> usize {
+        self.leak.as_ref().err().map_or(0, |e| e.in_use)
+    }
+}
+
+impl Dataplane {
+    /// Allocate memory, create the pool, map, configure and start the ports,
+    /// and build the workers (not yet running). On failure everything done
+    /// so far is undone.
+    ///
+    /// # Errors
+    /// [`RunError`] from the step that failed.
+    pub fn setup(plan: Plan, stop: &Arc<AtomicBool>) -> Result<(Dataplane, Vec<Worker>), RunError> {
+        let mut dp = Dataplane {
+            ports: Vec::new(),
+            streams: Vec::new(),
+            lcores: Vec::new(),
+            memory: format!(
+                "{} {} pages{}",
+                plan.mem.backing.name(),
+                plan.mem.page_size,
+                if plan.mem.backing == xfwd_mempool::Backing::Heap {
+                    " (no hugepages: --no-huge)"
+                } else {
+                    ""
+                }
+            ),
+            pool: None,
+            registry: Registry::new(),
+            region: None,
+            mem: None,
+            spare_rx: Vec::new(),
+            spare_tx: Vec::new(),
+        };
+        match dp.bring_up(plan, stop) {
+            Ok(w) => Ok((dp, w)),
+            Err(e) => {
+                let _ = dp.teardown();
+                Err(e)
+            }
+        }
+    }
+
+    fn bring_up(&mut self, plan: Plan, stop: &Arc<AtomicBool>) -> Result<Vec<Worker>, RunError> {
+        // Memory, registration, pool.
+        let mem = Arc::new(ExtMem::alloc(&plan.mem)?);
+        self.mem = Some(mem.clone());
+        let region = self.registry.register_mem(&mem)?;
+        self.region = Some(region);
+        let pool = MbufPool::create(&plan.pool, mem, &self.registry)?;
+        self.pool = Some(pool.clone());
+        let info = self.registry.get(region)?;
+        let chunks = iova_chunks(info.va as u64, info.page_size.bytes() as u64, &info.iovas);
+
+        // Ports: map every chunk, configure, start.
+        let mut queues: HashMap<u16, PortQueueSlots> = HashMap::new();
+        for p in plan.ports {
+            self.ports.push(RunPort {
+                id: p.id,
+                port: p.port,
+                info: p.info,
+                peer_mac: p.peer_mac,
+                chunks: Vec::new(),
+                maps: Vec::new(),
+                started: false,
+            });
+            let rp = self.ports.last_mut().expect("just pushed");
+            for c in &chunks {
+                let m = rp.port.dma_map(c.va, c.iova, c.len)?;
+                rp.chunks.push(*c);
+                rp.maps.push(m);
+            }
+            rp.port.configure(&PortConf {
+                rx_queues: plan.rxq,
+                tx_queues: plan.txq,
+                rx_desc: plan.rxd,
+                tx_desc: plan.txd,
+                pools: vec![pool.clone()],
+            })?;
+            let q = rp.port.start()?;
+            rp.started = true;
+            queues.insert(
+                rp.id,
+                (
+                    q.rx.into_iter().map(Some).collect(),
+                    q.tx.into_iter().map(Some).collect(),
+                ),
+            );
+        }
+
+        // Workers: each takes its queues (exactly one owner per queue).
+        let mut workers = Vec::new();
+        for l in &plan.lcores {
+            let counters = Arc::new(LcoreCounters::default());
+            let mut w = Worker {
+                cpu: l.cpu,
+                mode: l.mode,
+                rxqs: Vec::new(),
+                txqs: Vec::new(),
+                streams: Vec::new(),
+                cache: pool.cache(),
+                burst: plan.burst,
+                tx_retry: plan.tx_retry,
+                latency: plan.latency,
+                counters: counters.clone(),
+                stop: stop.clone(),
+                pin: true,
+            };
+            let mut tx_idx: HashMap<QueueRef, usize> = HashMap::new();
+            for s in &l.streams {
+                let rx = s.rx.map(|q| {
+                    let h = queues
+                        .get_mut(&q.port)
+                        .and_then(|e| e.0[q.queue as usize].take());
+                    w.rxqs
+                        .push(h.expect("validated: each RX queue has one owner"));
+                    w.rxqs.len() - 1
+                });
+                let tx = s.tx.map(|q| {
+                    *tx_idx.entry(q).or_insert_with(|| {
+                        let h = queues
+                            .get_mut(&q.port)
+                            .and_then(|e| e.1[q.queue as usize].take());
+                        w.txqs
+                            .push(h.expect("validated: each TX queue has one owner"));
+                        w.txqs.len() - 1
+                    })
+                });
+                let txp =
+                    s.tx.and_then(|q| self.ports.iter().find(|p| p.id == q.port));
+                let (tx_mac, peer_mac) = txp.map_or(([0; 6], [0; 6]), |p| (p.info.mac, p.peer_mac));
+                let gen = (l.mode.generates() && tx.is_some()).then(|| {
+                    Generator::new(&plan.gen, &tx_mac, &peer_mac, l.mode == FwdMode::FlowGen)
+                });
+                let sc = Arc::new(StreamCounters::default());
+                self.streams.push(StreamInfo {
+                    cpu: l.cpu,
+                    mode: l.mode,
+                    rx: s.rx,
+                    tx: s.tx,
+                    counters: sc.clone(),
+                });
+                w.streams.push(Stream {
+                    rx,
+                    tx,
+                    tx_mac,
+                    peer_mac,
+                    gen,
+                    counters: sc,
+                });
+            }
+            self.lcores.push(LcoreInfo {
+                cpu: l.cpu,
+                mode: l.mode,
+                counters,
+            });
+            workers.push(w);
+        }
+        // Queues no stream uses stay here until tear-down.
+        for (_, (rx, tx)) in queues {
+            self.spare_rx.extend(rx.into_iter().flatten());
+            self.spare_tx.extend(tx.into_iter().flatten());
+        }
+        Ok(workers)
+    }
+
+    /// The pool (for stats).
+    pub fn pool(&self) -> Option<&MbufPool> {
+        self.pool.as_ref()
+    }
+
+    /// Stop ports, unmap, audit, free — after the workers were joined.
+    pub fn teardown(mut self) -> Teardown {
+        let mut errors = Vec::new();
+        let mut note = |e: String| {
+            log::error!("{e}");
+            errors.push(e);
+        };
+        self.spare_rx.clear();
+        self.spare_tx.clear();
+        for p in &mut self.ports {
+            if p.started {
+                match p.port.stop() {
+                    Ok(()) => p.started = false,
+                    Err(e) => note(format!("stop port{}: {e}", p.id)),
+                }
+            }
+        }
+        for p in &mut self.ports {
+            if p.started {
+                continue; // a started port may still DMA: never unmap under it
+            }
+            for c in std::mem::take(&mut p.chunks) {
+                if let Err(e) = p.port.dma_unmap(c.va, c.iova, c.len) {
+                    note(format!(
+                        "dma_unmap port{} {:#x}+{:#x}: {e}",
+                        p.id, c.va, c.len
+                    ));
+                }
+            }
+        }
+        let (pool_stats, leak) = match &self.pool {
+            Some(pool) => (Some(pool.stats()), pool.leak_check()),
+            None => (None, Ok(())),
+        };
+        // Ports hold pool handles in their configuration: drop them first.
+        let still_started = self.ports.iter().any(|p| p.started);
+        if still_started {
+            // Keep them (and so the memory) alive rather than free memory a
+            // device may still write: leak on purpose.
+            std::mem::forget(std::mem::take(&mut self.ports));
+        }
+        self.ports.clear();
+        self.pool = None;
+        if let Some(r) = self.region.take() {
+            if let Err(e) = self.registry.unregister(r) {
+                note(format!("unregister {r}: {e}"));
+            }
+        }
+        self.mem = None;
+        Teardown {
+            pool: pool_stats,
+            leak,
+            errors,
+        }
+    }
+}

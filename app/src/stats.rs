@@ -1,0 +1,349 @@
+//! Statistics: snapshots of ports, streams and lcores; testpmd-like text
+//! tables or one JSON object per line (`--json`).
+
+use crate::counters::{LcoreStats, StreamStats};
+use crate::dataplane::{Dataplane, Teardown};
+use crate::latency::Summary;
+use serde::Serialize;
+use serde_json::{json, Value};
+use xfwd_pmd::PortStats;
+
+/// One moment of the whole data plane.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Seconds since the workers started.
+    pub elapsed: f64,
+    /// Per port (id, stats).
+    pub ports: Vec<(u16, PortStats)>,
+    /// Per stream, in [`Dataplane::streams`] order.
+    pub streams: Vec<StreamStats>,
+    /// Per lcore, in [`Dataplane::lcores`] order.
+    pub lcores: Vec<LcoreStats>,
+}
+
+impl Snapshot {
+    /// Read every counter.
+    pub fn take(dp: &Dataplane, elapsed: f64) -> Snapshot {
+        Snapshot {
+            elapsed,
+            ports: dp.ports.iter().map(|p| (p.id, p.port.stats())).collect(),
+            streams: dp.streams.iter().map(|s| s.counters.read()).collect(),
+            lcores: dp.lcores.iter().map(|l| l.counters.read()).collect(),
+        }
+    }
+
+    /// The forward statistics of port `id`: what streams received from it
+    /// and sent to it.
+    pub fn fwd(&self, dp: &Dataplane, id: u16) -> PortFwd {
+        let mut f = PortFwd::default();
+        for (s, st) in dp.streams.iter().zip(&self.streams) {
+            if s.rx.is_some_and(|q| q.port == id) {
+                f.rx_packets += st.rx;
+                f.malformed += st.malformed;
+                f.consumed += st.consumed;
+            }
+            if s.tx.is_some_and(|q| q.port == id) {
+                f.tx_packets += st.tx;
+                f.tx_dropped += st.tx_dropped;
+                f.generated += st.generated;
+            }
+        }
+        f
+    }
+}
+
+/// testpmd's "Forward statistics for port N".
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct PortFwd {
+    /// Packets the streams received from this port.
+    pub rx_packets: u64,
+    /// Of those, malformed for the mode (dropped).
+    pub malformed: u64,
+    /// Of those, consumed (rxonly, flowgen) or ignored (icmpecho).
+    pub consumed: u64,
+    /// Generated for this port.
+    pub generated: u64,
+    /// Sent on this port.
+    pub tx_packets: u64,
+    /// Not taken by this port's TX queue: dropped.
+    pub tx_dropped: u64,
+}
+
+impl std::ops::AddAssign for PortFwd {
+    fn add_assign(&mut self, o: PortFwd) {
+        self.rx_packets += o.rx_packets;
+        self.malformed += o.malformed;
+        self.consumed += o.consumed;
+        self.generated += o.generated;
+        self.tx_packets += o.tx_packets;
+        self.tx_dropped += o.tx_dropped;
+    }
+}
+
+fn rate(cur: u64, prev: u64, dt: f64) -> u64 {
+    if dt <= 0.0 {
+        0
+    } else {
+        (cur.saturating_sub(prev) as f64 / dt) as u64
+    }
+}
+
+/// CPU MHz from /proc/cpuinfo (for cycles estimates; 0 when unknown).
+pub fn cpu_mhz() -> f64 {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("cpu MHz"))
+                .and_then(|l| l.split(':').nth(1))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0.0)
+}
+
+fn lcore_json(dp: &Dataplane, cur: &Snapshot, prev: Option<&Snapshot>, mhz: f64) -> Vec<Value> {
+    dp.lcores
+        .iter()
+        .zip(&cur.lcores)
+        .enumerate()
+        .map(|(i, (l, c))| {
+            let p = prev.map(|p| p.lcores[i]).unwrap_or_default();
+            let busy = c.busy_ns - p.busy_ns;
+            let idle = c.idle_ns - p.idle_ns;
+            let pkts = c.packets - p.packets;
+            let ns_pp = if pkts > 0 { busy as f64 / pkts as f64 } else { 0.0 };
+            json!({
+                "lcore": l.cpu, "mode": l.mode, "packets": pkts,
+                "busy_ns": busy, "idle_ns": idle,
+                "busy_pct": if busy + idle > 0 { 100.0 * busy as f64 / (busy + idle) as f64 } else { 0.0 },
+                "busy_cycles": (busy as f64 * mhz / 1000.0) as u64,
+                "idle_cycles": (idle as f64 * mhz / 1000.0) as u64,
+                "ns_per_pkt": ns_pp,
+                "cycles_per_pkt": ns_pp * mhz / 1000.0,
+            })
+        })
+        .collect()
+}
+
+/// Print one period: per-port table (or one JSON line).
+pub fn print_period(dp: &Dataplane, cur: &Snapshot, prev: &Snapshot, json_out: bool, mhz: f64) {
+    let dt = cur.elapsed - prev.elapsed;
+    let mut ports = Vec::new();
+    let (mut trx, mut ttx) = (0u64, 0u64);
+    for ((id, c), (_, p)) in cur.ports.iter().zip(&prev.ports) {
+        let (rx_pps, tx_pps) = (
+            rate(c.ipackets, p.ipackets, dt),
+            rate(c.opackets, p.opackets, dt),
+        );
+        let (rx_bps, tx_bps) = (
+            8 * rate(c.ibytes, p.ibytes, dt),
+            8 * rate(c.obytes, p.obytes, dt),
+        );
+        trx += rx_pps;
+        ttx += tx_pps;
+        if json_out {
+            ports.push(json!({
+                "port": id, "rx_packets": c.ipackets, "tx_packets": c.opackets,
+                "rx_bytes": c.ibytes, "tx_bytes": c.obytes, "rx_missed": c.imissed,
+                "rx_errors": c.ierrors, "tx_errors": c.oerrors, "rx_nombuf": c.rx_nombuf,
+                "rx_pps": rx_pps, "tx_pps": tx_pps, "rx_bps": rx_bps, "tx_bps": tx_bps,
+            }));
+        } else {
+            println!("\n  ######################## NIC statistics for port {id:<2} ########################");
+            println!(
+                "  RX-packets: {:<14} RX-missed: {:<14} RX-bytes:  {}",
+                c.ipackets, c.imissed, c.ibytes
+            );
+            println!("  RX-errors: {}\n  RX-nombuf:  {}", c.ierrors, c.rx_nombuf);
+            println!(
+                "  TX-packets: {:<14} TX-errors: {:<14} TX-bytes:  {}",
+                c.opackets, c.oerrors, c.obytes
+            );
+            println!("\n  Throughput (since last show)");
+            println!("  Rx-pps: {rx_pps:>14}          Rx-bps: {rx_bps:>14}");
+            println!("  Tx-pps: {tx_pps:>14}          Tx-bps: {tx_bps:>14}");
+            println!(
+                "  ############################################################################"
+            );
+        }
+    }
+    let lc = lcore_json(dp, cur, Some(prev), mhz);
+    if json_out {
+        let v = json!({
+            "type": "period", "elapsed_s": cur.elapsed, "ports": ports,
+            "total": {"rx_pps": trx, "tx_pps": ttx}, "lcores": lc,
+        });
+        println!("{v}");
+    } else {
+        for l in &lc {
+            println!(
+                "  lcore {:<3} {:<8} busy {:>5.1}%  {:>8.1} ns/pkt  ~{:.0} cycles/pkt",
+                l["lcore"],
+                l["mode"].as_str().unwrap_or(""),
+                l["busy_pct"].as_f64().unwrap_or(0.0),
+                l["ns_per_pkt"].as_f64().unwrap_or(0.0),
+                l["cycles_per_pkt"].as_f64().unwrap_or(0.0)
+            );
+        }
+    }
+}
+
+/// Print the final summary: forward statistics per port, accumulated
+/// totals, latency, lcores, pool and the leak audit.
+pub fn print_final(dp_ports: &[(u16, PortStats, PortFwd)], last: &FinalInfo, json_out: bool) {
+    let mut acc = PortFwd::default();
+    let mut missed = 0;
+    for (_, st, f) in dp_ports {
+        acc += *f;
+        missed += st.imissed;
+    }
+    if json_out {
+        let ports: Vec<Value> = dp_ports
+            .iter()
+            .map(|(id, st, f)| {
+                json!({
+                    "port": id, "rx_packets": st.ipackets, "tx_packets": st.opackets,
+                    "rx_bytes": st.ibytes, "tx_bytes": st.obytes, "rx_missed": st.imissed,
+                    "rx_errors": st.ierrors, "tx_errors": st.oerrors, "rx_nombuf": st.rx_nombuf,
+                    "fwd": f,
+                })
+            })
+            .collect();
+        let v = json!({
+            "type": "final", "elapsed_s": last.elapsed, "ports": ports,
+            "accumulated": {"fwd": acc, "rx_missed": missed,
+                "rx_pps": (acc.rx_packets as f64 / last.elapsed.max(1e-9)) as u64,
+                "tx_pps": (acc.tx_packets as f64 / last.elapsed.max(1e-9)) as u64},
+            "latency": last.latency, "lcores": last.lcores, "memory": last.memory,
+            "mempool": last.mempool, "leaked_mbufs": last.leaked, "errors": last.errors,
+        });
+        println!("{v}");
+        return;
+    }
+    for (id, st, f) in dp_ports {
+        println!(
+            "\n  ---------------------- Forward statistics for port {id:<2} ----------------------"
+        );
+        println!(
+            "  RX-packets: {:<14} RX-dropped: {:<14} RX-total: {}",
+            f.rx_packets,
+            st.imissed,
+            f.rx_packets + st.imissed
+        );
+        println!(
+            "  TX-packets: {:<14} TX-dropped: {:<14} TX-total: {}",
+            f.tx_packets,
+            f.tx_dropped,
+            f.tx_packets + f.tx_dropped
+        );
+        if f.malformed + f.consumed + f.generated > 0 {
+            println!(
+                "  Malformed:  {:<14} Consumed:   {:<14} Generated: {}",
+                f.malformed, f.consumed, f.generated
+            );
+        }
+        println!("  ----------------------------------------------------------------------------");
+    }
+    println!("\n  +++++++++++++++ Accumulated forward statistics for all ports +++++++++++++++");
+    println!(
+        "  RX-packets: {:<14} RX-dropped: {:<14} RX-total: {}",
+        acc.rx_packets,
+        missed,
+        acc.rx_packets + missed
+    );
+    println!(
+        "  TX-packets: {:<14} TX-dropped: {:<14} TX-total: {}",
+        acc.tx_packets,
+        acc.tx_dropped,
+        acc.tx_packets + acc.tx_dropped
+    );
+    println!("  ++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++");
+    let e = last.elapsed.max(1e-9);
+    println!(
+        "\n  Run time {:.2} s: RX {:.3} Mpps, TX {:.3} Mpps (memory: {})",
+        last.elapsed,
+        acc.rx_packets as f64 / e / 1e6,
+        acc.tx_packets as f64 / e / 1e6,
+        last.memory
+    );
+    let l = &last.latency;
+    if l.samples > 0 {
+        println!(
+            "  Latency ({} samples): p50 {} ns  p90 {} ns  p99 {} ns  p99.9 {} ns  max {} ns",
+            l.samples, l.p50_ns, l.p90_ns, l.p99_ns, l.p999_ns, l.max_ns
+        );
+    }
+    for lc in &last.lcores {
+        println!(
+            "  lcore {:<3} {:<8} busy {:>5.1}%  {} pkts  {:.1} ns/pkt  ~{:.0} cycles/pkt",
+            lc["lcore"],
+            lc["mode"].as_str().unwrap_or(""),
+            lc["busy_pct"].as_f64().unwrap_or(0.0),
+            lc["packets"],
+            lc["ns_per_pkt"].as_f64().unwrap_or(0.0),
+            lc["cycles_per_pkt"].as_f64().unwrap_or(0.0)
+        );
+    }
+    for e in &last.errors {
+        println!("  shutdown error: {e}");
+    }
+    match last.leaked {
+        0 => println!("  0 mbufs leaked"),
+        n => println!("  LEAK: {n} mbufs not returned to the pool"),
+    }
+}
+
+/// What the final summary needs besides the ports.
+#[derive(Debug, Clone)]
+pub struct FinalInfo {
+    /// Run time in seconds.
+    pub elapsed: f64,
+    /// Latency percentiles.
+    pub latency: Summary,
+    /// Lcores (JSON objects).
+    pub lcores: Vec<Value>,
+    /// Memory description.
+    pub memory: String,
+    /// Pool stats (JSON).
+    pub mempool: Value,
+    /// Mbufs leaked.
+    pub leaked: usize,
+    /// Shutdown errors.
+    pub errors: Vec<String>,
+}
+
+impl FinalInfo {
+    /// Assemble from the last snapshot and the tear-down.
+    pub fn new(
+        dp_lcores: Vec<Value>,
+        elapsed: f64,
+        latency: Summary,
+        memory: String,
+        td: &Teardown,
+    ) -> FinalInfo {
+        FinalInfo {
+            elapsed,
+            latency,
+            lcores: dp_lcores,
+            memory,
+            mempool: td.pool.as_ref().map_or(Value::Null, pool_json),
+            leaked: td.leaked(),
+            errors: td.errors.clone(),
+        }
+    }
+}
+
+/// Pool stats as JSON.
+pub fn pool_json(s: &xfwd_mempool::PoolStats) -> Value {
+    json!({
+        "name": s.name, "capacity": s.capacity, "available": s.available,
+        "in_caches": s.in_caches, "in_use": s.in_use, "alloc_failures": s.alloc_failures,
+        "obj_size": s.obj_size, "data_room": s.data_room, "headroom": s.headroom,
+        "region": s.region.to_string(), "page_size": s.page_size.to_string(),
+    })
+}
+
+/// Lcore totals as JSON (for the final summary).
+pub fn lcores_total(dp: &Dataplane, snap: &Snapshot, mhz: f64) -> Vec<Value> {
+    lcore_json(dp, snap, None, mhz)
+}

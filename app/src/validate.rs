@@ -1,0 +1,672 @@
+//! Turn [`Settings`] into a [`Plan`], checking everything before any memory
+//! is touched: value ranges, names, port capabilities (ports are probed, not
+//! configured), the lcore set, the stream map and the hugepage plan against
+//! free pages. Each error names the key or flag, the value and what is
+//! accepted.
+
+use crate::config::{LcoreCfg, Settings};
+use crate::cpu;
+use crate::error::ConfigError;
+use crate::fwd::txgen::{GenConfig, MIN_LEN};
+use crate::fwd::FwdMode;
+use crate::plan::{LcorePlan, Plan, PortPlan, QueueRef, RunSettings, StreamPlan};
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use xfwd_mempool::{
+    extmem, Backing, ExtMemConfig, IovaMode, PageSize, PoolConfig, PoolPlan, CACHE_MAX_SIZE,
+    MAX_BURST,
+};
+use xfwd_pmd::port::parse_mac;
+
+struct V<'a> {
+    s: &'a Settings,
+}
+
+impl V<'_> {
+    fn bad<T>(
+        &self,
+        key: &str,
+        value: impl ToString,
+        accepted: impl Into<String>,
+    ) -> Result<T, ConfigError> {
+        Err(ConfigError::Invalid {
+            key: self.s.name(key),
+            value: value.to_string(),
+            accepted: accepted.into(),
+        })
+    }
+
+    fn range(&self, key: &str, v: u64, lo: u64, hi: u64, what: &str) -> Result<(), ConfigError> {
+        if v < lo || v > hi {
+            return self.bad(key, v, format!("{lo} ..= {hi} {what}"));
+        }
+        Ok(())
+    }
+}
+
+/// Validate `s` and probe its ports.
+///
+/// # Errors
+/// The first [`ConfigError`] found.
+pub fn validate(s: &Settings) -> Result<Plan, ConfigError> {
+    let v = V { s };
+    let c = &s.cfg;
+
+    // Memory.
+    let m = &c.memory;
+    let page_size = PageSize::parse(&m.page_size).map_or_else(
+        || {
+            v.bad(
+                "memory.page_size",
+                &m.page_size,
+                "2M, 1G, or 4K (with --allow-4k)",
+            )
+        },
+        Ok,
+    )?;
+    let backing = match m.backing.as_str() {
+        "anon" | "anonymous" => Backing::Anonymous,
+        "hugetlbfs" => Backing::Hugetlbfs(m.hugetlbfs_dir.clone()),
+        "memfd" => Backing::Memfd,
+        "heap" => Backing::Heap,
+        other => {
+            return v.bad(
+                "memory.backing",
+                other,
+                "anon, hugetlbfs, memfd, heap (= --no-huge)",
+            )
+        }
+    };
+    if page_size == PageSize::Size4K && !m.allow_4k && backing != Backing::Heap {
+        return v.bad(
+            "memory.page_size",
+            "4K",
+            "2M or 1G hugepages; 4K only with --allow-4k (memory.allow_4k = true)",
+        );
+    }
+    let iova_mode = IovaMode::parse(&m.iova_mode)
+        .map_or_else(|| v.bad("memory.iova_mode", &m.iova_mode, "va, pa"), Ok)?;
+    if iova_mode == IovaMode::Pa && backing == Backing::Heap {
+        return v.bad(
+            "memory.iova_mode",
+            "pa",
+            "va with heap memory (--no-huge has no physical addresses)",
+        );
+    }
+    if iova_mode == IovaMode::Pa && !xfwd_mempool::caps::is_root() {
+        return v.bad(
+            "memory.iova_mode",
+            "pa",
+            "va unless running as root (pa reads /proc/self/pagemap)",
+        );
+    }
+
+    // Pool.
+    let p = &c.pool;
+    v.range("pool.nb_mbufs", p.nb_mbufs.into(), 64, 1 << 24, "mbufs")?;
+    v.range(
+        "pool.mbuf_size",
+        p.mbuf_size.into(),
+        128,
+        65535 - 128,
+        "bytes of data room",
+    )?;
+    v.range(
+        "pool.mbcache",
+        p.mbcache.into(),
+        0,
+        CACHE_MAX_SIZE.into(),
+        "mbufs",
+    )?;
+    if u64::from(p.mbcache) * 3 / 2 > u64::from(p.nb_mbufs) {
+        return v.bad(
+            "pool.mbcache",
+            p.mbcache,
+            format!(
+                "at most nb_mbufs / 1.5 = {} (a cache holds up to 1.5 × its size)",
+                p.nb_mbufs * 2 / 3
+            ),
+        );
+    }
+
+    // Forwarding.
+    let f = &c.fwd;
+    let mode = FwdMode::parse(&f.forward_mode).map_or_else(
+        || v.bad("fwd.forward_mode", &f.forward_mode, FwdMode::accepted()),
+        Ok,
+    )?;
+    v.range("fwd.burst", f.burst.into(), 1, MAX_BURST as u64, "packets")?;
+    v.range("fwd.rxq", f.rxq.into(), 1, 1024, "queues")?;
+    v.range("fwd.txq", f.txq.into(), 1, 1024, "queues")?;
+    v.range("fwd.rxd", f.rxd.into(), 1, 65535, "descriptors")?;
+    v.range("fwd.txd", f.txd.into(), 1, 65535, "descriptors")?;
+    if f.burst > f.rxd {
+        return v.bad(
+            "fwd.burst",
+            f.burst,
+            format!("at most the RX ring size fwd.rxd = {}", f.rxd),
+        );
+    }
+    if f.burst > f.txd {
+        return v.bad(
+            "fwd.burst",
+            f.burst,
+            format!("at most the TX ring size fwd.txd = {}", f.txd),
+        );
+    }
+    v.range("fwd.tx_retry", f.tx_retry.into(), 0, 1_000_000, "retries")?;
+    let topology: &'static str = match f.port_topology.as_str() {
+        "paired" => "paired",
+        "chained" => "chained",
+        "loop" => "loop",
+        other => return v.bad("fwd.port_topology", other, "paired, chained, loop"),
+    };
+
+    // Stats.
+    let st = &c.stats;
+    if !st.period.is_finite()
+        || !(0.0..=3600.0).contains(&st.period)
+        || (st.period > 0.0 && st.period < 0.01)
+    {
+        return v.bad(
+            "stats.period",
+            st.period,
+            "0 (off) or 0.01 ..= 3600 seconds",
+        );
+    }
+    if !st.duration.is_finite() || !(0.0..=31_536_000.0).contains(&st.duration) {
+        return v.bad(
+            "stats.duration",
+            st.duration,
+            "0 (until Ctrl-C) or up to 31536000 seconds",
+        );
+    }
+    if let Some(path) = &st.telemetry {
+        let parent = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        if !parent.is_dir() {
+            return v.bad(
+                "stats.telemetry",
+                path.display(),
+                "a socket path in an existing directory",
+            );
+        }
+        if path.exists() {
+            use std::os::unix::fs::FileTypeExt;
+            let is_sock = std::fs::symlink_metadata(path)
+                .map(|m| m.file_type().is_socket())
+                .unwrap_or(false);
+            if !is_sock {
+                return v.bad(
+                    "stats.telemetry",
+                    path.display(),
+                    "a new path or a stale socket (this is an existing file)",
+                );
+            }
+        }
+    }
+
+    // Generator.
+    let t = &c.txonly;
+    v.range(
+        "txonly.pkt_len",
+        t.pkt_len.into(),
+        MIN_LEN as u64,
+        p.mbuf_size.min(9600).into(),
+        "bytes (60 ..= pool.mbuf_size)",
+    )?;
+    v.range("txonly.flows", t.flows.into(), 1, 65536, "flows")?;
+    let ip = |key: &str, s: &str| -> Result<Ipv4Addr, ConfigError> {
+        s.trim()
+            .parse()
+            .map_or_else(|_| v.bad(key, s, "an IPv4 address like 198.18.0.1"), Ok)
+    };
+    let gen = GenConfig {
+        pkt_len: t.pkt_len as usize,
+        flows: t.flows,
+        src_ip: ip("txonly.src_ip", &t.src_ip)?,
+        dst_ip: ip("txonly.dst_ip", &t.dst_ip)?,
+        src_port: {
+            v.range("txonly.src_port", t.src_port.into(), 0, 65535, "")?;
+            t.src_port as u16
+        },
+        dst_port: {
+            v.range("txonly.dst_port", t.dst_port.into(), 0, 65535, "")?;
+            t.dst_port as u16
+        },
+    };
+
+    // Ports: probe (opens the device, allocates nothing) and check layouts.
+    if c.ports.is_empty() {
+        return v.bad(
+            "port",
+            "none",
+            "at least one [[port]] with devargs, or --port DEVARGS",
+        );
+    }
+    let n_ports = c.ports.len();
+    if n_ports > 64 {
+        return v.bad("port", n_ports, "at most 64 ports");
+    }
+    let mask: u64 = match &f.portmask {
+        None => (1u64 << n_ports) - 1,
+        Some(mk) => {
+            let h = mk.trim().trim_start_matches("0x").trim_start_matches("0X");
+            match u64::from_str_radix(h, 16) {
+                Ok(0) => return v.bad("fwd.portmask", mk, "a non-zero hex mask"),
+                Ok(x) if x >> n_ports != 0 => {
+                    return v.bad(
+                        "fwd.portmask",
+                        mk,
+                        format!("bits 0..{n_ports} only: {n_ports} ports are configured"),
+                    )
+                }
+                Ok(x) => x,
+                Err(_) => return v.bad("fwd.portmask", mk, "a hex mask like 0x3"),
+            }
+        }
+    };
+    let mut ports = Vec::new();
+    for (i, pc) in c.ports.iter().enumerate() {
+        if mask & (1 << i) == 0 {
+            continue;
+        }
+        let key = if s.flags.contains_key("port") {
+            format!("`--port {}`", pc.devargs)
+        } else {
+            format!("`port[{i}].devargs` (in {})", s.source)
+        };
+        let port = xfwd_pmd::probe(&pc.devargs).map_err(|source| ConfigError::Port {
+            key: key.clone(),
+            source,
+        })?;
+        let info = port.info();
+        let lim = |what: &str, flag: &str, val: u32, max: u64| -> Result<(), ConfigError> {
+            if u64::from(val) > max {
+                return v.bad(
+                    flag,
+                    val,
+                    format!("at most {max} {what} for port{i} ({})", info.devargs),
+                );
+            }
+            Ok(())
+        };
+        lim("RX queues", "fwd.rxq", f.rxq, info.max_rx_queues.into())?;
+        lim("TX queues", "fwd.txq", f.txq, info.max_tx_queues.into())?;
+        lim("RX descriptors", "fwd.rxd", f.rxd, info.max_rx_desc.into())?;
+        lim("TX descriptors", "fwd.txd", f.txd, info.max_tx_desc.into())?;
+        lim(
+            "packets per burst",
+            "fwd.burst",
+            f.burst,
+            info.max_burst as u64,
+        )?;
+        let peer_mac = match &pc.eth_peer {
+            Some(mac) => parse_mac(mac).map_or_else(
+                || {
+                    v.bad(
+                        "port.eth_peer",
+                        format!("{mac} (port{i})"),
+                        "a MAC like 02:00:00:00:00:01",
+                    )
+                },
+                Ok,
+            )?,
+            None => [0x02, 0, 0, 0, 0, i as u8],
+        };
+        ports.push(PortPlan {
+            id: i as u16,
+            port,
+            info,
+            peer_mac,
+        });
+    }
+
+    // Lcores and streams.
+    let allowed = cpu::allowed();
+    let listed = match &f.lcores {
+        Some(l) => Some(cpu::parse_list(l).map_or_else(
+            |why| {
+                v.bad(
+                    "fwd.lcores",
+                    format!("{l} ({why})"),
+                    "CPU ids and ranges like 0-1 or 1,3",
+                )
+            },
+            Ok,
+        )?),
+        None => None,
+    };
+    let lcores = if c.lcore_map.is_empty() {
+        let cpus = listed.unwrap_or_else(|| default_lcores(&allowed));
+        check_allowed(&v, "fwd.lcores", &cpus, &allowed)?;
+        round_robin(
+            &v,
+            &ports,
+            topology,
+            f.rxq as u16,
+            f.txq as u16,
+            mode,
+            &cpus,
+        )?
+    } else {
+        explicit(
+            &v,
+            &c.lcore_map,
+            listed.as_deref(),
+            &allowed,
+            &ports,
+            f.rxq as u16,
+            f.txq as u16,
+            mode,
+        )?
+    };
+    check_ownership(&v, &lcores)?;
+
+    // Pool and memory plan.
+    let workers = lcores.len() as u64;
+    let min = workers * (u64::from(p.mbcache) * 3 / 2 + 2 * u64::from(f.burst));
+    if u64::from(p.nb_mbufs) < min {
+        return v.bad(
+            "pool.nb_mbufs",
+            p.nb_mbufs,
+            format!("at least {min} for {workers} lcores (each may hold 1.5 × mbcache + 2 bursts)"),
+        );
+    }
+    let pool = PoolConfig {
+        name: "mbuf_pool".into(),
+        n: p.nb_mbufs,
+        data_room: p.mbuf_size as u16,
+        headroom: 128,
+        cache_size: p.mbcache,
+        allow_straddle: true,
+    };
+    let contiguous = iova_mode == IovaMode::Va || backing == Backing::Heap;
+    let pool_plan =
+        PoolPlan::compute(&pool, page_size, contiguous).map_err(|source| ConfigError::Pool {
+            key: format!("{} / {}", s.name("pool.nb_mbufs"), s.name("pool.mbuf_size")),
+            source,
+        })?;
+    let free_pages = if page_size.is_huge() && backing != Backing::Heap {
+        extmem::check_free_hugepages(page_size, pool_plan.pages as u64).map_err(|source| {
+            ConfigError::Memory {
+                key: format!(
+                    "{} × {}",
+                    s.name("pool.nb_mbufs"),
+                    s.name("memory.page_size")
+                ),
+                source,
+            }
+        })?;
+        Some(extmem::free_hugepages(page_size))
+    } else {
+        None
+    };
+    Ok(Plan {
+        source: s.source.clone(),
+        mem: ExtMemConfig {
+            len: pool_plan.bytes,
+            page_size,
+            backing,
+            iova_mode,
+            allow_4k: m.allow_4k,
+        },
+        pool,
+        pool_plan,
+        free_pages,
+        ports,
+        rxq: f.rxq as u16,
+        txq: f.txq as u16,
+        rxd: f.rxd as u16,
+        txd: f.txd as u16,
+        burst: f.burst as usize,
+        tx_retry: f.tx_retry,
+        latency: f.latency,
+        topology,
+        gen,
+        lcores,
+        run: RunSettings {
+            stats_period: st.period,
+            duration: st.duration,
+            json: st.json,
+            telemetry: st.telemetry.clone(),
+        },
+    })
+}
+
+/// One worker on the last allowed CPU (CPU 0 keeps the main thread company
+/// on small machines, like testpmd's main lcore).
+fn default_lcores(allowed: &[u32]) -> Vec<u32> {
+    allowed.last().map_or(vec![0], |&c| vec![c])
+}
+
+fn check_allowed(v: &V, key: &str, cpus: &[u32], allowed: &[u32]) -> Result<(), ConfigError> {
+    if let Some(c) = cpus.iter().find(|c| !allowed.contains(c)) {
+        return v.bad(
+            key,
+            c,
+            format!(
+                "a CPU this process may run on: {}",
+                cpu::format_list(allowed)
+            ),
+        );
+    }
+    Ok(())
+}
+
+fn peer_index(topology: &str, i: usize, n: usize) -> usize {
+    match topology {
+        "paired" if n > 1 => i ^ 1,
+        "chained" => (i + 1) % n,
+        _ => i,
+    }
+}
+
+/// testpmd's streams: each (port, rx queue) forwards to (peer port, same
+/// queue index mod txq); streams go round-robin over the lcores.
+fn round_robin(
+    v: &V,
+    ports: &[PortPlan],
+    topology: &str,
+    rxq: u16,
+    txq: u16,
+    mode: FwdMode,
+    cpus: &[u32],
+) -> Result<Vec<LcorePlan>, ConfigError> {
+    let n = ports.len();
+    if topology == "paired" && n > 1 && n % 2 == 1 {
+        return v.bad(
+            "fwd.port_topology",
+            "paired",
+            format!("an even number of forwarding ports (got {n}); or use chained/loop"),
+        );
+    }
+    let mut streams = Vec::new();
+    for (i, p) in ports.iter().enumerate() {
+        let peer = &ports[peer_index(topology, i, n)];
+        for q in 0..rxq {
+            let rx = QueueRef {
+                port: p.id,
+                queue: q,
+            };
+            let tx = QueueRef {
+                port: peer.id,
+                queue: q % txq,
+            };
+            streams.push(StreamPlan {
+                rx: mode.receives().then_some(rx),
+                tx: mode.transmits().then_some(tx),
+            });
+        }
+    }
+    let used = cpus.len().min(streams.len());
+    if used < cpus.len() {
+        log::warn!(
+            "{} lcores listed but only {} streams: lcores {} stay idle",
+            cpus.len(),
+            streams.len(),
+            cpu::format_list(&cpus[used..])
+        );
+    }
+    let mut out: Vec<LcorePlan> = cpus[..used]
+        .iter()
+        .map(|&cpu| LcorePlan {
+            cpu,
+            mode,
+            streams: Vec::new(),
+        })
+        .collect();
+    for (k, s) in streams.into_iter().enumerate() {
+        out[k % used].streams.push(s);
+    }
+    Ok(out)
+}
+
+fn parse_queue(
+    v: &V,
+    what: &str,
+    s: &str,
+    ports: &[PortPlan],
+    nq: u16,
+) -> Result<QueueRef, ConfigError> {
+    let accepted = || {
+        format!(
+            "PORT.QUEUE with PORT one of the forwarding ports {:?} and QUEUE < {nq}",
+            ports.iter().map(|p| p.id).collect::<Vec<_>>()
+        )
+    };
+    let (p, q) = s.split_once('.').unwrap_or((s, "0"));
+    let (Ok(port), Ok(queue)) = (p.trim().parse::<u16>(), q.trim().parse::<u16>()) else {
+        return v.bad(what, s, accepted());
+    };
+    if !ports.iter().any(|pp| pp.id == port) || queue >= nq {
+        return v.bad(what, s, accepted());
+    }
+    Ok(QueueRef { port, queue })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn explicit(
+    v: &V,
+    map: &[LcoreCfg],
+    listed: Option<&[u32]>,
+    allowed: &[u32],
+    ports: &[PortPlan],
+    rxq: u16,
+    txq: u16,
+    default_mode: FwdMode,
+) -> Result<Vec<LcorePlan>, ConfigError> {
+    let ids: Vec<u32> = map.iter().map(|l| l.id).collect();
+    for (i, id) in ids.iter().enumerate() {
+        if ids[..i].contains(id) {
+            return v.bad("lcore.id", id, "each [[lcore]] id once");
+        }
+    }
+    if let Some(l) = listed {
+        if l != ids.as_slice() {
+            return v.bad(
+                "fwd.lcores",
+                cpu::format_list(l),
+                format!(
+                    "the [[lcore]] ids {} (or leave fwd.lcores unset)",
+                    cpu::format_list(&ids)
+                ),
+            );
+        }
+    }
+    check_allowed(v, "lcore.id", &ids, allowed)?;
+    let mut out = Vec::new();
+    for l in map {
+        let mode = match &l.mode {
+            Some(m) => FwdMode::parse(m).map_or_else(
+                || {
+                    v.bad(
+                        "lcore.mode",
+                        format!("{m} (lcore {})", l.id),
+                        FwdMode::accepted(),
+                    )
+                },
+                Ok,
+            )?,
+            None => default_mode,
+        };
+        if l.streams.is_empty() {
+            return v.bad(
+                "lcore.streams",
+                format!("[] (lcore {})", l.id),
+                "at least one { rx = \"P.Q\", tx = \"P.Q\" }",
+            );
+        }
+        let mut streams = Vec::new();
+        for s in &l.streams {
+            let rx = match &s.rx {
+                Some(r) => Some(parse_queue(v, "lcore.streams.rx", r, ports, rxq)?),
+                None => None,
+            };
+            let tx = match &s.tx {
+                Some(t) => Some(parse_queue(v, "lcore.streams.tx", t, ports, txq)?),
+                None => None,
+            };
+            if mode.receives() && rx.is_none() {
+                return v.bad(
+                    "lcore.streams.rx",
+                    format!("missing (lcore {}, mode {mode})", l.id),
+                    "an RX queue P.Q: this mode receives",
+                );
+            }
+            if mode.transmits() && tx.is_none() {
+                return v.bad(
+                    "lcore.streams.tx",
+                    format!("missing (lcore {}, mode {mode})", l.id),
+                    "a TX queue P.Q: this mode transmits",
+                );
+            }
+            streams.push(StreamPlan {
+                rx: rx.filter(|_| mode.receives()),
+                tx: tx.filter(|_| mode.transmits()),
+            });
+        }
+        out.push(LcorePlan {
+            cpu: l.id,
+            mode,
+            streams,
+        });
+    }
+    Ok(out)
+}
+
+/// Every queue is owned by one lcore (queues are lock-free single-owner).
+fn check_ownership(v: &V, lcores: &[LcorePlan]) -> Result<(), ConfigError> {
+    let mut rx: HashMap<QueueRef, u32> = HashMap::new();
+    let mut tx: HashMap<QueueRef, u32> = HashMap::new();
+    for l in lcores {
+        for s in &l.streams {
+            if let Some(q) = s.rx {
+                if let Some(o) = rx.insert(q, l.cpu) {
+                    if o != l.cpu {
+                        return v.bad(
+                            "fwd.rxq",
+                            format!("RX queue {q} on lcores {o} and {}", l.cpu),
+                            "each queue polled by one lcore",
+                        );
+                    }
+                    return v.bad(
+                        "lcore.streams.rx",
+                        format!("RX queue {q} twice on lcore {}", l.cpu),
+                        "each RX queue in one stream",
+                    );
+                }
+            }
+            if let Some(q) = s.tx {
+                if let Some(o) = tx.insert(q, l.cpu) {
+                    if o != l.cpu {
+                        return v.bad("fwd.txq", format!("TX queue {q} shared by lcores {o} and {}", l.cpu), "each TX queue used by one lcore: raise --txq to --rxq, or list streams per lcore");
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}

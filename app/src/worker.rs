@@ -1,0 +1,251 @@
+//! The lcore: a pinned worker thread in a run-to-completion loop. It owns
+//! its RX/TX queue handles and its pool cache (moved in, never shared), and
+//! per burst: receive, edit headers in place, transmit, free what is left.
+//! No allocation, lock or system call per packet; the clock is read once
+//! per loop iteration (so at most once per burst).
+
+use crate::counters::{LcoreCounters, StreamCounters};
+use crate::fwd::edit;
+use crate::fwd::txgen::Generator;
+use crate::fwd::{FwdMode, Verdict};
+use crate::latency;
+use hdrhistogram::Histogram;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use xfwd_mempool::{MbufBatch, PoolCache};
+use xfwd_pmd::{RxQueue, TxQueue};
+
+/// One stream of a worker: indexes into the worker's queue tables.
+#[derive(Debug)]
+pub struct Stream {
+    /// RX queue index in [`Worker::rxqs`].
+    pub rx: Option<usize>,
+    /// TX queue index in [`Worker::txqs`].
+    pub tx: Option<usize>,
+    /// MAC of the TX port (mac mode source, icmpecho replies).
+    pub tx_mac: [u8; 6],
+    /// Peer MAC of the TX port (mac mode destination).
+    pub peer_mac: [u8; 6],
+    /// The generator (txonly, flowgen).
+    pub gen: Option<Generator>,
+    /// Counters.
+    pub counters: Arc<StreamCounters>,
+}
+
+/// Everything a worker owns.
+#[derive(Debug)]
+pub struct Worker {
+    /// CPU to pin to.
+    pub cpu: u32,
+    /// Mode.
+    pub mode: FwdMode,
+    /// Owned RX queues.
+    pub rxqs: Vec<Box<dyn RxQueue>>,
+    /// Owned TX queues.
+    pub txqs: Vec<Box<dyn TxQueue>>,
+    /// Streams.
+    pub streams: Vec<Stream>,
+    /// This lcore's pool cache.
+    pub cache: PoolCache,
+    /// Burst size.
+    pub burst: usize,
+    /// TX retries.
+    pub tx_retry: u32,
+    /// Record latency in forwarding modes too.
+    pub latency: bool,
+    /// Time accounting.
+    pub counters: Arc<LcoreCounters>,
+    /// Set by the main thread to stop.
+    pub stop: Arc<AtomicBool>,
+    /// Pin the thread (false in in-process tests that run many workers).
+    pub pin: bool,
+}
+
+/// What a finished worker hands back.
+#[derive(Debug)]
+pub struct WorkerResult {
+    /// CPU.
+    pub cpu: u32,
+    /// Latency samples (ns).
+    pub latency: Histogram<u64>,
+}
+
+impl Worker {
+    /// Run until `stop` is set; the queues and the cache are dropped on
+    /// return (so the port can stop and the cache flushes).
+    ///
+    /// # Errors
+    /// Pinning failed.
+    pub fn run(self) -> Result<WorkerResult, crate::error::RunError> {
+        if self.pin {
+            crate::cpu::pin(self.cpu).map_err(|source| crate::error::RunError::Pin {
+                lcore: self.cpu,
+                source,
+            })?;
+        }
+        let Worker {
+            cpu,
+            mode,
+            mut rxqs,
+            mut txqs,
+            mut streams,
+            mut cache,
+            burst,
+            tx_retry,
+            latency: lat_fwd,
+            counters,
+            stop,
+            ..
+        } = self;
+        let measure = mode == FwdMode::RxOnly || (lat_fwd && mode != FwdMode::TxOnly);
+        let mut hist = latency::histogram();
+        let mut b = MbufBatch::new(burst);
+        let mut last = latency::now_ns();
+        let mut ctx = Ctx {
+            mode,
+            burst,
+            tx_retry,
+            measure,
+            hist: &mut hist,
+        };
+        while !stop.load(Ordering::Relaxed) {
+            let mut clock: Option<u64> = None;
+            let mut work = 0u64;
+            for s in streams.iter_mut() {
+                work += ctx.stream(s, &mut rxqs, &mut txqs, &mut cache, &mut b, &mut clock);
+            }
+            let now = clock.unwrap_or_else(latency::now_ns);
+            let dt = now.saturating_sub(last);
+            last = now;
+            if work > 0 {
+                counters.busy_ns.add(dt);
+                counters.packets.add(work);
+            } else {
+                counters.idle_ns.add(dt);
+            }
+            counters.loops.add(1);
+        }
+        // Drop order: queue handles first (the port's stop() waits for
+        // them), then the cache (flushes to the shared ring).
+        drop(b);
+        drop(rxqs);
+        drop(txqs);
+        drop(cache);
+        Ok(WorkerResult { cpu, latency: hist })
+    }
+}
+
+struct Ctx<'h> {
+    mode: FwdMode,
+    burst: usize,
+    tx_retry: u32,
+    measure: bool,
+    hist: &'h mut Histogram<u64>,
+}
+
+impl Ctx<'_> {
+    /// One burst of one stream; returns packets handled.
+    #[inline]
+    fn stream(
+        &mut self,
+        s: &mut Stream,
+        rxqs: &mut [Box<dyn RxQueue>],
+        txqs: &mut [Box<dyn TxQueue>],
+        cache: &mut PoolCache,
+        b: &mut MbufBatch,
+        clock: &mut Option<u64>,
+    ) -> u64 {
+        let mut handled = 0u64;
+        if let Some(rx) = s.rx {
+            let n = rxqs[rx].rx_burst(b);
+            if n > 0 {
+                handled += n as u64;
+                s.counters.rx.add(n as u64);
+                if self.measure {
+                    let now = *clock.get_or_insert_with(latency::now_ns);
+                    for m in b.iter() {
+                        if let Some(ts) = latency::read(m.data()) {
+                            self.hist.saturating_record(now.saturating_sub(ts).max(1));
+                        }
+                    }
+                }
+                self.edit(s, b);
+                match (self.mode, s.tx) {
+                    (FwdMode::RxOnly | FwdMode::FlowGen, _) | (_, None) => {
+                        s.counters.consumed.add(b.len() as u64);
+                        cache.free_batch(b);
+                    }
+                    (_, Some(tx)) => self.send(s, &mut *txqs[tx], cache, b),
+                }
+            }
+        }
+        if let (Some(gen), Some(tx)) = (s.gen.as_mut(), s.tx) {
+            if cache.alloc_bulk(b, self.burst).is_err() {
+                s.counters.nombuf.add(1);
+                return handled;
+            }
+            let now = *clock.get_or_insert_with(latency::now_ns);
+            let len = gen.len();
+            for m in b.iter_mut() {
+                if m.reset_len(len).is_ok() {
+                    gen.fill(m.data_mut(), now);
+                }
+            }
+            handled += b.len() as u64;
+            s.counters.generated.add(b.len() as u64);
+            self.send(s, &mut *txqs[tx], cache, b);
+        }
+        handled
+    }
+
+    /// The mode's header edits; frames it refuses leave the batch (freed).
+    #[inline]
+    fn edit(&mut self, s: &mut Stream, b: &mut MbufBatch) {
+        let (mut malformed, mut ignored) = (0u64, 0u64);
+        let mut keep = |v: Verdict| match v {
+            Verdict::Forward => true,
+            Verdict::Ignore => {
+                ignored += 1;
+                false
+            }
+            Verdict::Malformed => {
+                malformed += 1;
+                false
+            }
+        };
+        match self.mode {
+            FwdMode::Io | FwdMode::RxOnly | FwdMode::TxOnly | FwdMode::FlowGen => return,
+            FwdMode::Mac => {
+                let (src, dst) = (s.tx_mac, s.peer_mac);
+                b.retain(|m| keep(edit::mac(m.data_mut(), &src, &dst)));
+            }
+            FwdMode::MacSwap => b.retain(|m| keep(edit::macswap(m.data_mut()))),
+            FwdMode::FiveTupleSwap => b.retain(|m| keep(edit::five_tuple_swap(m.data_mut()))),
+            FwdMode::IcmpEcho => {
+                let mac = s.tx_mac;
+                b.retain(|m| keep(edit::icmpecho(m.data_mut(), &mac)));
+            }
+        }
+        s.counters.malformed.add(malformed);
+        s.counters.consumed.add(ignored);
+    }
+
+    /// Transmit with up to `tx_retry` retries; what is left is freed and counted.
+    #[inline]
+    fn send(&mut self, s: &Stream, tx: &mut dyn TxQueue, cache: &mut PoolCache, b: &mut MbufBatch) {
+        if b.is_empty() {
+            return;
+        }
+        let mut sent = tx.tx_burst(b);
+        let mut tries = 0;
+        while !b.is_empty() && tries < self.tx_retry {
+            sent += tx.tx_burst(b);
+            tries += 1;
+        }
+        s.counters.tx.add(sent as u64);
+        if !b.is_empty() {
+            s.counters.tx_dropped.add(b.len() as u64);
+            cache.free_batch(b);
+        }
+    }
+}
