@@ -673,6 +673,31 @@ fn tcpdump_frames(file: &Path) -> Vec<Vec<u8>> {
     frames
 }
 
+/// Timestamps of `tcpdump -r FILE -tt --time-stamp-precision=nano`, in ns.
+fn tcpdump_stamps(file: &Path) -> Vec<u64> {
+    let out = Command::new("tcpdump")
+        .args(["-r", &file.display().to_string(), "-tt", "-nn"])
+        .arg("--time-stamp-precision=nano")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        // Payload hex of unknown EtherTypes is indented: skip it.
+        .filter(|l| !l.starts_with(char::is_whitespace))
+        .map(|l| {
+            let t = l.split_whitespace().next().unwrap();
+            let (sec, frac) = t.split_once('.').unwrap();
+            assert_eq!(frac.len(), 9, "{l}");
+            sec.parse::<u64>().unwrap() * 1_000_000_000 + frac.parse::<u64>().unwrap()
+        })
+        .collect()
+}
+
 #[test]
 fn tcpdump_reads_what_the_pcap_port_writes() {
     if !require_tool("tcpdump", "tcpdump reads pcap port output") {
@@ -927,8 +952,10 @@ fn captures_taken_by_tcpdump_and_dumpcap_on_a_veth_are_read_frame_for_frame() {
         // Timestamps are real and in order.
         let ts: Vec<u64> = c.records().iter().map(|r| r.ts_ns).collect();
         assert!(ts.windows(2).all(|w| w[0] <= w[1]) && ts[0] > 1_600_000_000_000_000_000);
-        // libpcap reads pcapng too: tcpdump -xx shows the same bytes.
+        // libpcap reads pcapng too: tcpdump -xx shows the same bytes, and
+        // -tt the same timestamps to the nanosecond.
         assert_eq!(tcpdump_frames(file), got, "tcpdump -xx {}", file.display());
+        assert_eq!(tcpdump_stamps(file), ts, "tcpdump -tt {}", file.display());
     }
     p.leak_check().unwrap();
 }
