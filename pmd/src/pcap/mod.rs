@@ -14,8 +14,10 @@
 //! - TX writes a classic pcap ([`writer`]: Ethernet, microsecond stamps,
 //!   snaplen 65535 unless `snaplen=` says otherwise) through a `BufWriter`,
 //!   flushed at `stop`; the file is created (truncated) at `start`. Sent
-//!   mbufs go back to their pool through a [`PoolCache`]. A port without
-//!   `tx=` discards what it is given (counted in `tx_discarded`).
+//!   mbufs go back to their pool through a [`PoolCache`]. A write error
+//!   counts the packet in `oerrors` (it is freed, not retried) and `stop`
+//!   returns the first such error. A port without `tx=` discards what it is
+//!   given (counted in `tx_discarded`).
 //! - One RX and one TX queue. xstats: `rx_file_frames`, `rx_loops`
 //!   (completed passes), `rx_copies`, `rx_copy_bytes`, `tx_written`,
 //!   `tx_truncated`, `tx_discarded`.
