@@ -88,7 +88,10 @@ impl Ring {
     #[inline]
     fn enqueue(&self, objs: &[usize], burst: bool) -> usize {
         let mut n = objs.len() as u32;
-        let mut head = self.prod.head.load(Ordering::Relaxed);
+        // Acquire: a head that includes another thread's reservation must come
+        // with that thread's earlier tail update, or free space computed from
+        // a stale tail fails a bulk that must succeed (found by Miri).
+        let mut head = self.prod.head.load(Ordering::Acquire);
         loop {
             let cons_tail = self.cons.tail.load(Ordering::Acquire);
             let free = self.capacity.wrapping_add(cons_tail).wrapping_sub(head);
@@ -102,7 +105,7 @@ impl Ring {
                 head,
                 head.wrapping_add(n),
                 Ordering::AcqRel,
-                Ordering::Relaxed,
+                Ordering::Acquire,
             ) {
                 Ok(_) => break,
                 Err(h) => head = h,
@@ -122,7 +125,8 @@ impl Ring {
     #[inline]
     fn dequeue(&self, out: &mut [usize], burst: bool) -> usize {
         let mut n = out.len() as u32;
-        let mut head = self.cons.head.load(Ordering::Relaxed);
+        // Acquire, for the same reason as on the producer side.
+        let mut head = self.cons.head.load(Ordering::Acquire);
         loop {
             let prod_tail = self.prod.tail.load(Ordering::Acquire);
             let entries = prod_tail.wrapping_sub(head);
@@ -136,7 +140,7 @@ impl Ring {
                 head,
                 head.wrapping_add(n),
                 Ordering::AcqRel,
-                Ordering::Relaxed,
+                Ordering::Acquire,
             ) {
                 Ok(_) => break,
                 Err(h) => head = h,

@@ -27,7 +27,7 @@ pub use port::{Link, Port, PortConf, PortId, PortInfo, PortQueues, RxQueue, TxQu
 pub use stats::{PortStats, QueueStats};
 
 /// Drivers [`probe`] knows.
-pub const DRIVERS: &[&str] = &["null", "ring", "pcap"];
+pub const DRIVERS: &[&str] = &["null", "ring", "pcap", "fault"];
 
 /// Create a port from devargs (`null:`, `ring:NAME`, `pcap:rx=..,tx=..`, …).
 ///
@@ -35,6 +35,11 @@ pub const DRIVERS: &[&str] = &["null", "ring", "pcap"];
 /// [`PortError::Devargs`] / [`PortError::UnknownDriver`] and the driver's
 /// own probe errors.
 pub fn probe(devargs: &str) -> Result<Box<dyn Port>, PortError> {
+    // `fault:...,inner=<devargs>` nests a whole devargs string (keys may
+    // repeat), so it is parsed before the generic parser sees it.
+    if devargs.trim_start().starts_with("fault:") {
+        return Ok(Box::new(fault::FaultInjector::probe(devargs)?));
+    }
     let d = Devargs::parse(devargs)?;
     Ok(match d.driver.as_str() {
         "null" | "net_null" => Box::new(null::NullPort::probe(&d)?),

@@ -193,3 +193,28 @@ fn software_ports_record_dma_maps_and_refuse_unmap_while_started() {
     port.dma_unmap(va, va, len).unwrap();
     assert!(port.mapper().mappings().is_empty());
 }
+
+#[test]
+fn probe_knows_fault_wrappers_with_nested_devargs() {
+    let p = pool(256);
+    let mut port = probe("fault:seed=3,rx_drop=0.5,inner=null:size=64").unwrap();
+    port.configure(&PortConf::simple(&p)).unwrap();
+    let mut q = port.start().unwrap();
+    let mut b = MbufBatch::new(32);
+    let mut got = 0;
+    for _ in 0..10 {
+        got += q.rx[0].rx_burst(&mut b);
+        b.clear();
+    }
+    assert!(got > 0 && got < 320, "about half dropped: {got}");
+    let dropped = port
+        .xstats()
+        .iter()
+        .find(|(k, _)| k == "fault_rx_dropped")
+        .map(|x| x.1)
+        .unwrap();
+    assert_eq!(got as u64 + dropped, 320);
+    drop(q);
+    port.stop().unwrap();
+    p.leak_check().unwrap();
+}
