@@ -283,6 +283,12 @@ pub fn validate(s: &Settings) -> Result<Plan, ConfigError> {
             source,
         })?;
         let info = port.info();
+        if info.driver == "pcap" {
+            precheck_pcap(&pc.devargs).map_err(|source| ConfigError::Port {
+                key: key.clone(),
+                source,
+            })?;
+        }
         let lim = |what: &str, flag: &str, val: u32, max: u64| -> Result<(), ConfigError> {
             if u64::from(val) > max {
                 return v.bad(
@@ -434,6 +440,39 @@ pub fn validate(s: &Settings) -> Result<Plan, ConfigError> {
             telemetry: st.telemetry.clone(),
         },
     })
+}
+
+/// A pcap port reads its RX file at configure time, after memory is
+/// allocated: read and parse it now so a bad file is a configuration error,
+/// and check the TX file can be created.
+fn precheck_pcap(devargs: &str) -> Result<(), xfwd_pmd::PortError> {
+    use xfwd_pmd::PortError;
+    let d = xfwd_pmd::Devargs::parse(devargs)?;
+    let bad = |why: String| PortError::Format {
+        port: devargs.to_string(),
+        why,
+    };
+    if let Some(rx) = d.get("rx").or(d.get("rx_pcap")) {
+        let data = std::fs::read(rx).map_err(|source| PortError::Io {
+            port: devargs.to_string(),
+            what: format!("reading capture {rx}"),
+            source,
+        })?;
+        xfwd_pmd::pcap::Capture::parse(data).map_err(|e| bad(format!("{rx}: {e}")))?;
+    }
+    if let Some(tx) = d.get("tx").or(d.get("tx_pcap")) {
+        let p = std::path::Path::new(tx);
+        let dir = p
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        if !dir.is_dir() || p.is_dir() {
+            return Err(bad(format!(
+                "tx file {tx}: its directory does not exist or it is a directory"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// One worker on the last allowed CPU (CPU 0 keeps the main thread company

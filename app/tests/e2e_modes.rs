@@ -1,0 +1,536 @@
+//! Every forwarding mode, end to end through the real binary on pcap ports:
+//! a corpus of frames built with etherparse is replayed by a `pcap:rx=` port,
+//! the mode edits them, a `pcap:tx=` port records them, and an independent
+//! parser (etherparse, plus tshark for checksums when installed) checks the
+//! bytes. The JSON stats must add up: rx = tx + dropped + malformed + consumed.
+
+mod support;
+
+use etherparse::{
+    ArpHardwareId, ArpOperation, ArpPacket, EtherType, Icmpv4Type, Icmpv6Type, LinkHeader,
+    NetHeaders, PacketBuilder, PacketHeaders, TransportHeader,
+};
+use std::path::Path;
+use std::time::Duration;
+use support::*;
+
+const A: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 1];
+const B: [u8; 6] = [0x02, 0xbb, 0, 0, 0, 2];
+const V4A: [u8; 4] = [10, 0, 0, 1];
+const V4B: [u8; 4] = [10, 0, 0, 2];
+const V6A: [u8; 16] = [0x20, 0x01, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+const V6B: [u8; 16] = [0x20, 0x01, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+
+fn udp4() -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(A, B)
+        .ipv4(V4A, V4B, 64)
+        .udp(1111, 2222);
+    let mut v = Vec::new();
+    b.write(&mut v, b"udp over ipv4 payload").unwrap();
+    v
+}
+fn tcp4() -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(A, B)
+        .ipv4(V4A, V4B, 64)
+        .tcp(3333, 80, 1000, 4096);
+    let mut v = Vec::new();
+    b.write(&mut v, b"tcp over ipv4").unwrap();
+    v
+}
+fn udp6() -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(A, B)
+        .ipv6(V6A, V6B, 64)
+        .udp(5555, 53);
+    let mut v = Vec::new();
+    b.write(&mut v, b"udp over ipv6").unwrap();
+    v
+}
+fn tcp6() -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(A, B)
+        .ipv6(V6A, V6B, 64)
+        .tcp(4444, 443, 7, 1024);
+    let mut v = Vec::new();
+    b.write(&mut v, b"tcp over ipv6").unwrap();
+    v
+}
+fn ping4() -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(A, B)
+        .ipv4(V4A, V4B, 64)
+        .icmpv4_echo_request(0x1234, 7);
+    let mut v = Vec::new();
+    b.write(&mut v, b"ping payload 0123456789").unwrap();
+    v
+}
+fn ping6() -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(A, B)
+        .ipv6(V6A, V6B, 64)
+        .icmpv6_echo_request(0x4321, 9);
+    let mut v = Vec::new();
+    b.write(&mut v, b"ping6 payload").unwrap();
+    v
+}
+fn arp_request() -> Vec<u8> {
+    let arp = ArpPacket::new(
+        ArpHardwareId::ETHERNET,
+        EtherType::IPV4,
+        ArpOperation::REQUEST,
+        &A,
+        &V4A,
+        &[0; 6],
+        &V4B,
+    )
+    .unwrap();
+    let b = PacketBuilder::ethernet2(A, [0xff; 6]).arp(arp);
+    let mut v = Vec::new();
+    b.write(&mut v).unwrap();
+    v
+}
+/// 10 bytes: shorter than an Ethernet header.
+fn runt() -> Vec<u8> {
+    vec![0xde; 10]
+}
+/// IPv4 whose IHL claims 60 bytes of header in a 40-byte packet.
+fn lying_ipv4() -> Vec<u8> {
+    let mut v = udp4();
+    v[14] = 0x4f;
+    v.truncate(14 + 40);
+    v
+}
+
+/// The corpus: (frame, name).
+fn corpus() -> Vec<(Vec<u8>, &'static str)> {
+    vec![
+        (udp4(), "udp4"),
+        (tcp4(), "tcp4"),
+        (udp6(), "udp6"),
+        (tcp6(), "tcp6"),
+        (ping4(), "ping4"),
+        (ping6(), "ping6"),
+        (arp_request(), "arp"),
+        (runt(), "runt"),
+        (lying_ipv4(), "lying_ipv4"),
+    ]
+}
+
+struct Run {
+    out: Vec<Vec<u8>>,
+    fin: serde_json::Value,
+    _dir: tempfile::TempDir,
+    out_path: std::path::PathBuf,
+}
+
+/// Replay `frames` through `mode` on one pcap port looped onto itself.
+fn run_mode(mode: &str, frames: &[Vec<u8>], extra: &[&str]) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let inp = dir.path().join("in.pcap");
+    let out_path = dir.path().join("out.pcap");
+    write_pcap(&inp, frames);
+    let port = format!("pcap:rx={},tx={}", inp.display(), out_path.display());
+    let mut args = vec![
+        "--port",
+        &port,
+        "--port-topology",
+        "loop",
+        "--forward-mode",
+        mode,
+        "--no-huge",
+        "--nb-mbufs",
+        "2048",
+        "--mbcache",
+        "64",
+        "--duration",
+        "1",
+        "--stats-period",
+        "0",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let o = run(&args, Duration::from_secs(60));
+    let (so, se) = text(&o);
+    assert!(o.status.success(), "xfwd {mode} failed:\n{so}\n{se}");
+    let fin = final_json(&o);
+    assert_eq!(fin["leaked_mbufs"], 0, "{fin}");
+    let out = read_pcap(&out_path);
+    Run {
+        out,
+        fin,
+        _dir: dir,
+        out_path,
+    }
+}
+
+/// rx = tx + tx_dropped + malformed + consumed on the looped port, and the
+/// port counters agree with the forward counters.
+fn assert_adds_up(fin: &serde_json::Value, rx_expected: u64) {
+    let p = &fin["ports"][0];
+    let f = &p["fwd"];
+    let n = |v: &serde_json::Value| v.as_u64().unwrap();
+    assert_eq!(n(&f["rx_packets"]), rx_expected, "{fin}");
+    assert_eq!(
+        n(&f["rx_packets"]),
+        n(&f["tx_packets"]) + n(&f["tx_dropped"]) + n(&f["malformed"]) + n(&f["consumed"]),
+        "stats do not add up: {fin}"
+    );
+    assert_eq!(n(&p["rx_packets"]), n(&f["rx_packets"]), "{fin}");
+    assert_eq!(n(&p["tx_packets"]), n(&f["tx_packets"]), "{fin}");
+}
+
+fn frames() -> Vec<Vec<u8>> {
+    corpus().into_iter().map(|(f, _)| f).collect()
+}
+
+fn parse(f: &[u8]) -> PacketHeaders<'_> {
+    PacketHeaders::from_ethernet_slice(f).unwrap_or_else(|e| panic!("etherparse: {e:?}: {f:02x?}"))
+}
+
+fn eth(h: &PacketHeaders) -> ([u8; 6], [u8; 6]) {
+    match &h.link {
+        Some(LinkHeader::Ethernet2(e)) => (e.source, e.destination),
+        other => panic!("not ethernet: {other:?}"),
+    }
+}
+
+#[test]
+fn io_forwards_every_frame_unchanged() {
+    let fr = frames();
+    let r = run_mode("io", &fr, &[]);
+    assert_eq!(r.out, fr);
+    assert_adds_up(&r.fin, fr.len() as u64);
+}
+
+#[test]
+fn macswap_swaps_macs_and_drops_runts() {
+    let fr = frames();
+    let r = run_mode("macswap", &fr, &[]);
+    let expect: Vec<Vec<u8>> = fr
+        .iter()
+        .filter(|f| f.len() >= 14)
+        .map(|f| {
+            let mut g = f.clone();
+            let (d, s) = g.split_at_mut(6);
+            d.swap_with_slice(&mut s[..6]);
+            g
+        })
+        .collect();
+    assert_eq!(r.out, expect);
+    for (o, i) in r.out.iter().zip(fr.iter().filter(|f| f.len() >= 14)) {
+        if let Ok(h) = PacketHeaders::from_ethernet_slice(o) {
+            let (src, dst) = eth(&h);
+            assert_eq!(
+                (src.to_vec(), dst.to_vec()),
+                (i[..6].to_vec(), i[6..12].to_vec())
+            );
+        }
+    }
+    assert_eq!(r.fin["ports"][0]["fwd"]["malformed"], 1, "{}", r.fin);
+    assert_adds_up(&r.fin, fr.len() as u64);
+}
+
+#[test]
+fn mac_mode_sets_port_mac_and_peer() {
+    let fr = frames();
+    let r = run_mode("mac", &fr, &["--eth-peer", "0,02:12:34:56:78:9a"]);
+    assert_eq!(r.out.len(), fr.len() - 1, "the runt is dropped");
+    let mut srcs = std::collections::HashSet::new();
+    for (o, i) in r.out.iter().zip(fr.iter().filter(|f| f.len() >= 14)) {
+        assert_eq!(o[..6], [0x02, 0x12, 0x34, 0x56, 0x78, 0x9a]);
+        assert_eq!(o[12..], i[12..], "only the MACs change");
+        srcs.insert(o[6..12].to_vec());
+    }
+    assert_eq!(srcs.len(), 1, "one source MAC: the port's");
+    assert_ne!(srcs.iter().next().unwrap()[..], A[..]);
+    assert_adds_up(&r.fin, fr.len() as u64);
+}
+
+#[test]
+fn five_tuple_swap_swaps_l2_l3_l4_and_keeps_checksums_valid() {
+    let corpus = corpus();
+    let fr = frames();
+    let r = run_mode("5tswap", &fr, &[]);
+    // Runt and lying IPv4 are malformed; the rest come back in order.
+    let kept: Vec<&(Vec<u8>, &str)> = corpus
+        .iter()
+        .filter(|(_, n)| *n != "runt" && *n != "lying_ipv4")
+        .collect();
+    assert_eq!(r.out.len(), kept.len());
+    for (o, (i, name)) in r.out.iter().zip(kept) {
+        let ho = parse(o);
+        let hi = parse(i);
+        assert_eq!(eth(&ho), (eth(&hi).1, eth(&hi).0), "{name}: MACs swapped");
+        match (&ho.net, &hi.net) {
+            (Some(NetHeaders::Ipv4(a, _)), Some(NetHeaders::Ipv4(b, _))) => {
+                assert_eq!(
+                    (a.source, a.destination),
+                    (b.destination, b.source),
+                    "{name}"
+                );
+                assert_eq!(
+                    a.header_checksum,
+                    a.calc_header_checksum(),
+                    "{name}: IPv4 checksum"
+                );
+                let payload = ho.payload.slice();
+                match &ho.transport {
+                    Some(TransportHeader::Udp(u)) => {
+                        assert_eq!(
+                            u.checksum,
+                            u.calc_checksum_ipv4(a, payload).unwrap(),
+                            "{name}"
+                        );
+                    }
+                    Some(TransportHeader::Tcp(t)) => {
+                        assert_eq!(
+                            t.checksum,
+                            t.calc_checksum_ipv4(a, payload).unwrap(),
+                            "{name}"
+                        );
+                    }
+                    _ => {}
+                }
+            }
+            (Some(NetHeaders::Ipv6(a, _)), Some(NetHeaders::Ipv6(b, _))) => {
+                assert_eq!(
+                    (a.source, a.destination),
+                    (b.destination, b.source),
+                    "{name}"
+                );
+                let payload = ho.payload.slice();
+                match &ho.transport {
+                    Some(TransportHeader::Udp(u)) => {
+                        assert_eq!(
+                            u.checksum,
+                            u.calc_checksum_ipv6(a, payload).unwrap(),
+                            "{name}"
+                        );
+                    }
+                    Some(TransportHeader::Tcp(t)) => {
+                        assert_eq!(
+                            t.checksum,
+                            t.calc_checksum_ipv6(a, payload).unwrap(),
+                            "{name}"
+                        );
+                    }
+                    _ => {}
+                }
+            }
+            (Some(NetHeaders::Arp(a)), Some(NetHeaders::Arp(b))) => assert_eq!(a, b, "{name}"),
+            other => panic!("{name}: unexpected {other:?}"),
+        }
+        let ports = |h: &PacketHeaders| match &h.transport {
+            Some(TransportHeader::Udp(u)) => Some((u.source_port, u.destination_port)),
+            Some(TransportHeader::Tcp(t)) => Some((t.source_port, t.destination_port)),
+            _ => None,
+        };
+        if let (Some(po), Some(pi)) = (ports(&ho), ports(&hi)) {
+            assert_eq!(po, (pi.1, pi.0), "{name}: L4 ports swapped");
+        }
+    }
+    assert_eq!(r.fin["ports"][0]["fwd"]["malformed"], 2, "{}", r.fin);
+    assert_adds_up(&r.fin, fr.len() as u64);
+}
+
+#[test]
+fn icmpecho_answers_arp_and_pings_with_valid_checksums() {
+    let fr = frames();
+    let r = run_mode("icmpecho", &fr, &[]);
+    // Replies for arp, ping4, ping6; udp/tcp ignored, runt/lying malformed.
+    assert_eq!(r.out.len(), 3, "{}", r.fin);
+    let mut seen = Vec::new();
+    let port_mac = r.out[0][6..12].to_vec();
+    for o in &r.out {
+        let h = parse(o);
+        let (src, dst) = eth(&h);
+        assert_eq!(src.to_vec(), port_mac, "replies come from the port MAC");
+        assert_eq!(dst, A, "replies go to the requester");
+        match (&h.net, &h.transport) {
+            (Some(NetHeaders::Arp(a)), _) => {
+                assert_eq!(a.operation, ArpOperation::REPLY);
+                assert_eq!(a.sender_hw_addr(), &port_mac[..]);
+                assert_eq!(a.sender_protocol_addr(), &V4B[..]);
+                assert_eq!(a.target_hw_addr(), &A[..]);
+                assert_eq!(a.target_protocol_addr(), &V4A[..]);
+                seen.push("arp");
+            }
+            (Some(NetHeaders::Ipv4(ip, _)), Some(TransportHeader::Icmpv4(icmp))) => {
+                assert_eq!((ip.source, ip.destination), (V4B, V4A));
+                assert_eq!(ip.header_checksum, ip.calc_header_checksum());
+                assert!(
+                    matches!(icmp.icmp_type, Icmpv4Type::EchoReply(e) if e.id == 0x1234 && e.seq == 7)
+                );
+                let good = etherparse::Icmpv4Header::with_checksum(
+                    icmp.icmp_type.clone(),
+                    h.payload.slice(),
+                );
+                assert_eq!(icmp.checksum, good.checksum, "ICMPv4 checksum");
+                seen.push("ping4");
+            }
+            (Some(NetHeaders::Ipv6(ip, _)), Some(TransportHeader::Icmpv6(icmp))) => {
+                assert_eq!((ip.source, ip.destination), (V6B, V6A));
+                assert!(
+                    matches!(icmp.icmp_type, Icmpv6Type::EchoReply(e) if e.id == 0x4321 && e.seq == 9)
+                );
+                let good = etherparse::Icmpv6Header::with_checksum(
+                    icmp.icmp_type.clone(),
+                    ip.source,
+                    ip.destination,
+                    h.payload.slice(),
+                )
+                .unwrap();
+                assert_eq!(icmp.checksum, good.checksum, "ICMPv6 checksum");
+                seen.push("ping6");
+            }
+            other => panic!("unexpected reply {other:?}"),
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, ["arp", "ping4", "ping6"]);
+    let f = &r.fin["ports"][0]["fwd"];
+    assert_eq!(
+        (f["malformed"].as_u64(), f["consumed"].as_u64()),
+        (Some(2), Some(4)),
+        "{}",
+        r.fin
+    );
+    assert_adds_up(&r.fin, fr.len() as u64);
+    tshark_checksums_good(&r.out_path);
+}
+
+/// tshark (an independent dissector) agrees the replies' checksums are good.
+fn tshark_checksums_good(p: &Path) {
+    if !xfwd_mempool::caps::require_tool("tshark", "icmpecho checksum cross-check") {
+        return;
+    }
+    let o = std::process::Command::new("tshark")
+        .args(["-r"])
+        .arg(p)
+        .args([
+            "-o",
+            "ip.check_checksum:TRUE",
+            "-T",
+            "fields",
+            "-E",
+            "separator=,",
+            "-e",
+            "ip.checksum.status",
+            "-e",
+            "icmp.checksum.status",
+            "-e",
+            "icmpv6.checksum.status",
+            "-e",
+            "arp.opcode",
+        ])
+        .output()
+        .expect("tshark");
+    let s = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = s.lines().collect();
+    assert_eq!(
+        lines.len(),
+        3,
+        "tshark: {s}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for l in lines {
+        let f: Vec<&str> = l.split(',').collect();
+        let ok = (f[0] == "1" && f[1] == "1") || f[2] == "1" || f[3] == "2";
+        assert!(
+            ok,
+            "tshark says a checksum is not good (status 1 = good, 0 = bad): {l}"
+        );
+    }
+}
+
+#[test]
+fn rxonly_consumes_everything() {
+    let fr = frames();
+    let r = run_mode("rxonly", &fr, &[]);
+    assert!(r.out.is_empty());
+    assert_eq!(r.fin["ports"][0]["fwd"]["consumed"], fr.len() as u64);
+    assert_adds_up(&r.fin, fr.len() as u64);
+}
+
+fn generated(mode: &str, extra: &[&str]) -> (Vec<Vec<u8>>, serde_json::Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("gen.pcap");
+    let port = format!("pcap:tx={}", out.display());
+    let mut args = vec![
+        "--port",
+        &port,
+        "--port-topology",
+        "loop",
+        "--forward-mode",
+        mode,
+        "--no-huge",
+        "--nb-mbufs",
+        "2048",
+        "--mbcache",
+        "64",
+        "--duration",
+        "0.2",
+        "--stats-period",
+        "0",
+        "--json",
+        "--txpkts",
+        "80",
+        "--tx-ip",
+        "10.1.0.1,10.2.0.1",
+        "--tx-udp",
+        "1000,2000",
+        "--tx-flows",
+        "4",
+    ];
+    args.extend_from_slice(extra);
+    let o = run(&args, Duration::from_secs(60));
+    let (so, se) = text(&o);
+    assert!(o.status.success(), "{so}\n{se}");
+    let fin = final_json(&o);
+    assert_eq!(fin["leaked_mbufs"], 0);
+    (read_pcap(&out), fin)
+}
+
+#[test]
+fn txonly_generates_valid_udp_over_flows_with_timestamps() {
+    let (out, fin) = generated("txonly", &[]);
+    assert!(!out.is_empty());
+    let f = &fin["ports"][0]["fwd"];
+    assert_eq!(out.len() as u64, f["tx_packets"].as_u64().unwrap(), "{fin}");
+    assert_eq!(
+        f["generated"].as_u64().unwrap(),
+        f["tx_packets"].as_u64().unwrap() + f["tx_dropped"].as_u64().unwrap()
+    );
+    let mut sports = std::collections::BTreeSet::new();
+    for o in &out {
+        assert_eq!(o.len(), 80);
+        let h = parse(o);
+        let Some(NetHeaders::Ipv4(ip, _)) = &h.net else {
+            panic!("not ipv4")
+        };
+        assert_eq!((ip.source, ip.destination), ([10, 1, 0, 1], [10, 2, 0, 1]));
+        assert_eq!(ip.header_checksum, ip.calc_header_checksum());
+        let Some(TransportHeader::Udp(u)) = &h.transport else {
+            panic!("not udp")
+        };
+        assert_eq!(u.destination_port, 2000);
+        sports.insert(u.source_port);
+        assert_eq!(&h.payload.slice()[..6], b"xfwdTS", "latency stamp");
+    }
+    assert_eq!(
+        sports.into_iter().collect::<Vec<_>>(),
+        [1000, 1001, 1002, 1003]
+    );
+}
+
+#[test]
+fn flowgen_varies_destination_ips() {
+    let (out, _) = generated("flowgen", &[]);
+    let mut dsts = std::collections::BTreeSet::new();
+    for o in &out {
+        let h = parse(o);
+        let Some(NetHeaders::Ipv4(ip, _)) = &h.net else {
+            panic!("not ipv4")
+        };
+        assert_eq!(ip.header_checksum, ip.calc_header_checksum());
+        dsts.insert(ip.destination);
+    }
+    assert_eq!(dsts.len(), 4, "{dsts:?}");
+    assert!(dsts.contains(&[10, 2, 0, 3]));
+}

@@ -1,0 +1,147 @@
+//! Helpers shared by the end-to-end tests: run the real binary with a time
+//! bound, write and read pcap files (independently of the pmd crate), and
+//! observe the host's hugepages.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub fn xfwd() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_xfwd"));
+    c.env("RUST_LOG", "warn");
+    c
+}
+
+/// Run `xfwd args`, killing it (by its own PID) after `limit`.
+pub fn run(args: &[&str], limit: Duration) -> Output {
+    let mut child = xfwd()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn xfwd");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let t_out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("xfwd {args:?} did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: t_out.join().expect("stdout reader"),
+        stderr: t_err.join().expect("stderr reader"),
+    }
+}
+
+/// Stdout and stderr as text.
+pub fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// The JSON lines of stdout (each must parse).
+pub fn json_lines(o: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// The final JSON object.
+pub fn final_json(o: &Output) -> serde_json::Value {
+    let lines = json_lines(o);
+    let f = lines.last().expect("a final JSON line").clone();
+    assert_eq!(f["type"], "final", "{f}");
+    f
+}
+
+/// Write a classic pcap (microseconds, Ethernet).
+pub fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
+    let mut v = Vec::new();
+    v.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    v.extend_from_slice(&2u16.to_le_bytes());
+    v.extend_from_slice(&4u16.to_le_bytes());
+    v.extend_from_slice(&0i32.to_le_bytes());
+    v.extend_from_slice(&0u32.to_le_bytes());
+    v.extend_from_slice(&65535u32.to_le_bytes());
+    v.extend_from_slice(&1u32.to_le_bytes());
+    for (i, f) in frames.iter().enumerate() {
+        v.extend_from_slice(&(i as u32).to_le_bytes());
+        v.extend_from_slice(&0u32.to_le_bytes());
+        v.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        v.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        v.extend_from_slice(f);
+    }
+    std::fs::write(path, v).expect("write pcap");
+}
+
+/// Read a classic little-endian pcap's frames.
+pub fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
+    let d = std::fs::read(path).expect("read pcap");
+    assert!(d.len() >= 24, "pcap too short");
+    let magic = u32::from_le_bytes(d[0..4].try_into().unwrap());
+    assert!(
+        magic == 0xa1b2_c3d4 || magic == 0xa1b2_3c4d,
+        "magic {magic:#x}"
+    );
+    let mut out = Vec::new();
+    let mut at = 24;
+    while at + 16 <= d.len() {
+        let incl = u32::from_le_bytes(d[at + 8..at + 12].try_into().unwrap()) as usize;
+        at += 16;
+        assert!(at + incl <= d.len(), "truncated record");
+        out.push(d[at..at + incl].to_vec());
+        at += incl;
+    }
+    assert_eq!(at, d.len(), "trailing bytes");
+    out
+}
+
+/// Free 2M hugepages.
+pub fn free_hugepages() -> u64 {
+    std::fs::read_to_string("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// `xfwd-*` files left in hugetlbfs mounts.
+pub fn hugepage_files() -> Vec<String> {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let mut out = Vec::new();
+    for l in mounts.lines().filter(|l| l.contains(" hugetlbfs ")) {
+        let dir = l.split_whitespace().nth(1).unwrap_or("/dev/hugepages");
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if n.starts_with("xfwd-") {
+                    out.push(format!("{dir}/{n}"));
+                }
+            }
+        }
+    }
+    out
+}
