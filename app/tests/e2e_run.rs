@@ -1,0 +1,430 @@
+//! The binary end to end on ring and null ports: the built-in demo, JSON
+//! stats that add up, hugepage-backed runs that give every page back,
+//! telemetry queries, `check`, and a clean stop on SIGINT.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use support::*;
+
+fn n(v: &serde_json::Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+#[test]
+fn demo_without_hugepages_prints_stats_latency_and_no_leak() {
+    let o = run(
+        &["--no-huge", "--duration", "1.2", "--stats-period", "0.5"],
+        Duration::from_secs(60),
+    );
+    let (so, se) = text(&o);
+    assert!(o.status.success(), "{so}\n{se}");
+    for want in [
+        "NIC statistics for port 0",
+        "Accumulated forward statistics for all ports",
+        "Latency (",
+        "p99.9",
+        "lcore 0 txonly",
+        "lcore 1 rxonly",
+        "memory: heap",
+        "0 mbufs leaked",
+    ] {
+        assert!(so.contains(want), "missing `{want}` in:\n{so}");
+    }
+    assert!(se.contains("xfwd plan (built-in demo)"), "{se}");
+}
+
+#[test]
+fn demo_on_hugepages_json_adds_up_and_returns_every_page() {
+    if !xfwd_mempool::caps::require_hugepages_2m(16, "demo on 2M hugepages") {
+        return;
+    }
+    let before = free_hugepages();
+    let o = run(
+        &["demo", "--duration", "1", "--json", "--stats-period", "0.5"],
+        Duration::from_secs(60),
+    );
+    let (so, se) = text(&o);
+    assert!(o.status.success(), "{so}\n{se}");
+    let lines = json_lines(&o);
+    assert!(
+        lines.iter().filter(|l| l["type"] == "period").count() >= 1,
+        "{so}"
+    );
+    let f = final_json(&o);
+    assert_eq!(f["memory"], "anon 2M pages", "{f}");
+    assert_eq!(f["leaked_mbufs"], 0);
+    let p0 = &f["ports"][0]["fwd"];
+    let p1 = &f["ports"][1]["fwd"];
+    assert!(n(&p0["generated"]) > 0);
+    assert_eq!(
+        n(&p0["generated"]),
+        n(&p0["tx_packets"]) + n(&p0["tx_dropped"]),
+        "{f}"
+    );
+    // Everything port0 sent either reached rxonly on port1 or was still in
+    // the ring at stop (freed by port.stop): never more.
+    assert!(n(&p1["rx_packets"]) <= n(&p0["tx_packets"]), "{f}");
+    assert_eq!(n(&p1["rx_packets"]), n(&p1["consumed"]));
+    assert!(
+        n(&f["latency"]["samples"]) > 0 && n(&f["latency"]["p50_ns"]) > 0,
+        "{f}"
+    );
+    assert_eq!(f["mempool"]["in_use"], 0);
+    assert_eq!(free_hugepages(), before, "hugepages returned");
+    assert!(hugepage_files().is_empty());
+}
+
+#[test]
+fn null_io_json_per_period_and_final_add_up() {
+    let o = run(
+        &[
+            "--port",
+            "null:size=64",
+            "--port",
+            "null:size=64",
+            "--forward-mode",
+            "io",
+            "--no-huge",
+            "--duration",
+            "1",
+            "--stats-period",
+            "0.25",
+            "--json",
+            "--burst",
+            "64",
+        ],
+        Duration::from_secs(60),
+    );
+    let (so, se) = text(&o);
+    assert!(o.status.success(), "{so}\n{se}");
+    let lines = json_lines(&o);
+    let periods: Vec<_> = lines.iter().filter(|l| l["type"] == "period").collect();
+    assert!(periods.len() >= 2, "{so}");
+    for p in &periods {
+        assert!(n(&p["total"]["rx_pps"]) > 0, "{p}");
+        assert_eq!(p["ports"].as_array().unwrap().len(), 2);
+        assert!(p["lcores"][0]["busy_pct"].as_f64().is_some());
+    }
+    let f = final_json(&o);
+    let mut rx_total = 0;
+    for port in f["ports"].as_array().unwrap() {
+        let fw = &port["fwd"];
+        assert_eq!(n(&port["rx_packets"]), n(&fw["rx_packets"]), "{f}");
+        assert_eq!(n(&port["tx_packets"]), n(&fw["tx_packets"]), "{f}");
+        rx_total += n(&fw["rx_packets"]);
+    }
+    // Paired: what port0 received went out of port1 and the other way round.
+    let (a, b) = (&f["ports"][0]["fwd"], &f["ports"][1]["fwd"]);
+    assert_eq!(
+        n(&a["rx_packets"]),
+        n(&b["tx_packets"]) + n(&b["tx_dropped"]),
+        "{f}"
+    );
+    assert_eq!(
+        n(&b["rx_packets"]),
+        n(&a["tx_packets"]) + n(&a["tx_dropped"]),
+        "{f}"
+    );
+    assert_eq!(n(&f["accumulated"]["fwd"]["rx_packets"]), rx_total);
+    assert!(rx_total > 1000);
+    assert_eq!(f["leaked_mbufs"], 0);
+    assert!(n(&f["lcores"][0]["packets"]) > 0);
+}
+
+#[test]
+fn ring_chain_with_forwarding_latency() {
+    // lcore A: txonly into ring:x; lcore B: io from its peer port into a
+    // null sink, measuring latency on the way (--latency).
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("chain.toml");
+    let cpus = xfwd::cpu::allowed();
+    if !xfwd_mempool::caps::require(cpus.len() >= 2, "two CPUs", "two pinned lcores") {
+        return;
+    }
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+[memory]
+backing = "heap"
+[pool]
+nb_mbufs = 4096
+mbcache = 128
+[fwd]
+rxd = 512
+txd = 512
+latency = true
+[stats]
+period = 0
+duration = 1
+json = true
+[[port]]
+devargs = "ring:chain"
+[[port]]
+devargs = "ring:chain"
+[[port]]
+devargs = "null:"
+[[lcore]]
+id = {a}
+mode = "txonly"
+streams = [{{ tx = "0.0" }}]
+[[lcore]]
+id = {b}
+mode = "io"
+streams = [{{ rx = "1.0", tx = "2.0" }}]
+"#,
+            a = cpus[0],
+            b = cpus[1]
+        ),
+    )
+    .unwrap();
+    let o = run(
+        &["--config", cfg.to_str().unwrap()],
+        Duration::from_secs(60),
+    );
+    let (so, se) = text(&o);
+    assert!(o.status.success(), "{so}\n{se}");
+    let f = final_json(&o);
+    let (p0, p1, p2) = (
+        &f["ports"][0]["fwd"],
+        &f["ports"][1]["fwd"],
+        &f["ports"][2]["fwd"],
+    );
+    assert!(n(&p1["rx_packets"]) > 0, "{f}");
+    assert_eq!(
+        n(&p1["rx_packets"]),
+        n(&p2["tx_packets"]) + n(&p2["tx_dropped"]),
+        "{f}"
+    );
+    assert!(n(&p1["rx_packets"]) <= n(&p0["tx_packets"]));
+    assert_eq!(
+        n(&f["ports"][2]["tx_packets"]),
+        n(&p2["tx_packets"]),
+        "null counted what it got"
+    );
+    assert!(n(&f["latency"]["samples"]) > 0, "{f}");
+    assert_eq!(f["leaked_mbufs"], 0);
+}
+
+#[test]
+fn check_prints_the_plan_for_every_example_config() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+    let mut checked = 0;
+    for e in std::fs::read_dir(&root).unwrap().flatten() {
+        let p = e.path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.ends_with(".toml") || name == "host.toml" || name.starts_with("pcap") {
+            continue;
+        }
+        // --no-huge: the plan must print on machines without hugepages too.
+        let o = run(
+            &["check", p.to_str().unwrap(), "--no-huge"],
+            Duration::from_secs(30),
+        );
+        let (so, se) = text(&o);
+        assert!(o.status.success(), "{name}: {so}\n{se}");
+        for want in [
+            "xfwd plan",
+            "memory :",
+            "pool   :",
+            "port0",
+            "lcore",
+            "chunk",
+        ] {
+            assert!(so.contains(want), "{name}: missing `{want}`:\n{so}");
+        }
+        checked += 1;
+    }
+    assert!(checked >= 2, "example configs found: {checked}");
+}
+
+#[test]
+fn pcap_replay_example_config_checks_with_its_capture() {
+    // The pcap example replays a capture; record one with txonly first,
+    // exactly as the config's comment says.
+    let dir = tempfile::tempdir().unwrap();
+    let cap = dir.path().join("udp.pcap");
+    let o = run(
+        &[
+            "--port",
+            &format!("pcap:tx={}", cap.display()),
+            "--forward-mode",
+            "txonly",
+            "--port-topology",
+            "loop",
+            "--no-huge",
+            "--duration",
+            "0.1",
+            "--stats-period",
+            "0",
+        ],
+        Duration::from_secs(30),
+    );
+    assert!(o.status.success(), "{:?}", text(&o));
+    let frames = read_pcap(&cap);
+    assert!(!frames.is_empty());
+    let cfg = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/pcap-replay.toml");
+    let text_cfg = std::fs::read_to_string(&cfg).unwrap();
+    let local = dir.path().join("replay.toml");
+    let out = dir.path().join("out.pcap");
+    std::fs::write(
+        &local,
+        text_cfg
+            .replace("/tmp/xfwd-udp.pcap", cap.to_str().unwrap())
+            .replace("/tmp/xfwd-out.pcap", out.to_str().unwrap()),
+    )
+    .unwrap();
+    let o = run(
+        &[
+            "--config",
+            local.to_str().unwrap(),
+            "--no-huge",
+            "--duration",
+            "1",
+            "--json",
+            "--stats-period",
+            "0",
+        ],
+        Duration::from_secs(30),
+    );
+    let (so, se) = text(&o);
+    assert!(o.status.success(), "{so}\n{se}");
+    let f = final_json(&o);
+    assert_eq!(f["leaked_mbufs"], 0);
+    let got = read_pcap(&out);
+    assert!(!got.is_empty(), "{f}");
+    assert!(
+        got.len() % frames.len() == 0 || got.len() > frames.len(),
+        "{} vs {}",
+        got.len(),
+        frames.len()
+    );
+}
+
+#[test]
+fn sigint_stops_cleanly_and_prints_the_summary() {
+    let mut child = xfwd()
+        .args(["--no-huge", "--duration", "0", "--stats-period", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let ok = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("xfwd did not stop after SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let o = child.wait_with_output().unwrap();
+    let (so, se) = text(&o);
+    assert!(o.status.success(), "{so}\n{se}");
+    assert!(se.contains("signal received"), "{se}");
+    assert!(
+        so.contains("Accumulated forward statistics") && so.contains("0 mbufs leaked"),
+        "{so}"
+    );
+}
+
+#[test]
+fn telemetry_answers_json_queries_while_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("xfwd.sock");
+    let mut child = xfwd()
+        .args([
+            "--no-huge",
+            "--duration",
+            "4",
+            "--stats-period",
+            "0",
+            "--telemetry",
+        ])
+        .arg(&sock)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let stream = loop {
+        if let Ok(s) = UnixStream::connect(&sock) {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no telemetry socket");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut w = stream.try_clone().unwrap();
+    let mut r = BufReader::new(stream);
+    let mut line = String::new();
+    let mut ask = |q: &str| -> serde_json::Value {
+        if !q.is_empty() {
+            w.write_all(format!("{q}\n").as_bytes()).unwrap();
+        }
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{q}: {e}: {line}"))
+    };
+    let hello = ask("");
+    assert!(hello["pid"].as_u64().is_some(), "{hello}");
+    std::thread::sleep(Duration::from_millis(300));
+    let ports = ask("/ports");
+    assert_eq!(ports.as_array().unwrap().len(), 2);
+    assert_eq!(ports[0]["driver"], "ring");
+    let st = ask("/ports/1/stats");
+    assert!(n(&st["rx_packets"]) > 0, "{st}");
+    let lc = ask("/lcores");
+    assert_eq!(lc[0]["mode"], "txonly");
+    assert!(n(&lc[0]["streams"][0]["counters"]["generated"]) > 0);
+    let mp = ask("/mempool");
+    assert_eq!(mp["capacity"], 8192);
+    let dma = ask("/dma");
+    assert_eq!(dma[0]["mappings"].as_array().unwrap().len(), 1, "{dma}");
+    assert_eq!(
+        dma[0]["mappings"][0]["pins"], 1,
+        "mapping pinned while started"
+    );
+    let bad = ask("/nope");
+    assert!(bad["error"].as_str().unwrap().contains("/nope"));
+    // The client script.
+    if xfwd_mempool::caps::require_tool("python3", "telemetry client script") {
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/xfwd-telemetry");
+        let o = std::process::Command::new("python3")
+            .arg(script)
+            .arg(&sock)
+            .args(["/ports/0/stats", "/mempool"])
+            .output()
+            .unwrap();
+        let s = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success() && s.contains("\"tx_packets\"") && s.contains("\"capacity\""),
+            "{s}"
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("xfwd did not stop");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success());
+    assert!(!sock.exists(), "socket removed at exit");
+}
