@@ -27,7 +27,15 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("xfwd: error: {e:#}");
+            // The causes, skipping those a message already quotes.
+            let mut msg = e.to_string();
+            for cause in e.chain().skip(1) {
+                let c = cause.to_string();
+                if !msg.contains(&c) {
+                    msg = format!("{msg}: {c}");
+                }
+            }
+            eprintln!("xfwd: error: {msg}");
             let config_error = e.chain().any(|c| c.downcast_ref::<ConfigError>().is_some());
             ExitCode::from(if config_error { 2 } else { 1 })
         }

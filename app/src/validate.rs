@@ -399,8 +399,12 @@ pub fn validate(s: &Settings) -> Result<Plan, ConfigError> {
         extmem::check_free_hugepages(page_size, pool_plan.pages as u64).map_err(|source| {
             ConfigError::Memory {
                 key: format!(
-                    "{} × {}",
+                    "{} = {} mbufs of {} B on {} {} pages ({})",
                     s.name("pool.nb_mbufs"),
+                    p.nb_mbufs,
+                    pool_plan.obj_size,
+                    pool_plan.pages,
+                    page_size,
                     s.name("memory.page_size")
                 ),
                 source,
@@ -597,27 +601,32 @@ fn explicit(
     txq: u16,
     default_mode: FwdMode,
 ) -> Result<Vec<LcorePlan>, ConfigError> {
-    let ids: Vec<u32> = map.iter().map(|l| l.id).collect();
+    let mut ids: Vec<u32> = map.iter().map(|l| l.id).collect();
     for (i, id) in ids.iter().enumerate() {
         if ids[..i].contains(id) {
             return v.bad("lcore.id", id, "each [[lcore]] id once");
         }
     }
+    // fwd.lcores / -l with as many CPUs as [[lcore]] entries moves them
+    // (in order) onto those CPUs: the same map on another machine's cores.
     if let Some(l) = listed {
-        if l != ids.as_slice() {
+        if l.len() != ids.len() {
             return v.bad(
                 "fwd.lcores",
                 cpu::format_list(l),
                 format!(
-                    "the [[lcore]] ids {} (or leave fwd.lcores unset)",
+                    "{} CPUs, one per [[lcore]] entry (ids {}), or leave it unset",
+                    ids.len(),
                     cpu::format_list(&ids)
                 ),
             );
         }
+        ids = l.to_vec();
+        check_allowed(v, "fwd.lcores", &ids, allowed)?;
     }
     check_allowed(v, "lcore.id", &ids, allowed)?;
     let mut out = Vec::new();
-    for l in map {
+    for (l, &cpu) in map.iter().zip(&ids) {
         let mode = match &l.mode {
             Some(m) => FwdMode::parse(m).map_or_else(
                 || {
@@ -667,11 +676,7 @@ fn explicit(
                 tx: tx.filter(|_| mode.transmits()),
             });
         }
-        out.push(LcorePlan {
-            cpu: l.id,
-            mode,
-            streams,
-        });
+        out.push(LcorePlan { cpu, mode, streams });
     }
     Ok(out)
 }
