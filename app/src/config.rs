@@ -279,6 +279,13 @@ pub fn settings(path: Option<&Path>, o: &Opts) -> Result<Settings, ConfigError> 
         None => (FileConfig::default(), "defaults".to_string()),
     };
     let mut flags = BTreeMap::new();
+    if source == "built-in demo" {
+        // The demo runs on the first two CPUs this process may use.
+        let cpus = crate::cpu::allowed();
+        if cpus.len() >= 2 {
+            cfg.fwd.lcores = Some(crate::cpu::format_list(&cpus[..2]));
+        }
+    }
     macro_rules! set {
         ($opt:expr, $key:literal, $flag:literal, $dst:expr) => {
             if let Some(v) = $opt.clone() {

@@ -370,7 +370,7 @@ fn icmpecho_answers_arp_and_pings_with_valid_checksums() {
                     matches!(icmp.icmp_type, Icmpv6Type::EchoReply(e) if e.id == 0x4321 && e.seq == 9)
                 );
                 let good = etherparse::Icmpv6Header::with_checksum(
-                    icmp.icmp_type.clone(),
+                    icmp.icmp_type,
                     ip.source,
                     ip.destination,
                     h.payload.slice(),
