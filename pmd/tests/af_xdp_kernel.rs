@@ -578,3 +578,87 @@ fn netns_guard_removes_namespace_and_veth_on_drop_and_on_panic() {
         "{name} removed while unwinding"
     );
 }
+
+/// Runs `scripts/topology down NAME` on drop, so a failing test leaves nothing.
+struct TopologyGuard(String);
+
+impl Drop for TopologyGuard {
+    fn drop(&mut self) {
+        let _ = Command::new(topology_script())
+            .args(["down", &self.0])
+            .output();
+    }
+}
+
+fn topology_script() -> String {
+    format!("{}/../scripts/topology", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn topology_script_builds_gen_dut_sink_and_down_is_idempotent() {
+    let what = "scripts/topology";
+    if !env_ok(what) || !caps::require_tool("bash", what) {
+        return;
+    }
+    let name = format!("xt{}", std::process::id());
+    let guard = TopologyGuard(name.clone());
+    let out = netns::run_cmd(&topology_script(), &["up", &name]);
+    let env: std::collections::HashMap<String, String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            l.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect();
+    assert_eq!(env["DUT_NS"], format!("{name}-dut"));
+    assert_eq!(
+        (env["DUT_RX_IF"].as_str(), env["DUT_TX_IF"].as_str()),
+        ("d0", "d1")
+    );
+    let list = netns::list();
+    for ns in ["GEN_NS", "DUT_NS", "SINK_NS"] {
+        assert!(list.contains(&env[ns]), "{ns} exists");
+    }
+    let dut = env["DUT_NS"].clone();
+    let facts = |ns: &str, dev: &str| {
+        netns::run_cmd("ip", &["-n", ns, "link", "show", "dev", dev]);
+        let o = Command::new("ip")
+            .args(["netns", "exec", ns, "cat"])
+            .arg(format!("/sys/class/net/{dev}/mtu"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    assert_eq!(facts(&dut, "d0"), "1500");
+    assert_eq!(facts(&env["GEN_NS"], "g0"), "1500");
+    assert_eq!(facts(&env["SINK_NS"], "s1"), "1500");
+    // Single queues: native XDP attaches on the DUT side.
+    let dut_ns_name = dut.clone();
+    let q = std::thread::scope(|s| {
+        s.spawn(|| {
+            netns::enter_named(&dut_ns_name);
+            let q = netdev::queues("d0").unwrap();
+            let x = XdpRedirect::attach(netdev::ifindex("d0").unwrap(), q.rx, XdpMode::Drv);
+            (q, x.map(drop))
+        })
+        .join()
+        .unwrap()
+    });
+    assert_eq!(q.0, netdev::Queues { rx: 1, tx: 1 });
+    q.1.expect("native XDP attaches on the topology's DUT side");
+    // A second `up` refuses; `down` twice succeeds.
+    let again = Command::new(topology_script())
+        .args(["up", &name])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("down"));
+    netns::run_cmd(&topology_script(), &["down", &name]);
+    netns::run_cmd(&topology_script(), &["down", &name]);
+    let list = netns::list();
+    assert!(
+        !list.iter().any(|n| n.starts_with(&format!("{name}-"))),
+        "{list:?}"
+    );
+    drop(guard);
+}
