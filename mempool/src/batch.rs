@@ -1,7 +1,8 @@
 //! A fixed-capacity burst of mbufs: no heap per burst.
 //!
-//! Stores header addresses in a `[usize; MAX_BURST]` so a pool cache moves a
-//! burst in and out with one `memcpy`. The first `len` entries are owned
+//! Stores header pointers in a `[*mut MbufHeader; MAX_BURST]` (an `Mbuf` is a
+//! transparent header pointer) so a pool cache moves a burst in and out with
+//! one vector copy. The first `len` entries are owned
 //! mbufs; dropping the batch returns them to their pools.
 
 use crate::mbuf::{Mbuf, MbufHeader};
@@ -19,7 +20,7 @@ pub struct MbufBatch {
     /// id, untouched through `&mut` since a cache allocated it, so a cache
     /// of that pool can free the batch without reading any header.
     clean_pool: usize,
-    addrs: [usize; MAX_BURST],
+    addrs: [*mut MbufHeader; MAX_BURST],
 }
 
 impl fmt::Debug for MbufBatch {
@@ -51,7 +52,7 @@ impl MbufBatch {
             len: 0,
             limit: limit.clamp(1, MAX_BURST),
             clean_pool: 0,
-            addrs: [0; MAX_BURST],
+            addrs: [std::ptr::null_mut(); MAX_BURST],
         }
     }
 
@@ -94,8 +95,8 @@ impl MbufBatch {
     #[inline]
     pub fn as_slice(&self) -> &[Mbuf] {
         // SAFETY: Mbuf is repr(transparent) over NonNull<MbufHeader>, which
-        // has the layout of usize; the first len entries are non-zero header
-        // addresses owned by the batch.
+        // has the layout of *mut MbufHeader; the first len entries are
+        // non-null header pointers owned by the batch.
         unsafe { std::slice::from_raw_parts(self.addrs.as_ptr().cast::<Mbuf>(), self.len) }
     }
 
@@ -127,7 +128,7 @@ impl MbufBatch {
             return Err(m);
         }
         self.clean_pool = 0;
-        self.addrs[self.len] = m.into_raw().as_ptr() as usize;
+        self.addrs[self.len] = m.into_raw().as_ptr();
         self.len += 1;
         Ok(())
     }
@@ -168,7 +169,7 @@ impl MbufBatch {
         for i in 0..k {
             let a = self.addrs[i];
             // SAFETY: entry i was owned by the batch and is handed out once.
-            f(unsafe { Mbuf::from_raw(NonNull::new_unchecked(a as *mut MbufHeader)) });
+            f(unsafe { Mbuf::from_raw(NonNull::new_unchecked(a)) });
         }
         self.addrs.copy_within(k..n, 0);
         self.len = n - k;
@@ -197,9 +198,9 @@ impl MbufBatch {
             let a = self.addrs[i];
             // SAFETY: entry i was owned by the batch; it is either re-counted
             // (kept) or dropped, exactly once.
-            let mut m = unsafe { Mbuf::from_raw(NonNull::new_unchecked(a as *mut MbufHeader)) };
+            let mut m = unsafe { Mbuf::from_raw(NonNull::new_unchecked(a)) };
             if keep(&mut m) {
-                self.addrs[self.len] = m.into_raw().as_ptr() as usize;
+                self.addrs[self.len] = m.into_raw().as_ptr();
                 self.len += 1;
             }
         }
@@ -229,13 +230,13 @@ impl MbufBatch {
         }
     }
 
-    /// The address array past the length, for a cache or driver to fill.
+    /// The header-pointer array past the length, for a cache or driver to fill.
     ///
     /// # Safety
     /// Entries written here become owned by the batch only through
     /// [`MbufBatch::set_len`]; they must be header addresses the caller owns.
     #[inline]
-    pub unsafe fn spare_addrs(&mut self) -> &mut [usize] {
+    pub unsafe fn spare_addrs(&mut self) -> &mut [*mut MbufHeader] {
         self.clean_pool = 0;
         let (len, limit) = (self.len, self.limit);
         &mut self.addrs[len..limit]
@@ -267,14 +268,14 @@ impl MbufBatch {
     /// The address array past the length, without clearing the clean flag
     /// (a pool cache filling it; pair with `extend_from_pool`).
     #[inline]
-    pub(crate) fn spare_addrs_for_pool(&mut self) -> &mut [usize] {
+    pub(crate) fn spare_addrs_for_pool(&mut self) -> &mut [*mut MbufHeader] {
         let (len, limit) = (self.len, self.limit);
         &mut self.addrs[len..limit]
     }
 
     /// The whole address array (entries past `len` are stale numbers).
     #[inline]
-    pub(crate) fn raw_addrs(&self) -> &[usize; MAX_BURST] {
+    pub(crate) fn raw_addrs(&self) -> &[*mut MbufHeader; MAX_BURST] {
         &self.addrs
     }
 
@@ -304,7 +305,7 @@ impl Drop for MbufBatch {
 /// back to their pools.
 #[derive(Debug)]
 pub struct Drain<'a> {
-    addrs: &'a [usize],
+    addrs: &'a [*mut MbufHeader],
     pos: usize,
 }
 
@@ -317,7 +318,7 @@ impl Iterator for Drain<'_> {
         // SAFETY: the batch gave up these entries (len = 0) to this iterator,
         // which hands each out once.
         #[allow(unsafe_code)]
-        Some(unsafe { Mbuf::from_raw(NonNull::new_unchecked(a as *mut MbufHeader)) })
+        Some(unsafe { Mbuf::from_raw(NonNull::new_unchecked(a)) })
     }
 }
 

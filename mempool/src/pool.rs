@@ -17,7 +17,7 @@ use crate::extmem::{ExtMem, PageSize};
 use crate::mbuf::{Mbuf, MbufHeader, MBUF_HEADER_SIZE};
 use crate::plan::{PoolConfig, PoolPlan};
 use crate::registry::{RegionId, RegionUse, Registry};
-use crate::ring::Ring;
+use crate::ring::{Obj, Ring};
 use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -204,11 +204,14 @@ impl MbufPool {
         let pool_ptr: *const PoolShared = Arc::as_ptr(&shared);
         let mut addrs = Vec::with_capacity(offsets.len());
         for (i, &o) in offsets.iter().enumerate() {
-            let hdr = mem.va() + o;
-            let buf = hdr + MBUF_HEADER_SIZE;
-            let buf_iova = region.iova_of(buf).expect("object inside the region");
+            // Pointers derived from the memory's own pointer keep its provenance.
+            let hdr: Obj = mem.as_ptr().wrapping_add(o).cast();
+            let buf = mem.as_ptr().wrapping_add(o + MBUF_HEADER_SIZE);
+            let buf_iova = region
+                .iova_of(buf as usize)
+                .expect("object inside the region");
             let mut h = MbufHeader {
-                buf_addr: buf as *mut u8,
+                buf_addr: buf,
                 buf_iova,
                 next: std::ptr::null_mut(),
                 pool: pool_ptr,
@@ -231,7 +234,7 @@ impl MbufPool {
             // aligned (page start + multiples of obj_size, itself a multiple of
             // 64) and nobody else uses this memory yet.
             unsafe {
-                (hdr as *mut MbufHeader).write(h);
+                hdr.write(h);
             }
             addrs.push(hdr);
         }
@@ -265,7 +268,7 @@ impl MbufPool {
         caches.push(slot.clone());
         PoolCache {
             shared: ManuallyDrop::new(Arc::clone(&self.shared)),
-            objs: vec![0; flush_thresh + MAX_BURST].into_boxed_slice(),
+            objs: vec![std::ptr::null_mut(); flush_thresh + MAX_BURST].into_boxed_slice(),
             len: 0,
             size,
             flush_thresh,
@@ -275,7 +278,7 @@ impl MbufPool {
 
     /// Allocate one mbuf straight from the shared ring (control path).
     pub fn alloc(&self) -> Option<Mbuf> {
-        let mut a = [0usize; 1];
+        let mut a: [Obj; 1] = [std::ptr::null_mut()];
         if !self.shared.ring.dequeue_bulk(&mut a) {
             self.shared
                 .ring_alloc_failures
@@ -284,7 +287,7 @@ impl MbufPool {
         }
         // SAFETY: the ring holds only header addresses of this pool's free objects.
         #[allow(unsafe_code)]
-        let mut m = unsafe { Mbuf::from_raw(NonNull::new_unchecked(a[0] as *mut MbufHeader)) };
+        let mut m = unsafe { Mbuf::from_raw(NonNull::new_unchecked(a[0])) };
         m.reset();
         Some(m)
     }
@@ -398,7 +401,7 @@ pub(crate) fn free_chain(first: NonNull<MbufHeader>) {
             let next = (*p).next;
             (*p).next = std::ptr::null_mut();
             (*p).nb_segs = 1;
-            let ok = (*(*p).pool).ring.enqueue_bulk(&[p as usize]);
+            let ok = (*(*p).pool).ring.enqueue_bulk(&[p]);
             debug_assert!(ok, "pool ring overflow: an mbuf was freed twice");
             p = next;
         }
@@ -410,12 +413,18 @@ pub(crate) fn free_chain(first: NonNull<MbufHeader>) {
 #[derive(Debug)]
 pub struct PoolCache {
     shared: ManuallyDrop<Arc<PoolShared>>,
-    objs: Box<[usize]>,
+    objs: Box<[Obj]>,
     len: usize,
     size: usize,
     flush_thresh: usize,
     slot: Arc<CacheSlot>,
 }
+
+// SAFETY: the cache exclusively owns the objects whose header pointers it
+// holds (as a Vec<Mbuf> would); the pool it refers to is shared through an
+// Arc of Sync state. It is moved into a worker thread, never shared.
+#[allow(unsafe_code)]
+unsafe impl Send for PoolCache {}
 
 impl PoolCache {
     /// Mbufs held now.
@@ -459,7 +468,7 @@ impl PoolCache {
 
     /// Take `out.len()` object addresses, all or nothing.
     #[inline(always)]
-    fn get(&mut self, out: &mut [usize]) -> Result<(), AllocError> {
+    fn get(&mut self, out: &mut [Obj]) -> Result<(), AllocError> {
         let n = out.len();
         if n > self.len {
             return self.get_slow(out);
@@ -478,7 +487,7 @@ impl PoolCache {
     /// Refill from the ring (or serve a large request straight from it).
     #[cold]
     #[inline(never)]
-    fn get_slow(&mut self, out: &mut [usize]) -> Result<(), AllocError> {
+    fn get_slow(&mut self, out: &mut [Obj]) -> Result<(), AllocError> {
         let n = out.len();
         if n > self.size {
             return if self.shared.ring.dequeue_bulk(out) {
@@ -505,7 +514,7 @@ impl PoolCache {
 
     /// Give back object addresses.
     #[inline(always)]
-    fn put(&mut self, objs: &[usize]) {
+    fn put(&mut self, objs: &[Obj]) {
         let n = objs.len();
         if self.len + n >= self.flush_thresh || n > MAX_BURST {
             return self.put_slow(objs);
@@ -523,7 +532,7 @@ impl PoolCache {
     /// Put and flush the excess above the cache size to the ring.
     #[cold]
     #[inline(never)]
-    fn put_slow(&mut self, objs: &[usize]) {
+    fn put_slow(&mut self, objs: &[Obj]) {
         let n = objs.len();
         if n > MAX_BURST || self.size == 0 {
             let ok = self.shared.ring.enqueue_bulk(objs);
@@ -546,11 +555,11 @@ impl PoolCache {
     /// Allocate one mbuf.
     #[inline]
     pub fn alloc(&mut self) -> Option<Mbuf> {
-        let mut a = [0usize; 1];
+        let mut a: [Obj; 1] = [std::ptr::null_mut()];
         self.get(&mut a).ok()?;
         // SAFETY: get() hands out header addresses of this pool's free objects.
         #[allow(unsafe_code)]
-        let mut m = unsafe { Mbuf::from_raw(NonNull::new_unchecked(a[0] as *mut MbufHeader)) };
+        let mut m = unsafe { Mbuf::from_raw(NonNull::new_unchecked(a[0])) };
         m.reset();
         Some(m)
     }
@@ -613,7 +622,7 @@ impl PoolCache {
             drop(m);
             return;
         }
-        let a = m.into_raw().as_ptr() as usize;
+        let a = m.into_raw().as_ptr();
         self.put(&[a]);
     }
 

@@ -35,7 +35,7 @@ struct MbufRing(Ring);
 
 impl MbufRing {
     fn drain(&self) -> usize {
-        let mut buf = [0usize; 64];
+        let mut buf = [std::ptr::null_mut(); 64];
         let mut total = 0;
         loop {
             let n = self.0.dequeue_burst(&mut buf);
@@ -57,10 +57,10 @@ impl Drop for MbufRing {
 }
 
 #[allow(unsafe_code)]
-fn free_addr(a: usize) {
+fn free_addr(a: *mut MbufHeader) {
     // SAFETY: the ring holds only header addresses of mbufs whose ownership
     // a TX burst gave up (forget_front) into it; each is dequeued once.
-    drop(unsafe { Mbuf::from_raw(NonNull::new_unchecked(a as *mut MbufHeader)) });
+    drop(unsafe { Mbuf::from_raw(NonNull::new_unchecked(a)) });
 }
 
 fn links() -> &'static Mutex<HashMap<String, Weak<Link2>>> {
@@ -289,13 +289,13 @@ impl TxQueue for RingTx {
         for m in pkts.iter() {
             bytes += m.pkt_len() as u64;
         }
-        let addrs: &[usize] = {
+        let addrs: &[*mut MbufHeader] = {
             let s = pkts.as_slice();
-            // SAFETY: Mbuf is repr(transparent) over a header pointer, the
-            // layout of usize; the slice is only read.
+            // SAFETY: Mbuf is repr(transparent) over NonNull<MbufHeader>, the
+            // layout of *mut MbufHeader; the slice is only read.
             #[allow(unsafe_code)]
             unsafe {
-                std::slice::from_raw_parts(s.as_ptr().cast::<usize>(), s.len())
+                std::slice::from_raw_parts(s.as_ptr().cast::<*mut MbufHeader>(), s.len())
             }
         };
         let sent = self.ring.0.enqueue_burst(addrs);
