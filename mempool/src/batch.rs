@@ -141,11 +141,7 @@ impl MbufBatch {
         }
         self.len -= 1;
         // SAFETY: entry len was owned by the batch and is no longer counted.
-        Some(unsafe {
-            Mbuf::from_raw(NonNull::new_unchecked(
-                self.addrs[self.len] as *mut MbufHeader,
-            ))
-        })
+        Some(unsafe { Mbuf::from_raw(NonNull::new_unchecked(self.addrs[self.len])) })
     }
 
     /// Take every mbuf out, front to back.
