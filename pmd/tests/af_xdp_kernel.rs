@@ -86,7 +86,7 @@ fn small_cfg() -> XskConfig {
 }
 
 /// Attach in `mode`, receive frames sent by AF_PACKET on the peer, byte-exact.
-fn xsk_receives_byte_exact(mode: XdpMode, what: &str) {
+fn xsk_receives_byte_exact(mode: XdpMode, cfg: XskConfig, what: &str) {
     if !env_ok(what) {
         return;
     }
@@ -99,7 +99,10 @@ fn xsk_receives_byte_exact(mode: XdpMode, what: &str) {
         let if0 = netdev::ifindex("veth0").unwrap();
         let if1 = netdev::ifindex("veth1").unwrap();
         let xdp = XdpRedirect::attach(if0, 1, mode).unwrap();
-        let xsk = XskSocket::bind(&umem, if0, 0, &small_cfg()).unwrap();
+        umem.config()
+            .check_mtu(netdev::mtu("veth0").unwrap())
+            .unwrap();
+        let xsk = XskSocket::bind(&umem, if0, 0, &cfg).unwrap();
         xdp.map().insert(0, xsk.as_raw_fd()).unwrap();
         let pkt = PacketSocket::bind(if1);
         (
@@ -182,12 +185,66 @@ fn xsk_receives_byte_exact(mode: XdpMode, what: &str) {
 
 #[test]
 fn xsk_receives_byte_exact_generic_mode() {
-    xsk_receives_byte_exact(XdpMode::Skb, "AF_XDP RX in skb mode");
+    xsk_receives_byte_exact(XdpMode::Skb, small_cfg(), "AF_XDP RX in skb mode");
 }
 
 #[test]
 fn xsk_receives_byte_exact_native_mode() {
-    xsk_receives_byte_exact(XdpMode::Drv, "AF_XDP RX in drv mode");
+    xsk_receives_byte_exact(XdpMode::Drv, small_cfg(), "AF_XDP RX in drv mode");
+}
+
+#[test]
+fn xsk_receives_byte_exact_native_mode_with_busy_poll() {
+    let cfg = XskConfig {
+        busy_poll: Some(BusyPoll {
+            usecs: 50,
+            budget: 64,
+            prefer: true,
+        }),
+        ..small_cfg()
+    };
+    xsk_receives_byte_exact(XdpMode::Drv, cfg, "AF_XDP RX in drv mode, busy poll");
+}
+
+#[test]
+fn rx_without_fill_buffers_is_counted_as_dropped() {
+    let what = "AF_XDP RX drop accounting";
+    if !env_ok(what) {
+        return;
+    }
+    let Some(area) = huge(what) else { return };
+    let ns = Netns::new("drop");
+    ns.veth("veth0", &ns, "veth1");
+    const N: u32 = 20;
+    let umem = umem_over(area.base(), area.len());
+    let (xdp, mut xsk, pkt, mac0, mac1) = ns.run(|| {
+        let if0 = netdev::ifindex("veth0").unwrap();
+        let xdp = XdpRedirect::attach(if0, 1, XdpMode::Skb).unwrap();
+        let xsk = XskSocket::bind(&umem, if0, 0, &small_cfg()).unwrap();
+        xdp.map().insert(0, xsk.as_raw_fd()).unwrap();
+        let pkt = PacketSocket::bind(netdev::ifindex("veth1").unwrap());
+        (
+            xdp,
+            xsk,
+            pkt,
+            netdev::mac("veth0").unwrap(),
+            netdev::mac("veth1").unwrap(),
+        )
+    });
+    // No fill buffers posted: every frame must be dropped and counted, none delivered.
+    for s in 0..N {
+        pkt.send(&test_frame(mac0, mac1, s, 100));
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut st = xsk.stats().unwrap();
+    while st.rx_dropped < N as u64 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+        st = xsk.stats().unwrap();
+    }
+    assert_eq!(st.rx_dropped, N as u64, "{st:?}");
+    assert!(st.rx_fill_ring_empty_descs > 0, "{st:?}");
+    assert_eq!(xsk.rx_mut().rx.available(), 0);
+    xdp.map().remove(0).unwrap();
 }
 
 #[test]

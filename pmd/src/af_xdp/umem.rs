@@ -107,6 +107,27 @@ impl UmemConfig {
         self.chunk_size - self.headroom - XDP_PACKET_HEADROOM
     }
 
+    /// Check that a frame of a device with `mtu` (plus a 14-byte Ethernet and a
+    /// 4-byte VLAN header) fits a chunk after the headrooms.
+    ///
+    /// # Errors
+    /// [`XdpError::Config`] saying how big the chunk or how small the MTU must be.
+    pub fn check_mtu(&self, mtu: u32) -> Result<(), XdpError> {
+        let frame = mtu.saturating_add(18);
+        if frame > self.max_frame_len() {
+            return Err(XdpError::Config(format!(
+                "MTU {mtu} needs {frame}-byte frames but a {}-byte chunk with {} bytes of \
+                 headroom and {XDP_PACKET_HEADROOM} of XDP headroom holds {}; lower the MTU to \
+                 {} or enlarge the chunk",
+                self.chunk_size,
+                self.headroom,
+                self.max_frame_len(),
+                self.max_frame_len().saturating_sub(18)
+            )));
+        }
+        Ok(())
+    }
+
     /// Offset from a fill address to the first received byte.
     pub fn rx_data_offset(&self) -> u32 {
         self.headroom + XDP_PACKET_HEADROOM
@@ -243,6 +264,9 @@ mod tests {
     fn geometry_rules() {
         assert!(cfg().validate().is_ok());
         assert_eq!(cfg().max_frame_len(), 2048 - 128 - 256);
+        assert!(cfg().check_mtu(1500).is_ok());
+        let e = cfg().check_mtu(1700).unwrap_err().to_string();
+        assert!(e.contains("lower the MTU to 1646"), "{e}");
         let bad = [
             UmemConfig {
                 base: 0x20_0010,
