@@ -206,6 +206,88 @@ fn xsk_receives_byte_exact_native_mode_with_busy_poll() {
     xsk_receives_byte_exact(XdpMode::Drv, cfg, "AF_XDP RX in drv mode, busy poll");
 }
 
+/// Two queues of one device, one socket each, sharing one UMEM (each with its
+/// own fill and completion ring): every frame arrives on one of them.
+#[test]
+fn one_umem_shared_by_the_queues_of_a_multi_queue_device() {
+    let what = "AF_XDP shared UMEM across queues";
+    if !env_ok(what) {
+        return;
+    }
+    let Some(area) = huge(what) else { return };
+    let ns = Netns::new("mq");
+    ns.veth_queues("veth0", &ns, "veth1", 2);
+    const N: u32 = 128;
+    let umem = umem_over(area.base(), area.len());
+    let (xdp, mut socks, pkt, mac0, mac1) = ns.run(|| {
+        let if0 = netdev::ifindex("veth0").unwrap();
+        let q = netdev::queues("veth0").unwrap();
+        assert_eq!(q, netdev::Queues { rx: 2, tx: 2 });
+        let xdp = XdpRedirect::attach(if0, q.rx, XdpMode::Skb).unwrap();
+        let socks: Vec<XskSocket> = (0..q.rx)
+            .map(|qid| XskSocket::bind(&umem, if0, qid, &small_cfg()).unwrap())
+            .collect();
+        for (qid, s) in socks.iter().enumerate() {
+            xdp.map().insert(qid as u32, s.as_raw_fd()).unwrap();
+        }
+        let pkt = PacketSocket::bind(netdev::ifindex("veth1").unwrap());
+        (
+            xdp,
+            socks,
+            pkt,
+            netdev::mac("veth0").unwrap(),
+            netdev::mac("veth1").unwrap(),
+        )
+    });
+    assert!(!socks[0].info().shared_umem && socks[1].info().shared_umem);
+    // Disjoint buffer sets per queue: the UMEM is shared, the buffers are not.
+    for (i, s) in socks.iter_mut().enumerate() {
+        let fills: Vec<u64> = (0..256).map(|k| chunk(i as u64 * 256 + k)).collect();
+        assert_eq!(s.rx_mut().fill.produce(&fills), 256);
+    }
+    let sent: Vec<Vec<u8>> = (0..N)
+        .map(|s| test_frame(mac0, mac1, s, frame_len(s)))
+        .collect();
+    for f in &sent {
+        pkt.send(f);
+    }
+    let mut got = Vec::new();
+    let mut descs = [zero_desc(); 64];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while got.len() < N as usize && Instant::now() < deadline {
+        let mut idle = true;
+        for (i, s) in socks.iter_mut().enumerate() {
+            let n = s.rx_mut().rx.consume(&mut descs);
+            idle &= n == 0;
+            for d in &descs[..n] {
+                let k = (desc_base(d.addr) - HDR) / OBJ;
+                assert_eq!(
+                    k as usize / 256,
+                    i,
+                    "frame landed in a buffer of its own queue"
+                );
+                let bytes = area.read(desc_data(d.addr) as usize, d.len as usize);
+                if test_seq(&bytes).is_some() {
+                    got.push(bytes);
+                }
+            }
+        }
+        if idle {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    got.sort_by_key(|f| test_seq(f));
+    assert_eq!(
+        got.len(),
+        N as usize,
+        "all frames received on the two queues"
+    );
+    assert!(got == sent, "frames byte-exact");
+    for q in 0..2 {
+        xdp.map().remove(q).unwrap();
+    }
+}
+
 #[test]
 fn rx_without_fill_buffers_is_counted_as_dropped() {
     let what = "AF_XDP RX drop accounting";

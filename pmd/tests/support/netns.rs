@@ -143,14 +143,20 @@ impl Netns {
     /// Create a veth pair `a` (here) ↔ `b` (in `peer`, which may be `self`),
     /// one RX and one TX queue on each end, MTU 1500, both up.
     pub fn veth(&self, a: &str, peer: &Netns, b: &str) {
+        self.veth_queues(a, peer, b, 1);
+    }
+
+    /// [`Netns::veth`] with `queues` RX and TX queues on each end.
+    pub fn veth_queues(&self, a: &str, peer: &Netns, b: &str, queues: u32) {
+        let q = queues.to_string();
         self.ip(&[
             "link",
             "add",
             a,
             "numtxqueues",
-            "1",
+            &q,
             "numrxqueues",
-            "1",
+            &q,
             "type",
             "veth",
             "peer",
@@ -159,9 +165,9 @@ impl Netns {
             "netns",
             &peer.name,
             "numtxqueues",
-            "1",
+            &q,
             "numrxqueues",
-            "1",
+            &q,
         ]);
         self.links
             .lock()
