@@ -12,7 +12,7 @@ use crate::latency;
 use hdrhistogram::Histogram;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use xfwd_mempool::{MbufBatch, PoolCache};
+use xfwd_mempool::{MbufBatch, PoolCache, MAX_BURST};
 use xfwd_pmd::{RxQueue, TxQueue};
 
 /// One stream of a worker: indexes into the worker's queue tables.
@@ -201,33 +201,19 @@ impl Ctx<'_> {
     /// The mode's header edits; frames it refuses leave the batch (freed).
     #[inline]
     fn edit(&mut self, s: &mut Stream, b: &mut MbufBatch) {
-        let (mut malformed, mut ignored) = (0u64, 0u64);
-        let mut keep = |v: Verdict| match v {
-            Verdict::Forward => true,
-            Verdict::Ignore => {
-                ignored += 1;
-                false
-            }
-            Verdict::Malformed => {
-                malformed += 1;
-                false
-            }
-        };
         match self.mode {
-            FwdMode::Io | FwdMode::RxOnly | FwdMode::TxOnly | FwdMode::FlowGen => return,
+            FwdMode::Io | FwdMode::RxOnly | FwdMode::TxOnly | FwdMode::FlowGen => {}
             FwdMode::Mac => {
                 let (src, dst) = (s.tx_mac, s.peer_mac);
-                b.retain(|m| keep(edit::mac(m.data_mut(), &src, &dst)));
+                apply(s, b, |f| edit::mac(f, &src, &dst));
             }
-            FwdMode::MacSwap => b.retain(|m| keep(edit::macswap(m.data_mut()))),
-            FwdMode::FiveTupleSwap => b.retain(|m| keep(edit::five_tuple_swap(m.data_mut()))),
+            FwdMode::MacSwap => apply(s, b, edit::macswap),
+            FwdMode::FiveTupleSwap => apply(s, b, edit::five_tuple_swap),
             FwdMode::IcmpEcho => {
                 let mac = s.tx_mac;
-                b.retain(|m| keep(edit::icmpecho(m.data_mut(), &mac)));
+                apply(s, b, |f| edit::icmpecho(f, &mac));
             }
         }
-        s.counters.malformed.add(malformed);
-        s.counters.consumed.add(ignored);
     }
 
     /// Transmit with up to `tx_retry` retries; what is left is freed and counted.
@@ -247,5 +233,32 @@ impl Ctx<'_> {
             s.counters.tx_dropped.add(b.len() as u64);
             cache.free_batch(b);
         }
+    }
+}
+
+/// Run `f` over every frame of the burst in place; the frames it does not
+/// forward are marked in a fixed bitmap (no allocation) and then leave the
+/// batch, counted as malformed or consumed.
+#[inline]
+fn apply(s: &Stream, b: &mut MbufBatch, mut f: impl FnMut(&mut [u8]) -> Verdict) {
+    let mut dropped = [0u64; MAX_BURST / 64];
+    let (mut malformed, mut ignored) = (0u64, 0u64);
+    for (i, m) in b.as_mut_slice().iter_mut().enumerate() {
+        match f(m.data_mut()) {
+            Verdict::Forward => continue,
+            Verdict::Ignore => ignored += 1,
+            Verdict::Malformed => malformed += 1,
+        }
+        dropped[i / 64] |= 1 << (i % 64);
+    }
+    if malformed + ignored > 0 {
+        let mut i = 0usize;
+        b.retain(|_| {
+            let keep = dropped[i / 64] & (1 << (i % 64)) == 0;
+            i += 1;
+            keep
+        });
+        s.counters.malformed.add(malformed);
+        s.counters.consumed.add(ignored);
     }
 }

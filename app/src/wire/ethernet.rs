@@ -1,6 +1,6 @@
 //! Ethernet II frames.
 
-use super::{be16, need, put16, swap_ranges, WireError};
+use super::{be16, need, put16, WireError};
 use std::ops::Range;
 
 const DST: Range<usize> = 0..6;
@@ -102,8 +102,13 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> EthernetFrame<T> {
     }
 
     /// Swap source and destination MACs in place.
+    #[inline]
     pub fn swap_addrs(&mut self) {
-        swap_ranges(self.buf.as_mut(), DST, SRC);
+        let b = &mut self.buf.as_mut()[..SRC.end];
+        let mut dst = [0u8; 6];
+        dst.copy_from_slice(&b[DST]);
+        b.copy_within(SRC, DST.start);
+        b[SRC].copy_from_slice(&dst);
     }
 
     /// The bytes after the header, mutable.
