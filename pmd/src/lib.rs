@@ -20,6 +20,8 @@ pub mod port;
 #[allow(unsafe_code)]
 pub mod ring;
 pub mod stats;
+#[allow(unsafe_code)]
+pub mod vfio;
 
 pub use devargs::Devargs;
 pub use error::PortError;
@@ -27,7 +29,7 @@ pub use port::{Link, Port, PortConf, PortId, PortInfo, PortQueues, RxQueue, TxQu
 pub use stats::{PortStats, QueueStats};
 
 /// Drivers [`probe`] knows.
-pub const DRIVERS: &[&str] = &["null", "ring", "pcap", "fault"];
+pub const DRIVERS: &[&str] = &["null", "ring", "pcap", "fault", "vfio"];
 
 /// Create a port from devargs (`null:`, `ring:NAME`, `pcap:rx=..,tx=..`, …).
 ///
@@ -45,6 +47,7 @@ pub fn probe(devargs: &str) -> Result<Box<dyn Port>, PortError> {
         "null" | "net_null" => Box::new(null::NullPort::probe(&d)?),
         "ring" | "net_ring" => Box::new(ring::RingPort::probe(&d)?),
         "pcap" | "net_pcap" => Box::new(pcap::PcapPort::probe(&d)?),
+        "vfio" | "net_virtio" => Box::new(vfio::VfioPort::probe(&d)?),
         other => {
             return Err(PortError::UnknownDriver {
                 driver: other.to_string(),
