@@ -247,5 +247,5 @@ fn a_valid_config_is_accepted_by_check_without_touching_hugepages() {
     let (so, se) = text(&o);
     assert!(o.status.success(), "{so}\n{se}");
     assert!(so.contains("port1") && so.contains("lcore"), "{so}");
-    assert_eq!(free_hugepages(), before);
+    assert!(hugepages_settled(before) >= before);
 }

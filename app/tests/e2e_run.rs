@@ -74,7 +74,7 @@ fn demo_on_hugepages_json_adds_up_and_returns_every_page() {
         "{f}"
     );
     assert_eq!(f["mempool"]["in_use"], 0);
-    assert_eq!(free_hugepages(), before, "hugepages returned");
+    assert!(hugepages_settled(before) >= before, "hugepages returned");
     assert!(hugepage_files().is_empty());
 }
 

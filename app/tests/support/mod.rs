@@ -145,3 +145,17 @@ pub fn hugepage_files() -> Vec<String> {
     }
     out
 }
+
+/// Wait (up to 5 s) until at least `before` 2M hugepages are free again and
+/// return the count. Other processes on a shared host may hold pages for a
+/// moment; in CI this binary is the only user.
+pub fn hugepages_settled(before: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = free_hugepages();
+        if now >= before || Instant::now() > deadline {
+            return now;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
