@@ -1,89 +1,26 @@
 //! AF_XDP on real veth devices inside network namespaces created by the
 //! tests: the XDP loader in generic and native mode, a UMEM over a 2 MiB
 //! hugepage laid out like the mbuf pool, RX and TX byte-exact, shared UMEM
-//! forwarding across two devices without copies, and cleanup (no XDP program
-//! left after drop or SIGKILL, no namespace or veth left after the guard).
+//! forwarding across two devices without copies, and detach on drop
+//! (SIGKILL and guard cleanup: `af_xdp_cleanup.rs`).
 //!
 //! Needs root and `ip`; elsewhere the tests skip (and fail under CI=true).
 //! Every traffic loop is bounded by a frame count and a deadline.
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::hugepages::HugeArea;
-use support::netns::{self, Netns};
+use support::netns::Netns;
 use support::packet::{test_frame, test_seq, PacketSocket};
+use support::xdp::{
+    chunk, env_ok, frame_len, huge, small_cfg, umem_over, zero_desc, DETACH, HDR, HEADROOM, OBJ,
+};
 use xfwd_mempool::caps;
 use xfwd_pmd::af_xdp::{
-    desc_base, desc_data, desc_encode, desc_offset, BindMode, BpfInsn, BusyPoll, Umem, UmemConfig,
-    XdpDesc, XdpError, XdpMode, XdpProgram, XdpRedirect, XskConfig, XskSocket, XDP_PACKET_HEADROOM,
+    desc_base, desc_data, desc_encode, desc_offset, BindMode, BpfInsn, BusyPoll, XdpDesc, XdpError,
+    XdpMode, XdpProgram, XdpRedirect, XskConfig, XskSocket, XDP_PACKET_HEADROOM,
 };
 use xfwd_pmd::netdev;
-
-/// Pool-like layout: objects 2304 B apart = [128 B mbuf header][128 B headroom][2048 B data].
-/// The UMEM chunk starts after the header.
-const OBJ: u64 = 2304;
-const HDR: u64 = 128;
-const CHUNK: u32 = 2048;
-const HEADROOM: u32 = 128;
-/// Bound on the wait for a detach (see `Netns::xdp_detached_within`).
-const DETACH: Duration = Duration::from_secs(2);
-const CHILD_ENV: &str = "XFWD_XDP_SIGKILL_CHILD_NETNS";
-
-fn chunk(i: u64) -> u64 {
-    i * OBJ + HDR
-}
-
-fn frame_len(seq: u32) -> usize {
-    60 + (seq as usize * 97) % 1441
-}
-
-fn env_ok(what: &str) -> bool {
-    caps::require_root(what) && caps::require_tool("ip", what)
-}
-
-fn huge(what: &str) -> Option<HugeArea> {
-    match HugeArea::new(1) {
-        Ok(a) => Some(a),
-        Err(e) => {
-            caps::require(false, what, &e);
-            None
-        }
-    }
-}
-
-fn umem_over(base: usize, len: usize) -> Arc<Umem> {
-    let cfg = UmemConfig {
-        base,
-        len,
-        chunk_size: CHUNK,
-        headroom: HEADROOM,
-    };
-    // SAFETY: the caller keeps the area mapped until every socket is dropped
-    // (the area is declared before, so dropped after, the sockets in each test).
-    unsafe { Umem::new(cfg) }.expect("valid UMEM geometry")
-}
-
-fn zero_desc() -> XdpDesc {
-    XdpDesc {
-        addr: 0,
-        len: 0,
-        options: 0,
-    }
-}
-
-fn small_cfg() -> XskConfig {
-    XskConfig {
-        rx_size: 1024,
-        tx_size: 1024,
-        fill_size: 2048,
-        comp_size: 1024,
-        ..XskConfig::default()
-    }
-}
 
 /// Attach in `mode`, receive frames sent by AF_PACKET on the peer, byte-exact.
 fn xsk_receives_byte_exact(mode: XdpMode, cfg: XskConfig, what: &str) {
@@ -609,195 +546,4 @@ fn socket_options_modes_stats_and_busy_queue_are_reported() {
             "all members gone: the UMEM registers afresh"
         );
     });
-}
-
-#[test]
-fn no_xdp_program_left_after_sigkill() {
-    if let Ok(name) = std::env::var(CHILD_ENV) {
-        return sigkill_child(&name);
-    }
-    let what = "XDP cleanup after SIGKILL";
-    if !env_ok(what) {
-        return;
-    }
-    let ns = Netns::new("kill");
-    ns.veth("veth0", &ns, "veth1");
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "no_xdp_program_left_after_sigkill",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, ns.name())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn the test binary as the attaching child");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.contains("XFWD-CHILD-READY") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    let ready = rx.recv_timeout(Duration::from_secs(30));
-    let attached = ns.xdp_attached("veth0");
-    child.kill().expect("SIGKILL the child"); // Child::kill sends SIGKILL
-    let status = child.wait().unwrap();
-    let _ = reader.join();
-    assert!(ready.is_ok(), "child did not attach within 30 s");
-    assert_eq!(
-        attached.as_deref(),
-        Some("xdp"),
-        "child's program was attached"
-    );
-    use std::os::unix::process::ExitStatusExt;
-    assert_eq!(status.signal(), Some(libc::SIGKILL));
-    assert!(
-        ns.xdp_detached_within("veth0", Duration::from_secs(5)),
-        "the kernel detached the dead child's link"
-    );
-    // The queue and the device are free: attach and bind again.
-    let mem = support::hugepages::Anon4k::new(1 << 20);
-    let umem = umem_over(mem.base(), mem.len());
-    ns.run(|| {
-        let if0 = netdev::ifindex("veth0").unwrap();
-        let xdp = XdpRedirect::attach(if0, 1, XdpMode::Drv).unwrap();
-        let xsk = XskSocket::bind(&umem, if0, 0, &small_cfg()).unwrap();
-        xdp.map().insert(0, xsk.as_raw_fd()).unwrap();
-    });
-    assert!(ns.xdp_detached_within("veth0", DETACH));
-}
-
-/// The child side: attach, bind, say so, then wait to be killed (bounded).
-fn sigkill_child(ns_name: &str) {
-    netns::enter_named(ns_name);
-    let mem = support::hugepages::Anon4k::new(1 << 20);
-    let umem = umem_over(mem.base(), mem.len());
-    let if0 = netdev::ifindex("veth0").unwrap();
-    let xdp = XdpRedirect::attach(if0, 1, XdpMode::Drv).unwrap();
-    let xsk = XskSocket::bind(&umem, if0, 0, &small_cfg()).unwrap();
-    xdp.map().insert(0, xsk.as_raw_fd()).unwrap();
-    println!("XFWD-CHILD-READY");
-    std::thread::sleep(Duration::from_secs(30));
-    drop((xsk, xdp));
-}
-
-#[test]
-fn netns_guard_removes_namespace_and_veth_on_drop_and_on_panic() {
-    if !env_ok("netns guard") {
-        return;
-    }
-    let ns = Netns::new("guard");
-    let peer = Netns::new("guardpeer");
-    ns.veth("veth0", &peer, "veth1");
-    let (a, b) = (ns.name().to_string(), peer.name().to_string());
-    assert!(netns::list().contains(&a) && netns::list().contains(&b));
-    assert!(ns.has_link("veth0") && peer.has_link("veth1"));
-    drop(ns);
-    assert!(!netns::list().contains(&a));
-    assert!(
-        !peer.has_link("veth1"),
-        "deleting one end's netns removed the pair"
-    );
-    drop(peer);
-    assert!(!netns::list().contains(&b));
-
-    let name = std::panic::catch_unwind(|| {
-        let ns = Netns::new("panic");
-        ns.veth("veth0", &ns, "veth1");
-        std::panic::panic_any(ns.name().to_string());
-    })
-    .unwrap_err();
-    let name = name.downcast_ref::<String>().unwrap();
-    assert!(
-        !netns::list().contains(name),
-        "{name} removed while unwinding"
-    );
-}
-
-/// Runs `scripts/topology down NAME` on drop, so a failing test leaves nothing.
-struct TopologyGuard(String);
-
-impl Drop for TopologyGuard {
-    fn drop(&mut self) {
-        let _ = Command::new(topology_script())
-            .args(["down", &self.0])
-            .output();
-    }
-}
-
-fn topology_script() -> String {
-    format!("{}/../scripts/topology", env!("CARGO_MANIFEST_DIR"))
-}
-
-#[test]
-fn topology_script_builds_gen_dut_sink_and_down_is_idempotent() {
-    let what = "scripts/topology";
-    if !env_ok(what) || !caps::require_tool("bash", what) {
-        return;
-    }
-    let name = format!("xt{}", std::process::id());
-    let guard = TopologyGuard(name.clone());
-    let out = netns::run_cmd(&topology_script(), &["up", &name]);
-    let env: std::collections::HashMap<String, String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| {
-            l.split_once('=')
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-        })
-        .collect();
-    assert_eq!(env["DUT_NS"], format!("{name}-dut"));
-    assert_eq!(
-        (env["DUT_RX_IF"].as_str(), env["DUT_TX_IF"].as_str()),
-        ("d0", "d1")
-    );
-    let list = netns::list();
-    for ns in ["GEN_NS", "DUT_NS", "SINK_NS"] {
-        assert!(list.contains(&env[ns]), "{ns} exists");
-    }
-    let dut = env["DUT_NS"].clone();
-    let facts = |ns: &str, dev: &str| {
-        netns::run_cmd("ip", &["-n", ns, "link", "show", "dev", dev]);
-        let o = Command::new("ip")
-            .args(["netns", "exec", ns, "cat"])
-            .arg(format!("/sys/class/net/{dev}/mtu"))
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&o.stdout).trim().to_string()
-    };
-    assert_eq!(facts(&dut, "d0"), "1500");
-    assert_eq!(facts(&env["GEN_NS"], "g0"), "1500");
-    assert_eq!(facts(&env["SINK_NS"], "s1"), "1500");
-    // Single queues: native XDP attaches on the DUT side.
-    let dut_ns_name = dut.clone();
-    let q = std::thread::scope(|s| {
-        s.spawn(|| {
-            netns::enter_named(&dut_ns_name);
-            let q = netdev::queues("d0").unwrap();
-            let x = XdpRedirect::attach(netdev::ifindex("d0").unwrap(), q.rx, XdpMode::Drv);
-            (q, x.map(drop))
-        })
-        .join()
-        .unwrap()
-    });
-    assert_eq!(q.0, netdev::Queues { rx: 1, tx: 1 });
-    q.1.expect("native XDP attaches on the topology's DUT side");
-    // A second `up` refuses; `down` twice succeeds.
-    let again = Command::new(topology_script())
-        .args(["up", &name])
-        .output()
-        .unwrap();
-    assert!(!again.status.success());
-    assert!(String::from_utf8_lossy(&again.stderr).contains("down"));
-    netns::run_cmd(&topology_script(), &["down", &name]);
-    netns::run_cmd(&topology_script(), &["down", &name]);
-    let list = netns::list();
-    assert!(
-        !list.iter().any(|n| n.starts_with(&format!("{name}-"))),
-        "{list:?}"
-    );
-    drop(guard);
 }

@@ -5,3 +5,4 @@
 pub mod hugepages;
 pub mod netns;
 pub mod packet;
+pub mod xdp;
