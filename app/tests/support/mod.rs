@@ -159,3 +159,19 @@ pub fn hugepages_settled(before: u64) -> u64 {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `xfwd-*` hugetlbfs files not in `before`, after waiting up to 5 s for
+/// other processes' transient files to go.
+pub fn hugepage_files_settled(before: &[String]) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let new: Vec<String> = hugepage_files()
+            .into_iter()
+            .filter(|f| !before.contains(f))
+            .collect();
+        if new.is_empty() || Instant::now() > deadline {
+            return new;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
