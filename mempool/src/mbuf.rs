@@ -412,6 +412,30 @@ impl Mbuf {
         Ok(())
     }
 
+    /// Make this a single-segment packet of `len` bytes starting `off` bytes
+    /// into the buffer (a device wrote it there), leaving the bytes as they
+    /// are. Offload flags are cleared.
+    ///
+    /// # Errors
+    /// [`MbufError::NoTailroom`] when `off + len` exceeds the buffer; a chain
+    /// is refused the same way.
+    #[inline]
+    pub fn set_data_range(&mut self, off: usize, len: usize) -> Result<(), MbufError> {
+        let h = self.hm();
+        let room = h.buf_len as usize;
+        if off + len > room || !h.next.is_null() {
+            return Err(MbufError::NoTailroom {
+                want: off + len,
+                have: room,
+            });
+        }
+        h.data_off = off as u16;
+        h.data_len = len as u16;
+        h.pkt_len = len as u32;
+        h.ol_flags = 0;
+        Ok(())
+    }
+
     /// Append `tail` (and its segments) to this chain.
     ///
     /// # Errors

@@ -18,12 +18,14 @@
 
 pub mod bpf;
 pub mod error;
+pub mod port;
 pub mod ring;
 pub mod umem;
 pub mod xsk;
 
 pub use bpf::{BpfInsn, XdpLink, XdpMode, XdpProgram, XdpRedirect, XskMap};
 pub use error::XdpError;
+pub use port::AfXdpPort;
 pub use ring::{CompRing, FillRing, RingSize, RxRing, TxRing, XdpDesc};
 pub use umem::{
     desc_base, desc_data, desc_encode, desc_offset, Umem, UmemConfig, XDP_PACKET_HEADROOM,
