@@ -411,6 +411,7 @@ pub fn settings(path: Option<&Path>, o: &Opts) -> Result<Settings, ConfigError> 
         cfg.lcore_map.clear();
         flags.insert("port", "--port");
     }
+    let n_ports = cfg.ports.len();
     for p in &o.eth_peer {
         let (n, mac) = p.split_once(',').unwrap_or(("", p));
         let idx: usize = n.trim().parse().map_err(|_| ConfigError::Invalid {
@@ -421,13 +422,64 @@ pub fn settings(path: Option<&Path>, o: &Opts) -> Result<Settings, ConfigError> 
         let port = cfg.ports.get_mut(idx).ok_or_else(|| ConfigError::Invalid {
             key: "`--eth-peer`".into(),
             value: p.clone(),
-            accepted: format!(
-                "a port id below {} (the number of ports)",
-                o.port.len().max(1)
-            ),
+            accepted: format!("a port id below {} (the number of ports)", n_ports),
         })?;
         port.eth_peer = Some(mac.to_string());
         flags.insert("port.eth_peer", "--eth-peer");
     }
     Ok(Settings { cfg, source, flags })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_file_and_are_named_in_errors() {
+        let dir = std::env::temp_dir().join(format!("xfwd-cfg-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("c.toml");
+        std::fs::write(
+            &f,
+            "[fwd]\nburst = 16\nrxd = 256\n[[port]]\ndevargs = \"null:\"\n",
+        )
+        .unwrap();
+        let o = Opts {
+            burst: Some(64),
+            ..Default::default()
+        };
+        let s = settings(Some(&f), &o).unwrap();
+        assert_eq!((s.cfg.fwd.burst, s.cfg.fwd.rxd), (64, 256));
+        assert_eq!(s.name("fwd.burst"), "`--burst`");
+        assert!(s.name("fwd.rxd").contains("`fwd.rxd` (in "));
+        let s = settings(Some(&f), &Opts::default()).unwrap();
+        assert_eq!(s.cfg.fwd.burst, 16);
+        // --port replaces the file's ports and its lcore map.
+        let o = Opts {
+            port: vec!["ring:a".into(), "ring:a".into()],
+            eth_peer: vec!["1,02:00:00:00:00:09".into()],
+            ..Default::default()
+        };
+        let s = settings(Some(&f), &o).unwrap();
+        assert_eq!(s.cfg.ports.len(), 2);
+        assert_eq!(
+            s.cfg.ports[1].eth_peer.as_deref(),
+            Some("02:00:00:00:00:09")
+        );
+        let bad = Opts {
+            eth_peer: vec!["3,02:00:00:00:00:09".into()],
+            ..Default::default()
+        };
+        let e = settings(Some(&f), &bad).unwrap_err().to_string();
+        assert!(e.contains("--eth-peer") && e.contains("below 1"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_demo_parses() {
+        let s = settings(None, &Opts::default()).unwrap();
+        assert_eq!(s.source, "built-in demo");
+        assert_eq!(s.cfg.ports.len(), 2);
+        assert_eq!(s.cfg.lcore_map.len(), 2);
+    }
 }

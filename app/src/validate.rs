@@ -77,6 +77,25 @@ pub fn validate(s: &Settings) -> Result<Plan, ConfigError> {
             )
         }
     };
+    if let Backing::Hugetlbfs(dir) = &backing {
+        let found = match dir {
+            Some(d) => d.is_dir().then(|| d.clone()),
+            None => extmem::hugetlbfs_mount(page_size),
+        };
+        if found.is_none() {
+            return v.bad(
+                "memory.backing",
+                format!(
+                    "hugetlbfs (dir {})",
+                    dir.as_ref().map_or("from /proc/mounts".into(), |d| d.display().to_string())
+                ),
+                format!(
+                    "an existing hugetlbfs mount for {page_size} pages \
+                     (`mount -t hugetlbfs -o pagesize={page_size} nodev /dev/hugepages`), or anon/memfd"
+                ),
+            );
+        }
+    }
     if page_size == PageSize::Size4K && !m.allow_4k && backing != Backing::Heap {
         return v.bad(
             "memory.page_size",
