@@ -7,6 +7,8 @@
 #![deny(unsafe_code)]
 
 #[allow(unsafe_code)]
+pub mod af_packet;
+#[allow(unsafe_code)]
 pub mod af_xdp;
 pub mod devargs;
 pub mod dma;
@@ -29,7 +31,7 @@ pub use port::{Link, Port, PortConf, PortId, PortInfo, PortQueues, RxQueue, TxQu
 pub use stats::{PortStats, QueueStats};
 
 /// Drivers [`probe`] knows.
-pub const DRIVERS: &[&str] = &["null", "ring", "pcap", "fault", "vfio"];
+pub const DRIVERS: &[&str] = &["null", "ring", "pcap", "fault", "vfio", "af_packet"];
 
 /// Create a port from devargs (`null:`, `ring:NAME`, `pcap:rx=..,tx=..`, …).
 ///
@@ -47,6 +49,7 @@ pub fn probe(devargs: &str) -> Result<Box<dyn Port>, PortError> {
         "null" | "net_null" => Box::new(null::NullPort::probe(&d)?),
         "ring" | "net_ring" => Box::new(ring::RingPort::probe(&d)?),
         "pcap" | "net_pcap" => Box::new(pcap::PcapPort::probe(&d)?),
+        "af_packet" | "net_af_packet" => Box::new(af_packet::AfPacketPort::probe(&d)?),
         "vfio" | "net_virtio" => Box::new(vfio::VfioPort::probe(&d)?),
         other => {
             return Err(PortError::UnknownDriver {

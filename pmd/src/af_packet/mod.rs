@@ -1,0 +1,640 @@
+//! The `af_packet` port (DPDK `net_af_packet`): a Linux interface through
+//! `AF_PACKET` sockets with mmap'd TPACKET_V3 rings.
+//!
+//! ```text
+//! af_packet:iface=NAME[,qpairs=N][,blocksz=B][,framesz=F][,framecnt=C]
+//!          [,qdisc_bypass=0|1][,fanout=hash|lb|cpu][,promisc=0|1][,blk_tov=MS]
+//! ```
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `iface` (or the bare name) | — | the interface, looked up in the network namespace of the thread that probes |
+//! | `qpairs` | 1 | queue pairs the port offers (1..=16); one socket per queue, RX sockets joined in one fanout group |
+//! | `blocksz` | 4096 | ring block size: a power of two, 4 KiB..4 MiB; an RX frame must fit a block (`blocksz − 130 ≥ MTU + 14`) |
+//! | `framesz` | 2048 | TX slot size (multiple of 16, ≤ `blocksz`); `framesz − 48 ≥ MTU + 14` |
+//! | `framecnt` | the queue's descriptors | frames per ring; the RX ring holds `framecnt × framesz` bytes in whole blocks |
+//! | `qdisc_bypass` | 1 | `PACKET_QDISC_BYPASS`: TX goes straight to the driver |
+//! | `fanout` (`fanout_mode`) | hash | how RX frames spread over the queues: flow hash, round robin, or receiving CPU |
+//! | `promisc` | 1 | promiscuous mode (a `PACKET_ADD_MEMBERSHIP`) while started; dropped at stop |
+//! | `blk_tov` | 1 | ms after which a partly filled RX block is handed to user space (latency bound) |
+//!
+//! Every frame is copied (RX: kernel block → mbuf from the queue's pool; TX:
+//! mbuf → TX slot), counted in the `rx_copies` / `tx_copies` xstats; the
+//! mapper is a [`SoftMapper`] of [`MappingKind::None`]. Kernel drops
+//! (`PACKET_STATISTICS`) show as `imissed`. A deleted interface turns the
+//! link down; RX then returns nothing, TX returns 0 after counting the frames
+//! it had queued as errors, and `stop()` still works.
+
+mod queue;
+pub mod ring;
+pub mod sys;
+
+use crate::devargs::Devargs;
+use crate::dma::{DmaMapper, MappingKind, SoftMapper};
+use crate::error::PortError;
+use crate::port::{Link, Port, PortConf, PortCore, PortInfo, PortQueues};
+use crate::stats::PortStats;
+use queue::{AfpRx, AfpTx, QueueX, Sock};
+use ring::{RxRing, TxRing, RX_OVERHEAD, TX_DATA_OFF};
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+pub use sys::FanoutMode;
+use sys::{Control, KernelStats, NetNs, PacketFd, TpacketReq3};
+
+/// Most queue pairs (DPDK's `RTE_PMD_AF_PACKET_MAX_RINGS`).
+pub const MAX_QPAIRS: u16 = 16;
+const IFF_UP: u32 = 0x1;
+const IFF_RUNNING: u32 = 0x40;
+
+/// The parsed devargs of an `af_packet` port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AfPacketArgs {
+    /// Interface name.
+    pub iface: String,
+    /// Queue pairs offered.
+    pub qpairs: u16,
+    /// Ring block size.
+    pub blocksz: u32,
+    /// TX frame slot size.
+    pub framesz: u32,
+    /// Frames per ring (`None`: the queue's descriptor count).
+    pub framecnt: Option<u32>,
+    /// `PACKET_QDISC_BYPASS`.
+    pub qdisc_bypass: bool,
+    /// Fanout mode for more than one RX queue.
+    pub fanout: FanoutMode,
+    /// Promiscuous while started.
+    pub promisc: bool,
+    /// RX block retire timeout in ms.
+    pub blk_tov: u32,
+}
+
+impl AfPacketArgs {
+    /// Parse and range-check the devargs.
+    ///
+    /// # Errors
+    /// [`PortError::Devargs`] naming the key, the value and what is accepted.
+    pub fn parse(d: &Devargs) -> Result<AfPacketArgs, PortError> {
+        d.check_keys(&[
+            "iface",
+            "qpairs",
+            "blocksz",
+            "framesz",
+            "framecnt",
+            "qdisc_bypass",
+            "fanout",
+            "fanout_mode",
+            "promisc",
+            "blk_tov",
+        ])?;
+        let bad = |why: String| PortError::Devargs {
+            devargs: d.raw.clone(),
+            why,
+        };
+        let iface = match (d.get("iface"), d.name.as_deref()) {
+            (Some(_), Some(n)) => {
+                return Err(bad(format!(
+                    "both `iface=` and the bare name `{n}` given; use one"
+                )))
+            }
+            (Some(i), None) | (None, Some(i)) => i.to_string(),
+            (None, None) => {
+                return Err(bad(
+                    "an af_packet port needs an interface: `af_packet:iface=NAME`".into(),
+                ))
+            }
+        };
+        if iface.is_empty() || iface.len() >= libc::IFNAMSIZ || iface.contains(['/', ' ']) {
+            return Err(bad(format!(
+                "`iface={iface}`: an interface name has 1..15 bytes, no '/' or spaces"
+            )));
+        }
+        let qpairs = d.num("qpairs", 1u16, 1..=MAX_QPAIRS)?;
+        let blocksz = d.num("blocksz", 4096u32, 4096..=4 << 20)?;
+        if !blocksz.is_power_of_two() {
+            return Err(bad(format!(
+                "`blocksz={blocksz}`: must be a power of two (4096, 8192, …, 4194304)"
+            )));
+        }
+        let framesz = d.num("framesz", 2048u32, 128..=blocksz)?;
+        if framesz % 16 != 0 {
+            return Err(bad(format!(
+                "`framesz={framesz}`: must be a multiple of 16 (TPACKET_ALIGNMENT)"
+            )));
+        }
+        let framecnt = match d.get("framecnt") {
+            None => None,
+            Some(_) => Some(d.num("framecnt", 0u32, 1..=1 << 20)?),
+        };
+        let fanout = match d.get("fanout").or(d.get("fanout_mode")) {
+            None | Some("hash") => FanoutMode::Hash,
+            Some("lb") => FanoutMode::Lb,
+            Some("cpu") => FanoutMode::Cpu,
+            Some(v) => return Err(bad(format!("`fanout={v}`: expected hash, lb or cpu"))),
+        };
+        Ok(AfPacketArgs {
+            iface,
+            qpairs,
+            blocksz,
+            framesz,
+            framecnt,
+            qdisc_bypass: d.flag("qdisc_bypass", true)?,
+            fanout,
+            promisc: d.flag("promisc", true)?,
+            blk_tov: d.num("blk_tov", 1u32, 1..=1000)?,
+        })
+    }
+
+    /// The ring request for `frames` frames (rounded up to whole blocks).
+    pub fn ring_req(&self, frames: u32, rx: bool) -> TpacketReq3 {
+        let per_block = self.blocksz / self.framesz;
+        let block_nr = frames.div_ceil(per_block).max(1);
+        TpacketReq3 {
+            block_size: self.blocksz,
+            block_nr,
+            frame_size: self.framesz,
+            frame_nr: block_nr * per_block,
+            retire_blk_tov: if rx { self.blk_tov } else { 0 },
+            sizeof_priv: 0,
+            feature_req_word: 0,
+        }
+    }
+}
+
+/// Kernel counters of the RX sockets, accumulated (the kernel resets them
+/// on each read).
+#[derive(Debug, Default, Clone)]
+struct KernelTotals {
+    drops: Vec<u64>,
+    freezes: u64,
+}
+
+/// An `af_packet` port.
+#[derive(Debug)]
+pub struct AfPacketPort {
+    core: PortCore,
+    args: AfPacketArgs,
+    devargs: String,
+    ctl: Control,
+    ns: NetNs,
+    ifindex: u32,
+    mac: [u8; 6],
+    mtu: u32,
+    socks: Vec<Arc<Sock>>,
+    promisc_on: Option<usize>,
+    kernel: Mutex<KernelTotals>,
+    rx_x: Vec<Arc<QueueX>>,
+    tx_x: Vec<Arc<QueueX>>,
+}
+
+fn io_err(port: &str, what: impl Into<String>, source: io::Error) -> PortError {
+    PortError::Io {
+        port: port.to_string(),
+        what: what.into(),
+        source,
+    }
+}
+
+impl AfPacketPort {
+    /// Probe from devargs: the interface must exist in the calling thread's
+    /// network namespace (remembered: queues are created there at start).
+    ///
+    /// # Errors
+    /// [`PortError::Devargs`] for bad keys/values or an unknown interface,
+    /// [`PortError::Io`] when the interface cannot be queried.
+    pub fn probe(d: &Devargs) -> Result<AfPacketPort, PortError> {
+        let args = AfPacketArgs::parse(d)?;
+        let ctl = Control::new().map_err(|e| io_err(&d.raw, "control socket", e))?;
+        let ifindex = ctl.ifindex(&args.iface).map_err(|e| {
+            if e.raw_os_error() == Some(libc::ENODEV) {
+                PortError::Devargs {
+                    devargs: d.raw.clone(),
+                    why: format!(
+                        "no interface `{}` in this network namespace (see `ip link show`)",
+                        args.iface
+                    ),
+                }
+            } else {
+                io_err(&d.raw, format!("look up interface {}", args.iface), e)
+            }
+        })?;
+        let mac = ctl
+            .mac(&args.iface)
+            .map_err(|e| io_err(&d.raw, "read the MAC address", e))?;
+        let mtu = ctl
+            .mtu(&args.iface)
+            .map_err(|e| io_err(&d.raw, "read the MTU", e))?;
+        let ns = NetNs::current().map_err(|e| io_err(&d.raw, "open the network namespace", e))?;
+        Ok(AfPacketPort {
+            core: PortCore::new(&d.raw, Arc::new(SoftMapper::new(MappingKind::None))),
+            args,
+            devargs: d.raw.clone(),
+            ctl,
+            ns,
+            ifindex,
+            mac,
+            mtu,
+            socks: Vec::new(),
+            promisc_on: None,
+            kernel: Mutex::new(KernelTotals::default()),
+            rx_x: Vec::new(),
+            tx_x: Vec::new(),
+        })
+    }
+
+    /// The parsed devargs.
+    pub fn args(&self) -> &AfPacketArgs {
+        &self.args
+    }
+
+    /// The interface index the port is bound to.
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    /// The interface's current name, or `None` once it was deleted.
+    pub fn iface_name(&self) -> Option<String> {
+        self.ctl.name(self.ifindex).ok()
+    }
+
+    /// The MTU now (the probe-time value once the interface is gone).
+    fn live_mtu(&self) -> u32 {
+        self.iface_name()
+            .and_then(|n| self.ctl.mtu(&n).ok())
+            .unwrap_or(self.mtu)
+    }
+
+    fn frames(&self, desc: u16) -> u32 {
+        self.args.framecnt.unwrap_or(u32::from(desc))
+    }
+
+    /// Read the kernel counters of every RX socket into the totals.
+    fn collect_kernel(&self) {
+        let mut k = self.kernel.lock().unwrap_or_else(|p| p.into_inner());
+        for (i, s) in self.socks.iter().enumerate().take(k.drops.len()) {
+            match s.fd.take_stats() {
+                Ok(KernelStats {
+                    drops,
+                    freeze_q_cnt,
+                    ..
+                }) => {
+                    k.drops[i] += u64::from(drops);
+                    k.freezes += u64::from(freeze_q_cnt);
+                }
+                Err(e) => log::debug!("{}: {e}", self.devargs),
+            }
+        }
+    }
+
+    /// Create, configure, map and bind one socket per queue.
+    fn open_sockets(&self, conf: &PortConf) -> io::Result<Vec<(PacketFd, Arc<sys::RingMap>)>> {
+        let (rxq, txq) = (conf.rx_queues as usize, conf.tx_queues as usize);
+        let rx_req = self.args.ring_req(self.frames(conf.rx_desc), true);
+        let tx_req = self.args.ring_req(self.frames(conf.tx_desc), false);
+        let a = &self.args;
+        let ifindex = self.ifindex;
+        self.ns.run(|| {
+            let mut out = Vec::new();
+            let mut group = None;
+            for i in 0..rxq.max(txq) {
+                let (rx, tx) = (i < rxq, i < txq);
+                let fd = PacketFd::new()?;
+                fd.set_v3()?;
+                if a.qdisc_bypass {
+                    fd.set_qdisc_bypass(true)?;
+                }
+                fd.set_loss()?;
+                if rx && !fd.ignore_outgoing() {
+                    log::debug!("PACKET_IGNORE_OUTGOING unsupported; outgoing frames are filtered");
+                }
+                let mut len = 0;
+                if rx {
+                    fd.set_ring(false, &rx_req)?;
+                    len += rx_req.bytes();
+                }
+                if tx {
+                    fd.set_ring(true, &tx_req)?;
+                    len += tx_req.bytes();
+                }
+                let map = Arc::new(fd.map(len)?);
+                fd.bind(ifindex, rx)?;
+                if rx && rxq > 1 {
+                    match group {
+                        None => group = Some(fd.create_fanout(a.fanout)?),
+                        Some(id) => fd.join_fanout(id, a.fanout)?,
+                    }
+                }
+                out.push((fd, map));
+            }
+            Ok(out)
+        })
+    }
+}
+
+impl Port for AfPacketPort {
+    fn info(&self) -> PortInfo {
+        let name = self.iface_name();
+        PortInfo {
+            driver: "af_packet",
+            devargs: self.devargs.clone(),
+            mac: name
+                .as_deref()
+                .and_then(|n| self.ctl.mac(n).ok())
+                .unwrap_or(self.mac),
+            max_rx_queues: self.args.qpairs,
+            max_tx_queues: self.args.qpairs,
+            max_rx_desc: 32768,
+            max_tx_desc: 32768,
+            max_burst: xfwd_mempool::MAX_BURST,
+            mtu: self.live_mtu().min(u32::from(u16::MAX)) as u16,
+            zero_copy: false,
+            mapping: MappingKind::None,
+        }
+    }
+
+    fn configure(&mut self, conf: &PortConf) -> Result<(), PortError> {
+        let info = self.info();
+        let cfg = |what, value: String, accepted: String| PortError::Config {
+            port: self.devargs.clone(),
+            what,
+            value,
+            accepted,
+        };
+        conf.check(&self.devargs, &info)?;
+        let mtu = self.live_mtu();
+        let frame = mtu as usize + 14;
+        let a = &self.args;
+        if (a.framesz as usize) < TX_DATA_OFF + frame {
+            return Err(cfg(
+                "framesz",
+                a.framesz.to_string(),
+                format!(
+                    ">= {} for MTU {} (48 header bytes + {frame}-byte frames)",
+                    TX_DATA_OFF + frame,
+                    mtu
+                ),
+            ));
+        }
+        if (a.blocksz as usize) < RX_OVERHEAD + frame + 4 {
+            return Err(cfg(
+                "blocksz",
+                a.blocksz.to_string(),
+                format!(
+                    "a power of two >= {} for MTU {mtu}",
+                    RX_OVERHEAD + frame + 4
+                ),
+            ));
+        }
+        for q in 0..conf.rx_queues as usize {
+            let pool = conf.pool(q).expect("checked: at least one pool");
+            let room = pool.config().data_room as usize;
+            if room < frame + 4 {
+                return Err(cfg(
+                    "pool data room",
+                    room.to_string(),
+                    format!(
+                        ">= {} to receive MTU {} frames (with a VLAN tag) in pool `{}`",
+                        frame + 4,
+                        mtu,
+                        pool.name()
+                    ),
+                ));
+            }
+        }
+        for (what, desc) in [("rx ring", conf.rx_desc), ("tx ring", conf.tx_desc)] {
+            let req = a.ring_req(self.frames(desc), what == "rx ring");
+            if req.bytes() > 1 << 30 {
+                return Err(cfg(
+                    what,
+                    format!("{} bytes", req.bytes()),
+                    "at most 1 GiB per ring: lower framecnt or the descriptors".into(),
+                ));
+            }
+        }
+        self.core.configure(conf, &info)?;
+        self.rx_x = (0..conf.rx_queues).map(|_| Default::default()).collect();
+        self.tx_x = (0..conf.tx_queues).map(|_| Default::default()).collect();
+        *self.kernel.lock().unwrap_or_else(|p| p.into_inner()) = KernelTotals {
+            drops: vec![0; conf.rx_queues as usize],
+            freezes: 0,
+        };
+        Ok(())
+    }
+
+    fn start(&mut self) -> Result<PortQueues, PortError> {
+        let conf = self.core.start()?;
+        let name = self.devargs.clone();
+        let opened = match self.iface_name() {
+            None => Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "interface {} (index {}) is gone",
+                    self.args.iface, self.ifindex
+                ),
+            )),
+            Some(_) => self.open_sockets(&conf),
+        };
+        let opened = match opened {
+            Ok(o) => o,
+            Err(e) => {
+                self.core.stop()?;
+                return Err(io_err(&name, "open the AF_PACKET queues", e));
+            }
+        };
+        let (rxq, txq) = (conf.rx_queues as usize, conf.tx_queues as usize);
+        let rx_req = self.args.ring_req(self.frames(conf.rx_desc), true);
+        let tx_req = self.args.ring_req(self.frames(conf.tx_desc), false);
+        let mut q = PortQueues::default();
+        self.socks.clear();
+        for (i, (fd, map)) in opened.into_iter().enumerate() {
+            let sock = Arc::new(Sock {
+                fd,
+                gone: AtomicBool::new(false),
+            });
+            if i < rxq {
+                q.rx.push(Box::new(AfpRx {
+                    ring: RxRing::new(map.clone(), &rx_req),
+                    _sock: sock.clone(),
+                    cache: conf.pool(i).expect("checked").cache(),
+                    counters: self.core.counters.rx[i].clone(),
+                    x: self.rx_x[i].clone(),
+                    _token: self.core.token(),
+                }));
+            }
+            if i < txq {
+                let off = if i < rxq { rx_req.bytes() } else { 0 };
+                q.tx.push(Box::new(AfpTx {
+                    ring: TxRing::new(map, off, &tx_req),
+                    sock: sock.clone(),
+                    cache: conf.pool(0).expect("checked").cache(),
+                    counters: self.core.counters.tx[i].clone(),
+                    x: self.tx_x[i].clone(),
+                    need_kick: false,
+                    dead: false,
+                    _token: self.core.token(),
+                }));
+            }
+            self.socks.push(sock);
+        }
+        self.promisc_on = None;
+        if self.args.promisc {
+            match self.socks[0].fd.add_promisc(self.ifindex) {
+                Ok(()) => self.promisc_on = Some(0),
+                Err(e) => log::warn!("{name}: promiscuous mode refused: {e}"),
+            }
+        }
+        log::info!(
+            "{name}: {} sockets on {} (ifindex {}), RX {}x{} B blocks, TX {} x {} B frames, qdisc_bypass={}",
+            self.socks.len(),
+            self.args.iface,
+            self.ifindex,
+            rx_req.block_nr,
+            rx_req.block_size,
+            tx_req.frame_nr,
+            tx_req.frame_size,
+            self.args.qdisc_bypass
+        );
+        Ok(q)
+    }
+
+    fn stop(&mut self) -> Result<(), PortError> {
+        if !self.core.started() {
+            return Ok(());
+        }
+        self.core.stop()?;
+        self.collect_kernel();
+        if let Some(i) = self.promisc_on.take() {
+            if let Err(e) = self.socks[i].fd.drop_promisc(self.ifindex) {
+                // The device went away and took the membership with it.
+                log::debug!("{}: {e}", self.devargs);
+            }
+        }
+        // Queue handles are gone, so these are the last holders: the sockets
+        // close and the rings are unmapped here.
+        self.socks.clear();
+        Ok(())
+    }
+
+    fn link(&self) -> Link {
+        let gone = self.socks.iter().any(|s| s.gone.load(Ordering::Relaxed));
+        let Some(name) = self.iface_name().filter(|_| !gone) else {
+            return Link {
+                up: false,
+                speed_mbps: 0,
+            };
+        };
+        let up = self
+            .ctl
+            .flags(&name)
+            .map(|f| f & IFF_UP != 0 && f & IFF_RUNNING != 0)
+            .unwrap_or(false);
+        Link {
+            up,
+            speed_mbps: if up { self.ctl.speed_mbps(&name) } else { 0 },
+        }
+    }
+
+    fn stats(&self) -> PortStats {
+        self.collect_kernel();
+        let mut s = self.core.counters.read();
+        let k = self.kernel.lock().unwrap_or_else(|p| p.into_inner());
+        for (q, d) in s.rxq.iter_mut().zip(&k.drops) {
+            q.missed += d;
+            s.imissed += d;
+        }
+        s
+    }
+
+    fn xstats(&self) -> Vec<(String, u64)> {
+        let sum = |v: &[Arc<QueueX>], i: usize| v.iter().map(|x| x.read()[i]).sum::<u64>();
+        let k = {
+            let _ = self.stats();
+            self.kernel
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+        };
+        vec![
+            ("rx_copies".into(), sum(&self.rx_x, 0)),
+            ("tx_copies".into(), sum(&self.tx_x, 0)),
+            ("rx_blocks".into(), sum(&self.rx_x, 1)),
+            ("rx_vlan_reinserted".into(), sum(&self.rx_x, 2)),
+            ("rx_left_in_ring".into(), sum(&self.rx_x, 3)),
+            ("rx_kernel_drops".into(), k.drops.iter().sum()),
+            ("rx_kernel_freezes".into(), k.freezes),
+            ("tx_kicks".into(), sum(&self.tx_x, 1)),
+            ("tx_kick_busy".into(), sum(&self.tx_x, 2)),
+            ("tx_revoked".into(), sum(&self.tx_x, 3)),
+        ]
+    }
+
+    fn mapper(&self) -> Arc<dyn DmaMapper> {
+        self.core.mapper.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<AfPacketArgs, PortError> {
+        AfPacketArgs::parse(&Devargs::parse(s).unwrap())
+    }
+
+    #[test]
+    fn defaults_and_names() {
+        let a = parse("af_packet:iface=veth0").unwrap();
+        assert_eq!(
+            (a.qpairs, a.blocksz, a.framesz, a.framecnt),
+            (1, 4096, 2048, None)
+        );
+        assert!(a.qdisc_bypass && a.promisc);
+        assert_eq!(a.fanout, FanoutMode::Hash);
+        let b = parse("af_packet:veth0,qpairs=4,fanout_mode=lb,qdisc_bypass=0").unwrap();
+        assert_eq!((b.iface.as_str(), b.qpairs), ("veth0", 4));
+        assert_eq!(b.fanout, FanoutMode::Lb);
+        assert!(!b.qdisc_bypass);
+    }
+
+    #[test]
+    fn bad_devargs_explain_themselves() {
+        for (s, frag) in [
+            ("af_packet:", "needs an interface"),
+            ("af_packet:qpairs=2", "needs an interface"),
+            ("af_packet:iface=a,b", "both"),
+            ("af_packet:iface=veth0,qpairs=0", "qpairs=0"),
+            ("af_packet:iface=veth0,qpairs=x", "1..=16"),
+            ("af_packet:iface=veth0,blocksz=5000", "power of two"),
+            ("af_packet:iface=veth0,blocksz=1024", "4096..="),
+            ("af_packet:iface=veth0,framesz=100", "128..=4096"),
+            ("af_packet:iface=veth0,framesz=1000", "multiple of 16"),
+            ("af_packet:iface=veth0,framecnt=0", "framecnt=0"),
+            ("af_packet:iface=veth0,fanout=rnd", "hash, lb or cpu"),
+            ("af_packet:iface=veth0,qdisc_bypass=2", "qdisc_bypass=2"),
+            ("af_packet:iface=veth0,bogus=1", "unknown key `bogus`"),
+            ("af_packet:iface=a-very-long-interface", "1..15 bytes"),
+        ] {
+            let e = parse(s).unwrap_err().to_string();
+            assert!(e.contains(frag), "{s}: {e}");
+        }
+    }
+
+    #[test]
+    fn ring_geometry_fills_whole_blocks() {
+        let a = parse("af_packet:iface=x,blocksz=8192,framesz=2048").unwrap();
+        let r = a.ring_req(10, true);
+        assert_eq!((r.block_nr, r.frame_nr, r.retire_blk_tov), (3, 12, 1));
+        assert_eq!(r.bytes(), 3 * 8192);
+        let t = a.ring_req(1, false);
+        assert_eq!((t.block_nr, t.frame_nr, t.retire_blk_tov), (1, 4, 0));
+    }
+
+    #[test]
+    fn unknown_interface_is_a_devargs_error() {
+        let e = AfPacketPort::probe(&Devargs::parse("af_packet:iface=nope-xfwd0").unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no interface `nope-xfwd0`"), "{e}");
+    }
+}

@@ -1,0 +1,446 @@
+//! The mapped TPACKET_V3 rings of one packet socket.
+//!
+//! RX ([`RxRing`]): the ring is `block_nr` blocks; the kernel fills a block
+//! with variable-sized frames and hands it over by setting `block_status` to
+//! `TP_STATUS_USER` (when full, or `retire_blk_tov` ms after its first
+//! frame). User space walks the block's frames (`num_pkts`, starting at
+//! `offset_to_first_pkt`, each `tpacket3_hdr` linking to the next with
+//! `tp_next_offset`) and gives the whole block back with `TP_STATUS_KERNEL`.
+//!
+//! TX ([`TxRing`]): fixed-size frames laid out `frames_per_block` to a block;
+//! user space writes the frame at offset 48 (`TPACKET3_HDRLEN - sizeof
+//! sockaddr_ll`), sets `tp_len` and marks it `TP_STATUS_SEND_REQUEST`; a
+//! `sendto` kick makes the kernel send every marked frame in ring order; the
+//! status goes back to `TP_STATUS_AVAILABLE` once the skb is freed. The
+//! kernel walks the ring from its own head, which stays in step with ours
+//! because frames are filled strictly in order.
+//!
+//! Layouts (`<linux/if_packet.h>`): `tpacket_block_desc` = version(0),
+//! offset_to_priv(4), block_status(8), num_pkts(12), offset_to_first_pkt(16),
+//! blk_len(20), …, 48 bytes; `tpacket3_hdr` = next_offset(0), sec(4),
+//! nsec(8), snaplen(12), len(16), status(20), mac(24, u16), net(26, u16),
+//! rxhash(28), vlan_tci(32), vlan_tpid(36, u16), …, 48 bytes, followed by a
+//! `sockaddr_ll` whose `sll_pkttype` is at byte 10.
+
+use super::sys::{RingMap, TpacketReq3};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+const TP_STATUS_KERNEL: u32 = 0;
+const TP_STATUS_USER: u32 = 1;
+const TP_STATUS_SEND_REQUEST: u32 = 1;
+const TP_STATUS_SENDING: u32 = 2;
+const TP_STATUS_WRONG_FORMAT: u32 = 4;
+const TP_STATUS_VLAN_VALID: u32 = 0x10;
+const TP_STATUS_VLAN_TPID_VALID: u32 = 0x40;
+const PACKET_OUTGOING: u8 = 4;
+
+const BLK_STATUS: usize = 8;
+const BLK_NUM_PKTS: usize = 12;
+const BLK_FIRST: usize = 16;
+const BLK_HDR_LEN: usize = 48;
+
+const H_NEXT: usize = 0;
+const H_SNAPLEN: usize = 12;
+const H_LEN: usize = 16;
+const H_STATUS: usize = 20;
+const H_MAC: usize = 24;
+const H_VLAN_TCI: usize = 32;
+const H_VLAN_TPID: usize = 36;
+const H_SLL_PKTTYPE: usize = 48 + 10;
+
+/// Where TX frame data starts (`TPACKET3_HDRLEN - sizeof(sockaddr_ll)`).
+pub const TX_DATA_OFF: usize = 48;
+/// Bytes before the frame data in an RX block (block header + the frame
+/// header, sockaddr_ll and alignment before a 14-byte MAC header).
+pub const RX_OVERHEAD: usize = BLK_HDR_LEN + 82;
+
+/// Read a u32 the kernel may write concurrently.
+///
+/// # Safety
+/// `p` must be 4-byte aligned and inside a live mapping.
+#[inline]
+unsafe fn load(p: *const u8, order: Ordering) -> u32 {
+    // SAFETY: aligned and mapped per the contract; AtomicU32 has u32's layout.
+    unsafe { (*p.cast::<AtomicU32>()).load(order) }
+}
+
+/// Write a u32 the kernel reads concurrently.
+///
+/// # Safety
+/// As [`load`].
+#[inline]
+unsafe fn store(p: *mut u8, v: u32, order: Ordering) {
+    // SAFETY: aligned and mapped per the contract.
+    unsafe { (*p.cast::<AtomicU32>()).store(v, order) }
+}
+
+/// Read a plain field of a block or frame that user space owns right now.
+///
+/// # Safety
+/// `p..p+size_of::<T>()` inside a live mapping.
+#[inline]
+unsafe fn read<T: Copy>(p: *const u8) -> T {
+    // SAFETY: in bounds per the contract; unaligned read is always allowed.
+    unsafe { p.cast::<T>().read_unaligned() }
+}
+
+/// One received frame, borrowed from a block user space owns.
+#[derive(Debug)]
+pub struct RxFrame<'a> {
+    /// The bytes captured (starting at the MAC header).
+    pub data: &'a [u8],
+    /// The frame's length on the wire (more than `data.len()` when truncated).
+    pub wire_len: u32,
+    /// A VLAN tag the device stripped: (TPID, TCI).
+    pub vlan: Option<(u16, u16)>,
+    /// A frame this host sent (seen only without `PACKET_IGNORE_OUTGOING`).
+    pub outgoing: bool,
+}
+
+/// What went wrong in a block the kernel handed over (never expected).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadBlock;
+
+/// The V3 RX ring: a cursor over blocks.
+#[derive(Debug)]
+pub struct RxRing {
+    _map: Arc<RingMap>,
+    base: NonNull<u8>,
+    block_size: usize,
+    block_nr: usize,
+    cur: usize,
+    left: u32,
+    off: usize,
+}
+
+// SAFETY: the ring view is the only user of its part of the mapping, which
+// the Arc keeps alive; moving it between threads moves that use.
+unsafe impl Send for RxRing {}
+
+impl RxRing {
+    /// The RX ring at the start of `map`, laid out by `req`.
+    ///
+    /// # Panics
+    /// When `map` is shorter than the ring (a caller bug).
+    pub fn new(map: Arc<RingMap>, req: &TpacketReq3) -> RxRing {
+        assert!(map.len() >= req.bytes(), "mapping shorter than the RX ring");
+        RxRing {
+            base: map.base(),
+            _map: map,
+            block_size: req.block_size as usize,
+            block_nr: req.block_nr as usize,
+            cur: 0,
+            left: 0,
+            off: 0,
+        }
+    }
+
+    fn block(&self) -> *mut u8 {
+        // SAFETY: cur < block_nr, so the block lies inside the mapping.
+        unsafe { self.base.as_ptr().add(self.cur * self.block_size) }
+    }
+
+    /// Frames left in the open block; opens the next block when the kernel
+    /// has handed it over. 0: nothing to read now.
+    ///
+    /// # Errors
+    /// [`BadBlock`] when the block header points outside the block (the
+    /// block is given back).
+    #[inline]
+    pub fn ready(&mut self) -> Result<u32, BadBlock> {
+        if self.left > 0 {
+            return Ok(self.left);
+        }
+        let b = self.block();
+        // SAFETY: the status word of a mapped block, 8-byte aligned.
+        let status = unsafe { load(b.add(BLK_STATUS), Ordering::Acquire) };
+        if status & TP_STATUS_USER == 0 {
+            return Ok(0);
+        }
+        // SAFETY: the block is ours (TP_STATUS_USER seen with Acquire); the
+        // header fields lie in its first 48 bytes.
+        let (num, first) = unsafe {
+            (
+                read::<u32>(b.add(BLK_NUM_PKTS)),
+                read::<u32>(b.add(BLK_FIRST)) as usize,
+            )
+        };
+        if num == 0 || first < BLK_HDR_LEN || first >= self.block_size {
+            self.release();
+            return if num == 0 { Ok(0) } else { Err(BadBlock) };
+        }
+        self.left = num;
+        self.off = first;
+        Ok(num)
+    }
+
+    /// Blocks walked so far are counted by the caller; this gives the open
+    /// block back to the kernel and moves to the next.
+    fn release(&mut self) {
+        let b = self.block();
+        // SAFETY: the status word of the block we own; Release publishes
+        // that we are done reading it.
+        unsafe { store(b.add(BLK_STATUS), TP_STATUS_KERNEL, Ordering::Release) };
+        self.cur = (self.cur + 1) % self.block_nr;
+        self.left = 0;
+        self.off = 0;
+    }
+
+    /// The current frame of the open block, then step past it (giving the
+    /// block back after its last frame). Returns `Err(BadBlock)` for a frame
+    /// header pointing outside the block (the rest of the block is given back).
+    ///
+    /// # Panics
+    /// When called without a frame left ([`RxRing::ready`] returned 0).
+    #[inline]
+    pub fn next_frame<R>(&mut self, f: impl FnOnce(RxFrame<'_>) -> R) -> Result<R, BadBlock> {
+        assert!(self.left > 0, "next_frame without a ready frame");
+        let bs = self.block_size;
+        if self.off + 48 + 12 > bs {
+            self.release();
+            return Err(BadBlock);
+        }
+        // SAFETY: off + 60 <= block_size, so the header and the sockaddr_ll
+        // byte read lie in the block we own.
+        let h = unsafe { self.block().add(self.off) };
+        // SAFETY: as above.
+        let (next, snap, len, status, mac, tci, tpid, pkttype) = unsafe {
+            (
+                read::<u32>(h.add(H_NEXT)) as usize,
+                read::<u32>(h.add(H_SNAPLEN)) as usize,
+                read::<u32>(h.add(H_LEN)),
+                read::<u32>(h.add(H_STATUS)),
+                read::<u16>(h.add(H_MAC)) as usize,
+                read::<u32>(h.add(H_VLAN_TCI)),
+                read::<u16>(h.add(H_VLAN_TPID)),
+                read::<u8>(h.add(H_SLL_PKTTYPE)),
+            )
+        };
+        if self.off + mac + snap > bs {
+            self.release();
+            return Err(BadBlock);
+        }
+        // SAFETY: in bounds of the block (checked above), which the kernel
+        // does not touch until we release it; the slice dies with `f`.
+        let data = unsafe { std::slice::from_raw_parts(h.add(mac), snap) };
+        let vlan = (status & TP_STATUS_VLAN_VALID != 0).then(|| {
+            let tpid = if status & TP_STATUS_VLAN_TPID_VALID != 0 {
+                tpid
+            } else {
+                0x8100
+            };
+            (tpid, tci as u16)
+        });
+        let r = f(RxFrame {
+            data,
+            wire_len: len,
+            vlan,
+            outgoing: pkttype == PACKET_OUTGOING,
+        });
+        self.left -= 1;
+        if self.left == 0 {
+            self.release();
+        } else if next == 0 || self.off + next >= bs {
+            self.release();
+            return Err(BadBlock);
+        } else {
+            self.off += next;
+        }
+        Ok(r)
+    }
+
+    /// Frames the kernel handed over that were never read (for the leftover
+    /// count when the queue goes away); gives those blocks back.
+    pub fn drain_count(&mut self) -> u64 {
+        let mut n = 0u64;
+        for _ in 0..=self.block_nr {
+            match self.ready() {
+                Ok(0) => break,
+                Ok(k) => {
+                    n += u64::from(k);
+                    self.release();
+                }
+                Err(BadBlock) => {}
+            }
+        }
+        n
+    }
+}
+
+/// What [`TxRing::reclaim`] found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Reclaimed {
+    /// Frames the kernel sent.
+    pub sent: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Frames the kernel refused or that were revoked.
+    pub failed: u64,
+}
+
+/// The V3 TX ring: frames filled in order from `head`, completed in order
+/// from `tail`.
+#[derive(Debug)]
+pub struct TxRing {
+    _map: Arc<RingMap>,
+    base: NonNull<u8>,
+    block_size: usize,
+    frames_per_block: usize,
+    frame_size: usize,
+    frame_nr: usize,
+    head: usize,
+    tail: usize,
+    pending: usize,
+    revoked: Vec<bool>,
+}
+
+// SAFETY: as for RxRing: the only user of its part of a mapping kept alive
+// by the Arc.
+unsafe impl Send for TxRing {}
+
+impl TxRing {
+    /// The TX ring at byte `offset` of `map` (after the RX ring), laid out by `req`.
+    ///
+    /// # Panics
+    /// When `map` is too short (a caller bug).
+    pub fn new(map: Arc<RingMap>, offset: usize, req: &TpacketReq3) -> TxRing {
+        assert!(
+            map.len() >= offset + req.bytes(),
+            "mapping shorter than the TX ring"
+        );
+        // SAFETY: offset is inside the mapping (checked above).
+        let base = unsafe { NonNull::new_unchecked(map.base().as_ptr().add(offset)) };
+        TxRing {
+            _map: map,
+            base,
+            block_size: req.block_size as usize,
+            frames_per_block: (req.block_size / req.frame_size) as usize,
+            frame_size: req.frame_size as usize,
+            frame_nr: req.frame_nr as usize,
+            head: 0,
+            tail: 0,
+            pending: 0,
+            revoked: vec![false; req.frame_nr as usize],
+        }
+    }
+
+    /// Largest frame a slot holds.
+    pub fn max_len(&self) -> usize {
+        self.frame_size - TX_DATA_OFF
+    }
+
+    /// Free slots.
+    #[inline]
+    pub fn room(&self) -> usize {
+        self.frame_nr - self.pending
+    }
+
+    /// Slots handed to the kernel and not yet completed.
+    pub fn pending(&self) -> usize {
+        self.pending
+    }
+
+    #[inline]
+    fn frame(&self, i: usize) -> *mut u8 {
+        let (b, k) = (i / self.frames_per_block, i % self.frames_per_block);
+        // SAFETY: i < frame_nr = block_nr * frames_per_block, so the frame
+        // lies inside the TX ring.
+        unsafe {
+            self.base
+                .as_ptr()
+                .add(b * self.block_size + k * self.frame_size)
+        }
+    }
+
+    #[inline]
+    fn status(&self, i: usize) -> u32 {
+        // SAFETY: the status word of a mapped frame, 4-byte aligned.
+        unsafe { load(self.frame(i).add(H_STATUS), Ordering::Acquire) }
+    }
+
+    /// Write one frame of `len` bytes made of `segs` into the next slot and
+    /// mark it for sending.
+    ///
+    /// # Panics
+    /// Without room, or when `len` exceeds [`TxRing::max_len`] or differs
+    /// from the segments' total (caller bugs).
+    #[inline]
+    pub fn push<'a>(&mut self, len: usize, segs: impl Iterator<Item = &'a [u8]>) {
+        assert!(self.room() > 0 && len <= self.max_len());
+        let f = self.frame(self.head);
+        let mut at = 0usize;
+        for s in segs {
+            assert!(at + s.len() <= len, "segments longer than the packet");
+            // SAFETY: the slot is ours (completed or never used: pending <
+            // frame_nr), and TX_DATA_OFF + len <= frame_size.
+            unsafe { std::ptr::copy_nonoverlapping(s.as_ptr(), f.add(TX_DATA_OFF + at), s.len()) };
+            at += s.len();
+        }
+        assert_eq!(at, len, "segments shorter than the packet");
+        // SAFETY: header words of the slot we own; the Release store of the
+        // status publishes the data and length before the kernel looks.
+        unsafe {
+            f.add(H_NEXT).cast::<u32>().write_unaligned(0);
+            f.add(H_LEN).cast::<u32>().write_unaligned(len as u32);
+            f.add(H_SNAPLEN).cast::<u32>().write_unaligned(len as u32);
+            store(f.add(H_STATUS), TP_STATUS_SEND_REQUEST, Ordering::Release);
+        }
+        self.head = (self.head + 1) % self.frame_nr;
+        self.pending += 1;
+    }
+
+    /// Take back, in order, the slots the kernel is done with.
+    #[inline]
+    pub fn reclaim(&mut self) -> Reclaimed {
+        let mut r = Reclaimed::default();
+        while self.pending > 0 {
+            let i = self.tail;
+            let st = self.status(i);
+            if st & (TP_STATUS_SEND_REQUEST | TP_STATUS_SENDING) != 0 {
+                break;
+            }
+            if self.revoked[i] || st & TP_STATUS_WRONG_FORMAT != 0 {
+                self.revoked[i] = false;
+                r.failed += 1;
+            } else {
+                // SAFETY: the slot is completed, so ours; tp_len is in its header.
+                r.bytes += u64::from(unsafe { read::<u32>(self.frame(i).add(H_LEN)) });
+                r.sent += 1;
+            }
+            // A later kernel status write on a completed slot must not look
+            // like a fresh send request to the next user.
+            // SAFETY: status word of a slot we own.
+            unsafe { store(self.frame(i).add(H_STATUS), 0, Ordering::Relaxed) };
+            self.tail = (self.tail + 1) % self.frame_nr;
+            self.pending -= 1;
+        }
+        r
+    }
+
+    /// Slots still marked for sending that the kernel never took.
+    pub fn unsent(&self) -> usize {
+        (0..self.pending)
+            .filter(|k| self.status((self.tail + k) % self.frame_nr) & TP_STATUS_SEND_REQUEST != 0)
+            .count()
+    }
+
+    /// Withdraw every slot the kernel has not taken (after the device went
+    /// away: the socket will never send again); they complete as failed.
+    /// Only valid between kicks (no `sendto` running on this socket).
+    pub fn revoke_unsent(&mut self) -> usize {
+        let mut n = 0;
+        for k in 0..self.pending {
+            let i = (self.tail + k) % self.frame_nr;
+            if self.status(i) & TP_STATUS_SEND_REQUEST != 0 {
+                self.revoked[i] = true;
+                // SAFETY: no sendto runs on this socket now, so the kernel
+                // will not read this slot again before we refill it.
+                unsafe { store(self.frame(i).add(H_STATUS), 0, Ordering::Release) };
+                n += 1;
+            }
+        }
+        n
+    }
+}

@@ -1,0 +1,690 @@
+//! The `af_packet` port on real veth devices inside network namespaces the
+//! tests create: RX and TX byte-exact (VLAN tags and chained mbufs
+//! included), a generator → veth → [port A → port B] → veth → sink forward
+//! where every packet is accounted for, fanout over two queues, an interface
+//! deleted under a running port, and clear errors for bad devargs.
+//!
+//! Needs root and `ip` (the devargs tests need neither); elsewhere the tests
+//! skip (and fail under CI=true). Every traffic loop is bounded by a frame
+//! count and a deadline; namespaces and veths go with RAII guards; the leak
+//! audit runs at the end of each test.
+
+mod support;
+
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::netns::Netns;
+use support::packet::{test_frame, PacketSocket, TEST_ETHERTYPE};
+use xfwd_mempool::{caps, ExtMem, MbufBatch, MbufPool, PageSize, PoolConfig, PoolPlan, Registry};
+use xfwd_pmd::{netdev, probe, PortConf, PortError};
+
+const DST: [u8; 6] = [0x02, 0, 0, 0, 0, 0xd5];
+const SRC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x5c];
+const WAIT: Duration = Duration::from_secs(5);
+
+fn env_ok(what: &str) -> bool {
+    caps::require_root(what) && caps::require_tool("ip", what)
+}
+
+fn pool(name: &str, n: u32) -> MbufPool {
+    let cfg = PoolConfig {
+        name: name.into(),
+        n,
+        cache_size: 64,
+        ..Default::default()
+    };
+    let plan = PoolPlan::compute(&cfg, PageSize::Size2M, true).unwrap();
+    let mem = Arc::new(ExtMem::heap(plan.bytes, PageSize::Size2M).unwrap());
+    let reg = Registry::new();
+    reg.register_mem(&mem).unwrap();
+    MbufPool::create(&cfg, mem, &reg).unwrap()
+}
+
+fn frame_len(seq: u32) -> usize {
+    60 + (seq as usize * 97) % 1455
+}
+
+/// A test frame with an 802.1Q tag (VID = seq % 4095 + 1) before the test EtherType.
+fn vlan_frame(seq: u32, len: usize) -> Vec<u8> {
+    let plain = test_frame(DST, SRC, seq, len - 4);
+    let mut f = plain[..12].to_vec();
+    f.extend_from_slice(&0x8100u16.to_be_bytes());
+    f.extend_from_slice(&((seq % 4095 + 1) as u16).to_be_bytes());
+    f.extend_from_slice(&plain[12..]);
+    f
+}
+
+/// The sequence number of a test frame, tagged or not.
+fn seq_of(f: &[u8]) -> Option<u32> {
+    let et = u16::from_be_bytes([*f.get(12)?, *f.get(13)?]);
+    let at = match et {
+        TEST_ETHERTYPE => 14,
+        0x8100 if f.len() >= 22 && f[16..18] == TEST_ETHERTYPE.to_be_bytes() => 18,
+        _ => return None,
+    };
+    Some(u32::from_be_bytes(f.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// `promiscuity` of `dev` as `ip -d link` reports it.
+fn promiscuity(ns: &Netns, dev: &str) -> u32 {
+    let out = ns.ip(&["-d", "link", "show", "dev", dev]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let w: Vec<&str> = text.split_whitespace().collect();
+    w.iter()
+        .position(|x| *x == "promiscuity")
+        .and_then(|i| w.get(i + 1)?.parse().ok())
+        .expect("ip -d link shows promiscuity")
+}
+
+/// Drain `n` frames or until `deadline` from the RX queues, keyed by seq → (queue, bytes).
+fn receive(
+    rx: &mut [Box<dyn xfwd_pmd::RxQueue>],
+    n: usize,
+    deadline: Duration,
+) -> (HashMap<u32, (usize, Vec<u8>)>, usize) {
+    let mut got = HashMap::new();
+    let mut dups = 0;
+    let mut b = MbufBatch::new(64);
+    let end = Instant::now() + deadline;
+    while got.len() < n && Instant::now() < end {
+        for (qi, q) in rx.iter_mut().enumerate() {
+            q.rx_burst(&mut b);
+            for m in b.drain() {
+                if let Some(s) = seq_of(m.data()) {
+                    if got.insert(s, (qi, m.data().to_vec())).is_some() {
+                        dups += 1;
+                    }
+                }
+            }
+        }
+    }
+    (got, dups)
+}
+
+#[test]
+fn rx_receives_peer_frames_byte_exact() {
+    if !env_ok("af_packet rx") {
+        return;
+    }
+    let p = pool("afp-rx", 2048);
+    let ns = Netns::new("afrx");
+    ns.veth("veth0", &ns, "veth1");
+    let (mut port, peer) = ns.run(|| {
+        let port = probe("af_packet:iface=veth0").unwrap();
+        (port, PacketSocket::bind(netdev::ifindex("veth1").unwrap()))
+    });
+    let info = port.info();
+    assert_eq!(info.driver, "af_packet");
+    assert_eq!(info.mtu, 1500);
+    assert_eq!(info.mac, ns.run(|| netdev::mac("veth0").unwrap()));
+    assert!(!info.zero_copy);
+    port.configure(&PortConf::simple(&p)).unwrap();
+    assert_eq!(promiscuity(&ns, "veth0"), 0);
+    // Started from this thread, outside the namespace: the port opens its
+    // sockets next to the interface anyway.
+    let mut q = port.start().unwrap();
+    assert!(port.link().up);
+    assert_eq!(promiscuity(&ns, "veth0"), 1, "promiscuous while started");
+    const N: u32 = 300;
+    let sent: Vec<Vec<u8>> = (0..N)
+        .map(|s| {
+            if s % 10 == 3 {
+                vlan_frame(s, frame_len(s).max(64))
+            } else {
+                test_frame(DST, SRC, s, frame_len(s))
+            }
+        })
+        .collect();
+    for f in &sent {
+        peer.send(f);
+    }
+    let (got, dups) = receive(&mut q.rx, N as usize, WAIT);
+    assert_eq!(dups, 0);
+    assert_eq!(got.len(), N as usize, "every frame received");
+    for (s, f) in sent.iter().enumerate() {
+        assert_eq!(&got[&(s as u32)].1, f, "frame {s} byte-exact");
+    }
+    let st = port.stats();
+    let x: HashMap<String, u64> = port.xstats().into_iter().collect();
+    assert_eq!(st.ipackets, u64::from(N));
+    assert_eq!(st.ibytes, sent.iter().map(|f| f.len() as u64).sum::<u64>());
+    assert_eq!(x["rx_copies"], u64::from(N), "each frame copied once");
+    assert_eq!(x["rx_vlan_reinserted"], u64::from(N / 10));
+    assert!(x["rx_blocks"] > 0);
+    assert_eq!((st.imissed, st.ierrors), (0, 0));
+    drop(q);
+    port.stop().unwrap();
+    assert_eq!(promiscuity(&ns, "veth0"), 0, "promiscuity restored at stop");
+    drop(port);
+    p.leak_check().unwrap();
+}
+
+#[test]
+fn tx_frames_arrive_byte_exact_at_peer() {
+    if !env_ok("af_packet tx") {
+        return;
+    }
+    let p = pool("afp-tx", 2048);
+    let ns = Netns::new("aftx");
+    ns.veth("veth0", &ns, "veth1");
+    let (mut port, peer) = ns.run(|| {
+        let port = probe("af_packet:iface=veth0,framecnt=64").unwrap();
+        (port, PacketSocket::bind(netdev::ifindex("veth1").unwrap()))
+    });
+    port.configure(&PortConf::simple(&p)).unwrap();
+    let mut q = port.start().unwrap();
+    const N: u32 = 400;
+    let frames: Vec<Vec<u8>> = (0..N)
+        .map(|s| test_frame(DST, SRC, s, frame_len(s)))
+        .collect();
+    let mut cache = p.cache();
+    let (mut next, mut bursts) = (0usize, 0u64);
+    let mut b = MbufBatch::new(32);
+    let end = Instant::now() + WAIT;
+    while (next < frames.len() || !b.is_empty()) && Instant::now() < end {
+        while !b.is_full() && next < frames.len() {
+            let f = &frames[next];
+            let mut m = cache.alloc().unwrap();
+            if next % 7 == 5 && f.len() > 100 {
+                // A chained packet: the port copies every segment.
+                m.set_data(&f[..100]).unwrap();
+                let mut tail = cache.alloc().unwrap();
+                tail.set_data(&f[100..]).unwrap();
+                m.chain(tail).unwrap();
+            } else {
+                m.set_data(f).unwrap();
+            }
+            b.push(m).unwrap();
+            next += 1;
+        }
+        q.tx[0].tx_burst(&mut b);
+        bursts += 1;
+    }
+    assert!(b.is_empty(), "all frames taken by the TX ring in time");
+    let got = peer.recv_frames(N as usize, WAIT);
+    assert_eq!(got.len(), N as usize);
+    assert_eq!(got, frames, "byte-exact, in order");
+    drop(cache);
+    drop(q);
+    port.stop().unwrap();
+    let st = port.stats();
+    let x: HashMap<String, u64> = port.xstats().into_iter().collect();
+    assert_eq!(st.opackets, u64::from(N));
+    assert_eq!(
+        st.obytes,
+        frames.iter().map(|f| f.len() as u64).sum::<u64>()
+    );
+    assert_eq!(st.oerrors, 0);
+    assert_eq!(x["tx_copies"], u64::from(N));
+    assert!(
+        x["tx_kicks"] <= bursts + 1,
+        "one kick per burst at most: {} kicks, {bursts} bursts",
+        x["tx_kicks"]
+    );
+    drop(port);
+    p.leak_check().unwrap();
+}
+
+/// A sink: an AF_PACKET socket for test frames with a large buffer; its
+/// kernel drop counter is part of the accounting.
+struct Sink(OwnedFd);
+
+impl Sink {
+    fn bind(ifindex: u32) -> Sink {
+        // SAFETY: plain socket(2).
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                i32::from(TEST_ETHERTYPE.to_be()),
+            )
+        };
+        assert!(raw >= 0);
+        // SAFETY: fresh descriptor.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: sockaddr_ll is plain data.
+        let mut sa: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sa.sll_family = libc::AF_PACKET as u16;
+        sa.sll_protocol = TEST_ETHERTYPE.to_be();
+        sa.sll_ifindex = ifindex as i32;
+        // SAFETY: valid sockaddr_ll of the length passed.
+        let r = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&sa as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        assert_eq!(r, 0);
+        let buf: libc::c_int = 64 << 20;
+        let tv = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 50_000,
+        };
+        // SAFETY: valid int and timeval options.
+        unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                (&buf as *const libc::c_int).cast(),
+                4,
+            );
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as u32,
+            );
+        }
+        Sink(fd)
+    }
+
+    /// Receive into `buf`; `None` on timeout.
+    fn recv<'a>(&self, buf: &'a mut [u8]) -> Option<&'a [u8]> {
+        // SAFETY: `buf` is live and writable for its length.
+        let r = unsafe { libc::recv(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        (r > 0).then(|| &buf[..r as usize])
+    }
+
+    /// Kernel drops since the last call (`PACKET_STATISTICS`).
+    fn drops(&self) -> u64 {
+        let mut s = [0u32; 2];
+        let mut len = 8u32;
+        // SAFETY: `s` and `len` are live and sized as passed.
+        let r = unsafe {
+            libc::getsockopt(
+                self.0.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_STATISTICS,
+                s.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(r, 0);
+        u64::from(s[1])
+    }
+}
+
+/// Thread CPU time (user + system).
+fn thread_cpu() -> Duration {
+    // SAFETY: rusage is plain data; getrusage fills it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid out pointer.
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+#[test]
+fn forward_between_two_ports_accounts_for_every_packet() {
+    if !env_ok("af_packet forward") {
+        return;
+    }
+    let n: u32 = std::env::var("XFWD_AFP_FWD_FRAMES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let small = std::env::var("XFWD_AFP_FWD_SMALL").is_ok();
+    let p = pool("afp-fwd", 8192);
+    let gen = Netns::new("afgen");
+    let fwd = Netns::new("affwd");
+    let sink_ns = Netns::new("afsink");
+    gen.veth("g0", &fwd, "a0");
+    fwd.veth("b0", &sink_ns, "s0");
+    let (mut pa, mut pb) = fwd.run(|| {
+        (
+            probe("af_packet:iface=a0").unwrap(),
+            probe("af_packet:iface=b0").unwrap(),
+        )
+    });
+    pa.configure(&PortConf::simple(&p)).unwrap();
+    pb.configure(&PortConf::simple(&p)).unwrap();
+    let mut qa = pa.start().unwrap();
+    let mut qb = pb.start().unwrap();
+    let mut rx = qa.rx.remove(0);
+    let mut tx = qb.tx.remove(0);
+    let g0 = gen.run(|| netdev::ifindex("g0").unwrap());
+    let s0 = sink_ns.run(|| netdev::ifindex("s0").unwrap());
+    let gen_done = AtomicBool::new(false);
+    let fwd_done = AtomicBool::new(false);
+    let hard_end = Instant::now() + Duration::from_secs(60);
+    let len_of = |s: u32| if small { 60 } else { frame_len(s) };
+    let t0 = Instant::now();
+    let (gen_time, (fwd_pkts, fwd_drops, fwd_cpu), (ok, bad, dups, sink_drops)) =
+        std::thread::scope(|sc| {
+            let fwd_h = sc.spawn(|| {
+                let mut b = MbufBatch::new(64);
+                let mut cache = p.cache();
+                let (mut pkts, mut drops) = (0u64, 0u64);
+                let cpu0 = thread_cpu();
+                let mut idle_since = Instant::now();
+                while Instant::now() < hard_end {
+                    let k = rx.rx_burst(&mut b);
+                    if k > 0 {
+                        pkts += k as u64;
+                        idle_since = Instant::now();
+                        for _ in 0..4 {
+                            if b.is_empty() {
+                                break;
+                            }
+                            tx.tx_burst(&mut b);
+                        }
+                        drops += b.len() as u64;
+                        cache.free_batch(&mut b);
+                    } else {
+                        tx.tx_burst(&mut b); // flush anything the kernel left queued
+                        if gen_done.load(Ordering::Acquire)
+                            && idle_since.elapsed() > Duration::from_millis(300)
+                        {
+                            break;
+                        }
+                    }
+                }
+                let cpu = thread_cpu() - cpu0;
+                drop(rx);
+                drop(tx);
+                fwd_done.store(true, Ordering::Release);
+                (pkts, drops, cpu)
+            });
+            let sink_h = sc.spawn(|| {
+                sink_ns.enter();
+                let s = Sink::bind(s0);
+                let mut seen = vec![false; n as usize];
+                let (mut ok, mut bad, mut dups) = (0u64, 0u64, 0u64);
+                let mut buf = vec![0u8; 4096];
+                let mut quiet = 0;
+                while Instant::now() < hard_end && quiet < 6 {
+                    match s.recv(&mut buf) {
+                        Some(f) => {
+                            quiet = 0;
+                            match seq_of(f).filter(|&q| q < n) {
+                                Some(q) if seen[q as usize] => dups += 1,
+                                Some(q) if f == test_frame(DST, SRC, q, len_of(q)).as_slice() => {
+                                    seen[q as usize] = true;
+                                    ok += 1;
+                                }
+                                _ => bad += 1,
+                            }
+                        }
+                        None if fwd_done.load(Ordering::Acquire) => quiet += 1,
+                        None => {}
+                    }
+                }
+                (ok, bad, dups, s.drops())
+            });
+            let gen_h = sc.spawn(|| {
+                gen.enter();
+                let s = PacketSocket::bind(g0);
+                let start = Instant::now();
+                for q in 0..n {
+                    s.send(&test_frame(DST, SRC, q, len_of(q)));
+                }
+                let t = start.elapsed();
+                gen_done.store(true, Ordering::Release);
+                t
+            });
+            (
+                gen_h.join().unwrap(),
+                fwd_h.join().unwrap(),
+                sink_h.join().unwrap(),
+            )
+        });
+    let wall = t0.elapsed();
+    drop(qa);
+    drop(qb);
+    pa.stop().unwrap();
+    pb.stop().unwrap();
+    let (sa, sb) = (pa.stats(), pb.stats());
+    let xa: HashMap<String, u64> = pa.xstats().into_iter().collect();
+    let xb: HashMap<String, u64> = pb.xstats().into_iter().collect();
+    let accounted =
+        ok + sink_drops + sa.imissed + sa.ierrors + sa.rx_nombuf + fwd_drops + sb.oerrors;
+    eprintln!(
+        "af_packet forward: {n} sent in {gen_time:?} ({:.3} Mpps generator), forwarded {fwd_pkts} \
+         ({:.0} ns CPU/packet in the forwarder), sink ok {ok}, sink drops {sink_drops}, \
+         A imissed {} (kernel {}), A ierrors {}, forwarder drops {fwd_drops}, B oerrors {}, \
+         B kicks {} busy {}, wall {wall:?}",
+        f64::from(n) / gen_time.as_secs_f64() / 1e6,
+        fwd_cpu.as_nanos() as f64 / fwd_pkts.max(1) as f64,
+        sa.imissed,
+        xa["rx_kernel_drops"],
+        sa.ierrors,
+        sb.oerrors,
+        xb["tx_kicks"],
+        xb["tx_kick_busy"],
+    );
+    assert_eq!(
+        (bad, dups),
+        (0, 0),
+        "no corrupt or duplicate frame at the sink"
+    );
+    assert_eq!(
+        u64::from(n),
+        accounted,
+        "every packet sent is accounted for"
+    );
+    assert_eq!(fwd_pkts, sa.ipackets);
+    assert_eq!(xa["rx_copies"], sa.ipackets);
+    assert_eq!(xb["tx_copies"], fwd_pkts - fwd_drops);
+    assert!(ok >= u64::from(n) / 2, "most frames arrive ({ok} of {n})");
+    drop((pa, pb));
+    p.leak_check().unwrap();
+}
+
+/// An Ethernet/IPv4/UDP frame of flow `flow` (UDP source port 10000+flow)
+/// with "XFWD" and `seq` in the payload (the fanout hash needs real flows).
+fn udp_frame(flow: u16, seq: u32) -> Vec<u8> {
+    let mut f = Vec::with_capacity(64);
+    f.extend_from_slice(&DST);
+    f.extend_from_slice(&SRC);
+    f.extend_from_slice(&0x0800u16.to_be_bytes());
+    let payload = 18u16;
+    let total = 20 + 8 + payload;
+    let mut ip = vec![
+        0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+    ];
+    ip[2..4].copy_from_slice(&total.to_be_bytes());
+    let sum = ip
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum::<u32>();
+    let sum = !((sum & 0xffff) + (sum >> 16)) as u16;
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&(10_000 + flow).to_be_bytes());
+    f.extend_from_slice(&9u16.to_be_bytes());
+    f.extend_from_slice(&(8 + payload).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(b"XFWD");
+    f.extend_from_slice(&seq.to_be_bytes());
+    f.resize(14 + total as usize, 0xab);
+    f
+}
+
+fn udp_seq(f: &[u8]) -> Option<(u16, u32)> {
+    if f.len() >= 50 && f[12..14] == [8, 0] && &f[42..46] == b"XFWD" {
+        let flow = u16::from_be_bytes([f[34], f[35]]) - 10_000;
+        Some((flow, u32::from_be_bytes(f[46..50].try_into().ok()?)))
+    } else {
+        None
+    }
+}
+
+fn fanout_case(mode: &str) {
+    let what = format!("af_packet fanout={mode}");
+    if !env_ok(&what) {
+        return;
+    }
+    let p = pool("afp-fan", 2048);
+    let ns = Netns::new("affan");
+    ns.veth("veth0", &ns, "veth1");
+    let (mut port, peer) = ns.run(|| {
+        let port = probe(&format!("af_packet:iface=veth0,qpairs=2,fanout={mode}")).unwrap();
+        (port, PacketSocket::bind(netdev::ifindex("veth1").unwrap()))
+    });
+    let mut conf = PortConf::simple(&p);
+    conf.rx_queues = 2;
+    conf.tx_queues = 2;
+    conf.rx_desc = 256;
+    conf.tx_desc = 64;
+    port.configure(&conf).unwrap();
+    let mut q = port.start().unwrap();
+    const N: u32 = 400;
+    const FLOWS: u16 = 16;
+    let sent: Vec<Vec<u8>> = (0..N)
+        .map(|s| udp_frame((s % u32::from(FLOWS)) as u16, s))
+        .collect();
+    for f in &sent {
+        peer.send(f);
+    }
+    let mut got: HashMap<u32, usize> = HashMap::new();
+    let mut flow_q: HashMap<u16, Vec<usize>> = HashMap::new();
+    let (mut dups, mut per_q) = (0, [0usize; 2]);
+    let mut b = MbufBatch::new(64);
+    let end = Instant::now() + WAIT;
+    while got.len() < N as usize && Instant::now() < end {
+        for (qi, rxq) in q.rx.iter_mut().enumerate() {
+            rxq.rx_burst(&mut b);
+            for m in b.drain() {
+                if let Some((flow, s)) = udp_seq(m.data()) {
+                    assert_eq!(m.data(), sent[s as usize].as_slice(), "byte-exact");
+                    per_q[qi] += 1;
+                    flow_q.entry(flow).or_default().push(qi);
+                    if got.insert(s, qi).is_some() {
+                        dups += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(dups, 0, "nothing received twice");
+    assert_eq!(got.len(), N as usize, "everything received");
+    assert!(per_q[0] > 0 && per_q[1] > 0, "both queues used: {per_q:?}");
+    if mode == "hash" {
+        for (flow, qs) in &flow_q {
+            assert!(
+                qs.iter().all(|&x| x == qs[0]),
+                "flow {flow} stays on one queue"
+            );
+        }
+    }
+    drop(q);
+    port.stop().unwrap();
+    let st = port.stats();
+    assert_eq!(st.rxq.len(), 2);
+    assert_eq!(st.rxq[0].packets + st.rxq[1].packets, u64::from(N));
+    drop(port);
+    p.leak_check().unwrap();
+}
+
+#[test]
+fn fanout_lb_two_queues_receive_everything_once() {
+    fanout_case("lb");
+}
+
+#[test]
+fn fanout_hash_keeps_flows_on_one_queue() {
+    fanout_case("hash");
+}
+
+#[test]
+fn deleted_interface_turns_link_down_and_counts_errors() {
+    if !env_ok("af_packet vanish") {
+        return;
+    }
+    let p = pool("afp-gone", 2048);
+    let ns = Netns::new("afgone");
+    ns.veth("veth0", &ns, "veth1");
+    let mut port = ns.run(|| probe("af_packet:iface=veth0,framecnt=64").unwrap());
+    port.configure(&PortConf::simple(&p)).unwrap();
+    let mut q = port.start().unwrap();
+    let mut cache = p.cache();
+    let mut b = MbufBatch::new(32);
+    let fill = |b: &mut MbufBatch, cache: &mut xfwd_mempool::PoolCache, from: u32| {
+        while !b.is_full() {
+            let mut m = cache.alloc().unwrap();
+            m.set_data(&test_frame(DST, SRC, from + b.len() as u32, 100))
+                .unwrap();
+            b.push(m).unwrap();
+        }
+    };
+    fill(&mut b, &mut cache, 0);
+    assert_eq!(q.tx[0].tx_burst(&mut b), 32, "works before the delete");
+    assert!(port.link().up);
+    ns.ip(&["link", "delete", "veth0"]);
+    assert!(!port.link().up, "link down once the interface is gone");
+    let mut taken_after = 0;
+    let mut zero_seen = false;
+    for i in 0..20 {
+        fill(&mut b, &mut cache, 100 + i * 32);
+        let t = q.tx[0].tx_burst(&mut b);
+        taken_after += t;
+        if t == 0 {
+            zero_seen = true;
+            break;
+        }
+    }
+    assert!(zero_seen, "TX returns 0 once the device is gone");
+    let mut rb = MbufBatch::new(32);
+    assert_eq!(q.rx[0].rx_burst(&mut rb), 0, "RX returns nothing");
+    cache.free_batch(&mut b);
+    drop(cache);
+    drop(q);
+    port.stop().unwrap();
+    let st = port.stats();
+    assert!(st.oerrors >= taken_after as u64 && st.oerrors > 0, "{st:?}");
+    assert_eq!(st.opackets + st.oerrors, 32 + taken_after as u64);
+    let info = port.info();
+    assert_eq!(info.mtu, 1500, "cached facts after the delete");
+    // A restart says clearly that the interface is gone.
+    let e = port.start().unwrap_err().to_string();
+    assert!(e.contains("is gone"), "{e}");
+    drop(port);
+    p.leak_check().unwrap();
+}
+
+#[test]
+fn bad_devargs_and_configs_are_explained() {
+    let p = pool("afp-bad", 256);
+    for (s, frag) in [
+        ("af_packet:", "needs an interface"),
+        ("net_af_packet:qpairs=2", "needs an interface"),
+        ("af_packet:iface=nope-xfwd0", "no interface `nope-xfwd0`"),
+        ("af_packet:iface=lo,qpairs=99", "qpairs=99"),
+        ("af_packet:iface=lo,framesz=abc", "framesz=abc"),
+        ("af_packet:iface=lo,blocksz=12288", "power of two"),
+        ("af_packet:iface=lo,fanout=random", "hash, lb or cpu"),
+        ("af_packet:iface=lo,mtu=9000", "unknown key `mtu`"),
+    ] {
+        let e = probe(s).unwrap_err().to_string();
+        assert!(e.contains(frag), "{s}: {e}");
+    }
+    // lo has MTU 65536: the default slots cannot hold its frames.
+    let mut lo = probe("af_packet:iface=lo").unwrap();
+    let e = lo.configure(&PortConf::simple(&p)).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            PortError::Config {
+                what: "framesz",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("MTU 65536"), "{e}");
+    let e = lo.start().unwrap_err().to_string();
+    assert!(e.contains("configure"), "{e}");
+    let mut lo2 = probe("af_packet:iface=lo,qpairs=2").unwrap();
+    let mut conf = PortConf::simple(&p);
+    conf.rx_queues = 3;
+    let e = lo2.configure(&conf).unwrap_err().to_string();
+    assert!(e.contains("rx queues") && e.contains("1..=2"), "{e}");
+    drop((lo, lo2));
+    p.leak_check().unwrap();
+}
