@@ -1,0 +1,92 @@
+#!/bin/bash
+# tests/vm/run.sh - the VFIO test: boot a QEMU guest with an emulated Intel IOMMU
+# and four virtio-net NICs on two isolated QEMU hubs (no host network), drive them
+# from user space with xfwd's `vfio:` port, print PASS/FAIL per check.
+#
+#   sudo tests/vm/run.sh          (root: apt-get; first run downloads ~80 MB and
+#                                  builds static binaries; then ~1-3 min under TCG)
+#
+# Steps: tests/vm/fetch.sh (QEMU, Debian guest kernel package, busybox-static) ->
+# static xfwd, xfwd-host and the pmd guest test binary -> initramfs with the vfio
+# modules and tests/vm/guest-init.sh as /init -> QEMU (TCG) bounded by `timeout`.
+#
+# env: VM_TIMEOUT (s, default 900), VM_CACHE, KPKG (pin the guest kernel package),
+#      XFWD_BIN / XFWD_HOST_BIN / VFIO_VM_BIN (use prebuilt static binaries),
+#      TESTPMD=1 (also run Debian's dpdk-testpmd in the guest as a peer check).
+set -uo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+TD=${CARGO_TARGET_DIR:-$ROOT/target}
+C=${VM_CACHE:-$TD/vm}
+TMO=${VM_TIMEOUT:-900}
+export VM_CACHE=$C
+log() { echo "HOST: $*"; }
+
+"$HERE/fetch.sh" || { echo "VM RESULT: FAIL (fetch)"; exit 1; }
+# shellcheck disable=SC1091
+. "$C/env"
+
+# Static binaries for the guest (its initramfs has no libc).
+TRIPLE=x86_64-unknown-linux-gnu
+ST=${VM_TARGET_DIR:-$TD/vm-static}
+if [ -z "${XFWD_BIN:-}" ] || [ -z "${XFWD_HOST_BIN:-}" ] || [ -z "${VFIO_VM_BIN:-}" ]; then
+	command -v cargo >/dev/null || { echo "VM RESULT: FAIL (cargo missing)"; exit 1; }
+	log "building static xfwd, xfwd-host and the pmd guest test (release, $TRIPLE)"
+	export RUSTFLAGS="-C target-feature=+crt-static"
+	(cd "$ROOT" && CARGO_TARGET_DIR=$ST cargo build -q --release -p xfwd -p xfwd-hostprep --target $TRIPLE) ||
+		{ echo "VM RESULT: FAIL (build)"; exit 1; }
+	VT=$(cd "$ROOT" && CARGO_TARGET_DIR=$ST cargo test -q --release -p xfwd-pmd --test vfio_vm --no-run \
+		--target $TRIPLE --message-format=json 2>/dev/null | grep -o '"executable":"[^"]*"' | tail -1 | cut -d'"' -f4)
+	[ -x "$VT" ] || { echo "VM RESULT: FAIL (build of the pmd guest test)"; exit 1; }
+	XFWD_BIN=${XFWD_BIN:-$ST/$TRIPLE/release/xfwd}
+	XFWD_HOST_BIN=${XFWD_HOST_BIN:-$ST/$TRIPLE/release/xfwd-host}
+	VFIO_VM_BIN=${VFIO_VM_BIN:-$VT}
+fi
+for b in "$XFWD_BIN" "$XFWD_HOST_BIN" "$VFIO_VM_BIN"; do
+	ldd "$b" 2>&1 | grep -qE 'not a dynamic|statically linked' || { echo "VM RESULT: FAIL ($b is not static)"; exit 1; }
+done
+
+# Initramfs.
+R=$C/initramfs
+rm -rf "$R" && mkdir -p "$R"/{bin,dev,proc,sys,modules,tmp}
+cp "$C/busybox" "$R/bin/busybox"
+cp "$C"/kernel/modules/*.ko "$R/modules/"
+cp "$XFWD_BIN" "$R/xfwd"
+cp "$XFWD_HOST_BIN" "$R/xfwd-host"
+cp "$VFIO_VM_BIN" "$R/vfio_vm"
+cp "$HERE/guest-init.sh" "$R/init"
+chmod +x "$R/init"
+if [ "${TESTPMD:-0}" = 1 ]; then "$HERE/testpmd.sh" "$R" || log "testpmd peer not added"; fi
+(cd "$R" && find . | sort | "$C/busybox" cpio -o -H newc 2>/dev/null) > "$C/initrd.cpio"
+log "guest kernel $KVER ($KDEB); initramfs $(du -h "$C/initrd.cpio" | cut -f1)"
+
+# QEMU: q35 + VT-d (created before the devices it translates); virtio-net modern
+# only, ACCESS_PLATFORM so the DMA goes through the vIOMMU; romfile= drops iPXE.
+nic() { echo "-netdev hubport,id=n$1,hubid=$2 -device virtio-net-pci,netdev=n$1,addr=$1,disable-legacy=on,iommu_platform=on,romfile=,mac=52:54:00:12:00:0$1"; }
+LOG=$C/guest.log
+# shellcheck disable=SC2086,SC2046
+set -- $QEMU -nographic -vga none -no-reboot -m 2048 -smp 2 -accel tcg -cpu max \
+	-machine q35,kernel-irqchip=split -device intel-iommu,intremap=on,caching-mode=on \
+	$(nic 3 0) $(nic 4 0) $(nic 5 1) $(nic 6 1) \
+	-kernel "$C/kernel/vmlinux" -initrd "$C/initrd.cpio" \
+	-append "console=ttyS0 panic=-1 edd=off loglevel=4 intel_iommu=on"
+log "booting (timeout ${TMO}s): $*"
+t0=$(date +%s)
+timeout --foreground -k 10 "$TMO" "$@" </dev/null 2>&1 | tr -d '\r' | tee "$LOG"
+rc=${PIPESTATUS[0]}
+log "qemu rc=$rc after $(($(date +%s) - t0))s; log: $LOG"
+
+# Summary.
+echo "=================== VFIO guest checks ==================="
+grep -E '^CHECK ' "$LOG" | sed 's/^CHECK //'
+pass=$(grep -cE '^CHECK [^:]+: PASS' "$LOG")
+fail=$(grep -cE '^CHECK [^:]+: FAIL' "$LOG")
+want=15
+done_seen=$(grep -c 'GUEST: done' "$LOG")
+echo "passed $pass, failed $fail (expected at least $want checks), guest finished: $done_seen"
+if [ "$fail" = 0 ] && [ "$pass" -ge $want ] && [ "$done_seen" -ge 1 ] && [ "$rc" = 0 ]; then
+	echo "VM RESULT: PASS"
+	exit 0
+fi
+echo "VM RESULT: FAIL"
+exit 1
