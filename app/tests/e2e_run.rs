@@ -211,15 +211,14 @@ streams = [{{ rx = "1.0", tx = "2.0" }}]
 }
 
 #[test]
-fn check_prints_the_plan_for_every_example_config() {
+fn check_prints_the_plan_for_every_software_example_config() {
+    // The examples that need no device (pcap has its own test below; vfio,
+    // af_xdp and host configs need hardware or a netns and are tested where
+    // their drivers are).
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
     let mut checked = 0;
-    for e in std::fs::read_dir(&root).unwrap().flatten() {
-        let p = e.path();
-        let name = p.file_name().unwrap().to_string_lossy().into_owned();
-        if !name.ends_with(".toml") || name == "host.toml" || name.starts_with("pcap") {
-            continue;
-        }
+    for name in ["demo.toml", "null-bench.toml", "ring-loopback.toml"] {
+        let p = root.join(name);
         // --no-huge: the plan must print on machines without hugepages too.
         let o = run(
             &["check", p.to_str().unwrap(), "--no-huge"],
@@ -239,7 +238,7 @@ fn check_prints_the_plan_for_every_example_config() {
         }
         checked += 1;
     }
-    assert!(checked >= 2, "example configs found: {checked}");
+    assert_eq!(checked, 3);
 }
 
 #[test]
