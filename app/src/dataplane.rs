@@ -267,6 +267,27 @@ impl Dataplane {
         Ok(workers)
     }
 
+    /// What each port mapped (printed at startup: the real IOVAs, keys and
+    /// whether the mapping was new or already there).
+    pub fn mapping_report(&self) -> String {
+        let mut out = String::new();
+        for p in &self.ports {
+            for m in &p.maps {
+                out.push_str(&format!(
+                    "  dma    : port{} mapped va {:#x} → iova {:#x}, {} B ({}, {:?}{})\n",
+                    p.id,
+                    m.range.va,
+                    m.range.iova,
+                    m.range.len,
+                    m.kind,
+                    m.origin,
+                    m.key.map_or(String::new(), |k| format!(", key {k:#x}"))
+                ));
+            }
+        }
+        out
+    }
+
     /// The pool (for stats).
     pub fn pool(&self) -> Option<&MbufPool> {
         self.pool.as_ref()

@@ -68,6 +68,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let (dp, workers) = Dataplane::setup(plan, &stop).context("bringing up the data plane")?;
+    eprint!("{}", dp.mapping_report());
 
     // 5. Launch one pinned worker thread per lcore.
     let start = Instant::now();

@@ -34,7 +34,10 @@ fn demo_without_hugepages_prints_stats_latency_and_no_leak() {
     ] {
         assert!(so.contains(want), "missing `{want}` in:\n{so}");
     }
-    assert!(se.contains("xfwd plan (built-in demo)"), "{se}");
+    assert!(
+        se.contains("xfwd plan (built-in demo)") && se.contains("dma    : port1 mapped va"),
+        "{se}"
+    );
 }
 
 #[test]
@@ -305,6 +308,15 @@ fn pcap_replay_example_config_checks_with_its_capture() {
 
 #[test]
 fn sigint_stops_cleanly_and_prints_the_summary() {
+    stops_cleanly_on("-INT");
+}
+
+#[test]
+fn sigterm_stops_cleanly_and_prints_the_summary() {
+    stops_cleanly_on("-TERM");
+}
+
+fn stops_cleanly_on(signal: &str) {
     let mut child = xfwd()
         .args(["--no-huge", "--duration", "0", "--stats-period", "0"])
         .stdout(Stdio::piped())
@@ -313,7 +325,7 @@ fn sigint_stops_cleanly_and_prints_the_summary() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(800));
     let ok = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([signal, &child.id().to_string()])
         .status()
         .unwrap();
     assert!(ok.success());
@@ -321,7 +333,7 @@ fn sigint_stops_cleanly_and_prints_the_summary() {
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("xfwd did not stop after SIGINT");
+            panic!("xfwd did not stop after {signal}");
         }
         std::thread::sleep(Duration::from_millis(20));
     }
