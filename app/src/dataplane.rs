@@ -84,6 +84,7 @@ pub struct Dataplane {
     registry: Registry,
     region: Option<RegionId>,
     mem: Option<Arc<ExtMem>>,
+    vfio_iovas: Option<(u64, u64)>,
     spare_rx: Vec<Box<dyn RxQueue>>,
     spare_tx: Vec<Box<dyn TxQueue>>,
 }
@@ -132,6 +133,7 @@ impl Dataplane {
             registry: Registry::new(),
             region: None,
             mem: None,
+            vfio_iovas: None,
             spare_rx: Vec::new(),
             spare_tx: Vec::new(),
         };
@@ -146,7 +148,13 @@ impl Dataplane {
 
     fn bring_up(&mut self, plan: Plan, stop: &Arc<AtomicBool>) -> Result<Vec<Worker>, RunError> {
         // Memory, registration, pool.
-        let mem = Arc::new(ExtMem::alloc(&plan.mem)?);
+        let mut mem = ExtMem::alloc(&plan.mem)?;
+        // With a vfio port the device sees IOVAs from the VFIO container's
+        // allocator, never the VA: assign them before registering.
+        if let Some(base) = xfwd_pmd::vfio::prepare_memory(&mut mem)? {
+            self.vfio_iovas = Some((base, mem.len() as u64));
+        }
+        let mem = Arc::new(mem);
         self.mem = Some(mem.clone());
         let region = self.registry.register_mem(&mem)?;
         self.region = Some(region);
@@ -339,6 +347,11 @@ impl Dataplane {
         if let Some(r) = self.region.take() {
             if let Err(e) = self.registry.unregister(r) {
                 note(format!("unregister {r}: {e}"));
+            }
+        }
+        if let Some((base, len)) = self.vfio_iovas.take() {
+            if let Err(e) = xfwd_pmd::vfio::release_memory(base, len) {
+                note(format!("release VFIO IOVAs {base:#x}+{len:#x}: {e}"));
             }
         }
         self.mem = None;

@@ -77,6 +77,9 @@ pub enum RunError {
     /// The pool could not be created.
     #[error("mbuf pool: {0}")]
     Pool(#[from] PoolError),
+    /// IOVAs for the VFIO container could not be assigned.
+    #[error("VFIO IOVAs: {0}")]
+    Dma(#[from] xfwd_pmd::dma::DmaError),
     /// A port failed.
     #[error("{0}")]
     Port(#[from] PortError),

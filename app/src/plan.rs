@@ -114,6 +114,16 @@ impl Plan {
     /// DMA chunks each port will map, predicted before allocation: one per
     /// IOVA-contiguous run of pages.
     pub fn predicted_chunks(&self) -> String {
+        if self
+            .ports
+            .iter()
+            .any(|p| p.info.mapping == xfwd_pmd::dma::MappingKind::Iommu)
+        {
+            return format!(
+                "1 chunk of {} B at IOVAs from the VFIO container's allocator (not the VA)",
+                self.pool_plan.bytes
+            );
+        }
         match (self.mem.iova_mode, &self.mem.backing) {
             (IovaMode::Pa, b) if *b != Backing::Heap => format!(
                 "up to {} chunks (PA mode: one per physically contiguous run of {} pages)",
