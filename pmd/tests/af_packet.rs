@@ -164,17 +164,36 @@ fn rx_receives_peer_frames_byte_exact() {
 
 #[test]
 fn tx_frames_arrive_byte_exact_at_peer() {
-    if !env_ok("af_packet tx") {
+    tx_case("af_packet:iface=veth0,framecnt=64", 0);
+}
+
+/// Through the qdisc, from the second of two queue pairs: the port's own RX
+/// queues never see what it sends.
+#[test]
+fn tx_through_qdisc_on_queue_1_not_looped_back() {
+    tx_case(
+        "af_packet:iface=veth0,framecnt=64,qpairs=2,qdisc_bypass=0",
+        1,
+    );
+}
+
+fn tx_case(devargs: &str, txq: usize) {
+    if !env_ok(&format!("af_packet tx {devargs}")) {
         return;
     }
     let p = pool("afp-tx", 2048);
     let ns = Netns::new("aftx");
     ns.veth("veth0", &ns, "veth1");
     let (mut port, peer) = ns.run(|| {
-        let port = probe("af_packet:iface=veth0,framecnt=64").unwrap();
+        let port = probe(devargs).unwrap();
         (port, PacketSocket::bind(netdev::ifindex("veth1").unwrap()))
     });
-    port.configure(&PortConf::simple(&p)).unwrap();
+    let mut conf = PortConf::simple(&p);
+    // One RX queue: a TX-only socket's frames would reach the RX socket
+    // through the device taps (a fanout group would hide them from itself).
+    conf.rx_queues = 1;
+    conf.tx_queues = txq as u16 + 1;
+    port.configure(&conf).unwrap();
     let mut q = port.start().unwrap();
     const N: u32 = 400;
     let frames: Vec<Vec<u8>> = (0..N)
@@ -200,13 +219,15 @@ fn tx_frames_arrive_byte_exact_at_peer() {
             b.push(m).unwrap();
             next += 1;
         }
-        q.tx[0].tx_burst(&mut b);
+        q.tx[txq].tx_burst(&mut b);
         bursts += 1;
     }
     assert!(b.is_empty(), "all frames taken by the TX ring in time");
     let got = peer.recv_frames(N as usize, WAIT);
     assert_eq!(got.len(), N as usize);
     assert_eq!(got, frames, "byte-exact, in order");
+    let (own, _) = receive(&mut q.rx, 1, Duration::from_millis(200));
+    assert!(own.is_empty(), "the port's RX queues do not see its own TX");
     drop(cache);
     drop(q);
     port.stop().unwrap();
@@ -310,14 +331,14 @@ impl Sink {
     }
 }
 
-/// Thread CPU time (user + system).
-fn thread_cpu() -> Duration {
+/// Thread CPU time: (user, system).
+fn thread_cpu() -> (Duration, Duration) {
     // SAFETY: rusage is plain data; getrusage fills it.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: valid out pointer.
     unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(ru.ru_utime) + tv(ru.ru_stime)
+    (tv(ru.ru_utime), tv(ru.ru_stime))
 }
 
 #[test]
@@ -329,7 +350,10 @@ fn forward_between_two_ports_accounts_for_every_packet() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
+    // Measurement knobs: 60-byte frames; an af_packet port (TX ring, one
+    // kick per 64 frames) as the generator instead of one send() per frame.
     let small = std::env::var("XFWD_AFP_FWD_SMALL").is_ok();
+    let gen_port = std::env::var("XFWD_AFP_FWD_GEN").as_deref() == Ok("port");
     let p = pool("afp-fwd", 8192);
     let gen = Netns::new("afgen");
     let fwd = Netns::new("affwd");
@@ -385,7 +409,8 @@ fn forward_between_two_ports_accounts_for_every_packet() {
                         }
                     }
                 }
-                let cpu = thread_cpu() - cpu0;
+                let cpu1 = thread_cpu();
+                let cpu = (cpu1.0 - cpu0.0, cpu1.1 - cpu0.1);
                 drop(rx);
                 drop(tx);
                 fwd_done.store(true, Ordering::Release);
@@ -419,10 +444,14 @@ fn forward_between_two_ports_accounts_for_every_packet() {
             });
             let gen_h = sc.spawn(|| {
                 gen.enter();
-                let s = PacketSocket::bind(g0);
                 let start = Instant::now();
-                for q in 0..n {
-                    s.send(&test_frame(DST, SRC, q, len_of(q)));
+                if gen_port {
+                    generate_with_port(&p, n, &len_of);
+                } else {
+                    let s = PacketSocket::bind(g0);
+                    for q in 0..n {
+                        s.send(&test_frame(DST, SRC, q, len_of(q)));
+                    }
                 }
                 let t = start.elapsed();
                 gen_done.store(true, Ordering::Release);
@@ -446,11 +475,12 @@ fn forward_between_two_ports_accounts_for_every_packet() {
         ok + sink_drops + sa.imissed + sa.ierrors + sa.rx_nombuf + fwd_drops + sb.oerrors;
     eprintln!(
         "af_packet forward: {n} sent in {gen_time:?} ({:.3} Mpps generator), forwarded {fwd_pkts} \
-         ({:.0} ns CPU/packet in the forwarder), sink ok {ok}, sink drops {sink_drops}, \
+         ({:.0} ns user + {:.0} ns system CPU/packet in the busy-polling forwarder), sink ok {ok}, sink drops {sink_drops}, \
          A imissed {} (kernel {}), A ierrors {}, forwarder drops {fwd_drops}, B oerrors {}, \
          B kicks {} busy {}, wall {wall:?}",
         f64::from(n) / gen_time.as_secs_f64() / 1e6,
-        fwd_cpu.as_nanos() as f64 / fwd_pkts.max(1) as f64,
+        fwd_cpu.0.as_nanos() as f64 / fwd_pkts.max(1) as f64,
+        fwd_cpu.1.as_nanos() as f64 / fwd_pkts.max(1) as f64,
         sa.imissed,
         xa["rx_kernel_drops"],
         sa.ierrors,
@@ -474,6 +504,40 @@ fn forward_between_two_ports_accounts_for_every_packet() {
     assert!(ok >= u64::from(n) / 2, "most frames arrive ({ok} of {n})");
     drop((pa, pb));
     p.leak_check().unwrap();
+}
+
+/// Send frames 0..n through an af_packet port on `g0` (calling thread's
+/// netns), all of them: the TX ring holds a frame the device refused and
+/// sends it again, so the port's opackets must reach n.
+fn generate_with_port(p: &MbufPool, n: u32, len_of: &(dyn Fn(u32) -> usize + Sync)) {
+    let mut port = probe("af_packet:iface=g0,framecnt=1024").unwrap();
+    let mut conf = PortConf::simple(p);
+    conf.rx_queues = 1;
+    port.configure(&conf).unwrap();
+    let mut q = port.start().unwrap();
+    let mut cache = p.cache();
+    let mut b = MbufBatch::new(64);
+    let (mut next, end) = (0u32, Instant::now() + Duration::from_secs(30));
+    while (next < n || !b.is_empty()) && Instant::now() < end {
+        while !b.is_full() && next < n {
+            let mut m = cache.alloc().unwrap();
+            m.set_data(&test_frame(DST, SRC, next, len_of(next)))
+                .unwrap();
+            b.push(m).unwrap();
+            next += 1;
+        }
+        q.tx[0].tx_burst(&mut b);
+    }
+    assert!(b.is_empty(), "generator took every frame in time");
+    drop(cache);
+    drop(q);
+    port.stop().unwrap();
+    let st = port.stats();
+    assert_eq!(
+        (st.opackets, st.oerrors),
+        (u64::from(n), 0),
+        "generator sent all"
+    );
 }
 
 /// An Ethernet/IPv4/UDP frame of flow `flow` (UDP source port 10000+flow)
@@ -644,6 +708,59 @@ fn deleted_interface_turns_link_down_and_counts_errors() {
     // A restart says clearly that the interface is gone.
     let e = port.start().unwrap_err().to_string();
     assert!(e.contains("is gone"), "{e}");
+    drop(port);
+    p.leak_check().unwrap();
+}
+
+#[test]
+fn link_down_holds_tx_frames_until_up() {
+    if !env_ok("af_packet link down") {
+        return;
+    }
+    let p = pool("afp-down", 1024);
+    let ns = Netns::new("afdown");
+    ns.veth("veth0", &ns, "veth1");
+    let (mut port, peer) = ns.run(|| {
+        let port = probe("af_packet:iface=veth0,framecnt=64").unwrap();
+        (port, PacketSocket::bind(netdev::ifindex("veth1").unwrap()))
+    });
+    port.configure(&PortConf::simple(&p)).unwrap();
+    let mut q = port.start().unwrap();
+    let link = port.link();
+    assert!(link.up);
+    assert_eq!(link.speed_mbps, 10_000, "veth reports 10G");
+    ns.ip(&["link", "set", "veth0", "down"]);
+    assert!(!port.link().up);
+    let frames: Vec<Vec<u8>> = (0..16).map(|s| test_frame(DST, SRC, s, 80)).collect();
+    let mut b = MbufBatch::new(32);
+    let mut cache = p.cache();
+    for f in &frames {
+        let mut m = cache.alloc().unwrap();
+        m.set_data(f).unwrap();
+        b.push(m).unwrap();
+    }
+    assert_eq!(q.tx[0].tx_burst(&mut b), 16, "the ring takes them");
+    assert!(
+        peer.recv_frames(1, Duration::from_millis(200)).is_empty(),
+        "nothing leaves a down link"
+    );
+    ns.ip(&["link", "set", "veth0", "up"]);
+    assert!(port.link().up);
+    // The next burst, even empty, kicks what the ring holds.
+    let end = Instant::now() + WAIT;
+    let mut got = Vec::new();
+    while got.len() < 16 && Instant::now() < end {
+        q.tx[0].tx_burst(&mut b);
+        got.extend(peer.recv_frames(16 - got.len(), Duration::from_millis(100)));
+    }
+    assert_eq!(got, frames, "held frames go out after link up, in order");
+    drop(cache);
+    drop(q);
+    port.stop().unwrap();
+    let st = port.stats();
+    assert_eq!((st.opackets, st.oerrors), (16, 0));
+    let x: HashMap<String, u64> = port.xstats().into_iter().collect();
+    assert!(x["tx_kick_busy"] >= 1, "the down link answered busy: {x:?}");
     drop(port);
     p.leak_check().unwrap();
 }
