@@ -20,6 +20,7 @@ pub mod latency;
 pub mod plan;
 pub mod signals;
 pub mod stats;
+pub mod streams;
 pub mod telemetry;
 pub mod validate;
 pub mod wire;
