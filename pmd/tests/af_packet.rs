@@ -374,6 +374,9 @@ fn forward_between_two_ports_accounts_for_every_packet() {
     let mut tx = qb.tx.remove(0);
     let g0 = gen.run(|| netdev::ifindex("g0").unwrap());
     let s0 = sink_ns.run(|| netdev::ifindex("s0").unwrap());
+    // Bound before any traffic: a frame reaching s0 with no socket there
+    // would be dropped as "no handler" (s0's rx_dropped).
+    let sink = sink_ns.run(|| Sink::bind(s0));
     let gen_done = AtomicBool::new(false);
     let fwd_done = AtomicBool::new(false);
     let hard_end = Instant::now() + Duration::from_secs(60);
@@ -417,8 +420,7 @@ fn forward_between_two_ports_accounts_for_every_packet() {
                 (pkts, drops, cpu)
             });
             let sink_h = sc.spawn(|| {
-                sink_ns.enter();
-                let s = Sink::bind(s0);
+                let s = sink;
                 let mut seen = vec![false; n as usize];
                 let (mut ok, mut bad, mut dups) = (0u64, 0u64, 0u64);
                 let mut buf = vec![0u8; 4096];
@@ -488,6 +490,19 @@ fn forward_between_two_ports_accounts_for_every_packet() {
         xb["tx_kicks"],
         xb["tx_kick_busy"],
     );
+    if u64::from(n) != accounted {
+        // Where did they go? Device counters along the path.
+        for (ns, dev) in [(&gen, "g0"), (&fwd, "a0"), (&fwd, "b0"), (&sink_ns, "s0")] {
+            let o = ns.ip(&["-s", "-s", "link", "show", "dev", dev]);
+            eprintln!("{}", String::from_utf8_lossy(&o.stdout));
+        }
+        eprintln!(
+            "B opackets {} oerrors {}, xstats A {xa:?} B {xb:?}; softnet_stat:\n{}",
+            sb.opackets,
+            sb.oerrors,
+            std::fs::read_to_string("/proc/net/softnet_stat").unwrap_or_default()
+        );
+    }
     assert_eq!(
         (bad, dups),
         (0, 0),
