@@ -331,6 +331,22 @@ impl Sink {
     }
 }
 
+/// Pin the calling thread to `cpu`.
+fn pin_to(cpu: usize) {
+    // SAFETY: cpu_set_t is plain data; CPU_SET writes inside it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above, cpu < CPU_SETSIZE.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: a valid set of the size passed, for the calling thread (0).
+    let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    assert_eq!(
+        r,
+        0,
+        "sched_setaffinity: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
 /// Thread CPU time: (user, system).
 fn thread_cpu() -> (Duration, Duration) {
     // SAFETY: rusage is plain data; getrusage fills it.
@@ -354,6 +370,8 @@ fn forward_between_two_ports_accounts_for_every_packet() {
     // kick per 64 frames) as the generator instead of one send() per frame.
     let small = std::env::var("XFWD_AFP_FWD_SMALL").is_ok();
     let gen_port = std::env::var("XFWD_AFP_FWD_GEN").as_deref() == Ok("port");
+    // Pin the forwarder to CPU 1 and the generator and sink to CPU 0.
+    let pin = std::env::var("XFWD_AFP_FWD_PIN").is_ok();
     let p = pool("afp-fwd", 8192);
     let gen = Netns::new("afgen");
     let fwd = Netns::new("affwd");
@@ -385,6 +403,9 @@ fn forward_between_two_ports_accounts_for_every_packet() {
     let (gen_time, (fwd_pkts, fwd_drops, fwd_cpu), (ok, bad, dups, sink_drops)) =
         std::thread::scope(|sc| {
             let fwd_h = sc.spawn(|| {
+                if pin {
+                    pin_to(1);
+                }
                 let mut b = MbufBatch::new(64);
                 let mut cache = p.cache();
                 let (mut pkts, mut drops) = (0u64, 0u64);
@@ -420,6 +441,9 @@ fn forward_between_two_ports_accounts_for_every_packet() {
                 (pkts, drops, cpu)
             });
             let sink_h = sc.spawn(|| {
+                if pin {
+                    pin_to(0);
+                }
                 let s = sink;
                 let mut seen = vec![false; n as usize];
                 let (mut ok, mut bad, mut dups) = (0u64, 0u64, 0u64);
@@ -446,6 +470,9 @@ fn forward_between_two_ports_accounts_for_every_packet() {
             });
             let gen_h = sc.spawn(|| {
                 gen.enter();
+                if pin {
+                    pin_to(0);
+                }
                 let start = Instant::now();
                 if gen_port {
                     generate_with_port(&p, n, &len_of);
