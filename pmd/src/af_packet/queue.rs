@@ -244,9 +244,10 @@ impl TxQueue for AfpTx {
                 bad += 1;
             } else if self.ring.room() == 0 {
                 break;
-            } else {
-                self.ring.push(len, m.segments());
+            } else if self.ring.push(len, m.segments()) {
                 placed += 1;
+            } else {
+                bad += 1; // a chain whose segments disagree with pkt_len
             }
             taken += 1;
         }

@@ -361,24 +361,29 @@ impl TxRing {
     }
 
     /// Write one frame of `len` bytes made of `segs` into the next slot and
-    /// mark it for sending.
+    /// mark it for sending. Returns false (the slot stays free) when the
+    /// segments do not add up to `len`.
     ///
     /// # Panics
-    /// Without room, or when `len` exceeds [`TxRing::max_len`] or differs
-    /// from the segments' total (caller bugs).
+    /// Without room, or when `len` exceeds [`TxRing::max_len`] (caller bugs).
     #[inline]
-    pub fn push<'a>(&mut self, len: usize, segs: impl Iterator<Item = &'a [u8]>) {
+    pub fn push<'a>(&mut self, len: usize, segs: impl Iterator<Item = &'a [u8]>) -> bool {
         assert!(self.room() > 0 && len <= self.max_len());
         let f = self.frame(self.head);
         let mut at = 0usize;
         for s in segs {
-            assert!(at + s.len() <= len, "segments longer than the packet");
+            if at + s.len() > len {
+                return false;
+            }
             // SAFETY: the slot is ours (completed or never used: pending <
-            // frame_nr), and TX_DATA_OFF + len <= frame_size.
+            // frame_nr), and TX_DATA_OFF + at + s.len() <= TX_DATA_OFF + len
+            // <= frame_size.
             unsafe { std::ptr::copy_nonoverlapping(s.as_ptr(), f.add(TX_DATA_OFF + at), s.len()) };
             at += s.len();
         }
-        assert_eq!(at, len, "segments shorter than the packet");
+        if at != len {
+            return false;
+        }
         // SAFETY: header words of the slot we own; the Release store of the
         // status publishes the data and length before the kernel looks.
         unsafe {
@@ -389,6 +394,7 @@ impl TxRing {
         }
         self.head = (self.head + 1) % self.frame_nr;
         self.pending += 1;
+        true
     }
 
     /// Take back, in order, the slots the kernel is done with.
@@ -442,5 +448,161 @@ impl TxRing {
             }
         }
         n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BS: u32 = 4096;
+
+    fn req(block_nr: u32, frame_size: u32) -> TpacketReq3 {
+        TpacketReq3 {
+            block_size: BS,
+            block_nr,
+            frame_size,
+            frame_nr: block_nr * (BS / frame_size),
+            ..Default::default()
+        }
+    }
+
+    fn put<T: Copy>(map: &RingMap, off: usize, v: T) {
+        assert!(off + std::mem::size_of::<T>() <= map.len());
+        // SAFETY: in bounds (checked); the test owns the memory.
+        unsafe { map.base().as_ptr().add(off).cast::<T>().write_unaligned(v) }
+    }
+
+    fn get<T: Copy>(map: &RingMap, off: usize) -> T {
+        assert!(off + std::mem::size_of::<T>() <= map.len());
+        // SAFETY: in bounds (checked).
+        unsafe { map.base().as_ptr().add(off).cast::<T>().read_unaligned() }
+    }
+
+    /// Lay out block `b` as the kernel would: frames of the given payloads.
+    fn fill_block(map: &RingMap, b: usize, frames: &[(&[u8], u32)]) {
+        let base = b * BS as usize;
+        let mut off = BLK_HDR_LEN;
+        put::<u32>(map, base + BLK_NUM_PKTS, frames.len() as u32);
+        put::<u32>(map, base + BLK_FIRST, off as u32);
+        for (i, (data, status)) in frames.iter().enumerate() {
+            let h = base + off;
+            let next = (82 + data.len()).next_multiple_of(16);
+            let last = i + 1 == frames.len();
+            put::<u32>(map, h + H_NEXT, if last { 0 } else { next as u32 });
+            put::<u32>(map, h + H_SNAPLEN, data.len() as u32);
+            put::<u32>(map, h + H_LEN, data.len() as u32);
+            put::<u32>(map, h + H_STATUS, *status);
+            put::<u16>(map, h + H_MAC, 82);
+            put::<u32>(map, h + H_VLAN_TCI, 7);
+            put::<u16>(map, h + H_VLAN_TPID, 0x88a8);
+            for (k, byte) in data.iter().enumerate() {
+                put::<u8>(map, h + 82 + k, *byte);
+            }
+            off += next;
+        }
+        put::<u32>(map, base + BLK_STATUS, TP_STATUS_USER);
+    }
+
+    #[test]
+    fn rx_walks_blocks_and_gives_them_back() {
+        let r = req(2, 2048);
+        let map = Arc::new(RingMap::anon(r.bytes()));
+        let mut rx = RxRing::new(map.clone(), &r);
+        assert_eq!(
+            rx.ready(),
+            Ok(0),
+            "nothing before the kernel hands a block over"
+        );
+        let vlan = TP_STATUS_VLAN_VALID | TP_STATUS_VLAN_TPID_VALID;
+        fill_block(&map, 0, &[(b"first", 0), (b"second!", vlan), (b"3", 0)]);
+        assert_eq!(rx.ready(), Ok(3));
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            rx.next_frame(|f| seen.push((f.data.to_vec(), f.vlan)))
+                .unwrap();
+        }
+        assert_eq!(
+            seen,
+            vec![
+                (b"first".to_vec(), None),
+                (b"second!".to_vec(), Some((0x88a8, 7))),
+                (b"3".to_vec(), None)
+            ]
+        );
+        assert_eq!(
+            get::<u32>(&map, BLK_STATUS),
+            TP_STATUS_KERNEL,
+            "block 0 given back"
+        );
+        fill_block(&map, 1, &[(b"x", 0)]);
+        assert_eq!(rx.ready(), Ok(1), "then block 1");
+        fill_block(&map, 0, &[(b"y", 0), (b"z", 0)]);
+        assert_eq!(rx.drain_count(), 3, "leftovers counted across the wrap");
+        assert_eq!(get::<u32>(&map, BLK_STATUS), TP_STATUS_KERNEL);
+    }
+
+    #[test]
+    fn rx_refuses_headers_pointing_outside_the_block() {
+        let r = req(1, 2048);
+        let map = Arc::new(RingMap::anon(r.bytes()));
+        let mut rx = RxRing::new(map.clone(), &r);
+        fill_block(&map, 0, &[(b"ok", 0)]);
+        put::<u32>(&map, BLK_FIRST, BS + 8);
+        assert_eq!(rx.ready(), Err(BadBlock));
+        assert_eq!(get::<u32>(&map, BLK_STATUS), TP_STATUS_KERNEL, "given back");
+        fill_block(&map, 0, &[(b"ok", 0), (b"next", 0)]);
+        put::<u32>(&map, BLK_HDR_LEN + H_SNAPLEN, BS);
+        assert_eq!(rx.ready(), Ok(2));
+        assert_eq!(
+            rx.next_frame(|_| ()),
+            Err(BadBlock),
+            "snaplen beyond the block"
+        );
+        assert_eq!(get::<u32>(&map, BLK_STATUS), TP_STATUS_KERNEL);
+        fill_block(&map, 0, &[(b"ok", 0), (b"next", 0)]);
+        put::<u32>(&map, BLK_HDR_LEN + H_NEXT, BS * 2);
+        assert_eq!(rx.ready(), Ok(2));
+        assert_eq!(
+            rx.next_frame(|f| f.data.len()),
+            Err(BadBlock),
+            "next beyond"
+        );
+        assert_eq!(rx.ready(), Ok(0));
+    }
+
+    #[test]
+    fn tx_fills_in_order_and_reclaims_completions() {
+        let r = req(2, 1024);
+        let map = Arc::new(RingMap::anon(r.bytes() + 4096));
+        let mut tx = TxRing::new(map.clone(), 4096, &r);
+        assert_eq!((tx.room(), tx.max_len()), (8, 1024 - 48));
+        assert!(tx.push(6, [&b"abc"[..], &b"def"[..]].into_iter()));
+        assert!(
+            !tx.push(5, [&b"abc"[..], &b"def"[..]].into_iter()),
+            "too long"
+        );
+        assert!(!tx.push(7, [&b"abc"[..]].into_iter()), "too short");
+        assert!(tx.push(3, [&b"xyz"[..]].into_iter()));
+        assert_eq!((tx.pending(), tx.unsent()), (2, 2));
+        let f0 = 4096;
+        assert_eq!(get::<u32>(&map, f0 + H_STATUS), TP_STATUS_SEND_REQUEST);
+        assert_eq!(get::<u32>(&map, f0 + H_LEN), 6);
+        assert_eq!(get::<[u8; 6]>(&map, f0 + TX_DATA_OFF), *b"abcdef");
+        // Slot 1 sits right after slot 0 in the block.
+        assert_eq!(get::<[u8; 3]>(&map, f0 + 1024 + TX_DATA_OFF), *b"xyz");
+        assert_eq!(tx.reclaim(), Reclaimed::default(), "nothing completed yet");
+        put::<u32>(&map, f0 + H_STATUS, 0); // the kernel sent slot 0
+        let got = tx.reclaim();
+        assert_eq!((got.sent, got.bytes, got.failed), (1, 6, 0));
+        assert_eq!(tx.revoke_unsent(), 1, "slot 1 was never taken");
+        let got = tx.reclaim();
+        assert_eq!((got.sent, got.failed), (0, 1));
+        assert_eq!(tx.room(), 8);
+        // Slots wrap across blocks: the fifth slot is in block 1.
+        for _ in 0..6 {
+            assert!(tx.push(1, [&b"w"[..]].into_iter()));
+        }
+        assert_eq!(get::<u8>(&map, f0 + 4096 + 2 * 1024 + TX_DATA_OFF), b'w');
     }
 }

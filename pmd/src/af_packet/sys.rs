@@ -384,6 +384,29 @@ impl RingMap {
     }
 }
 
+#[cfg(test)]
+impl RingMap {
+    /// Anonymous zeroed memory standing in for a socket's rings (unit tests).
+    pub fn anon(len: usize) -> RingMap {
+        // SAFETY: a fresh private anonymous mapping.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED);
+        RingMap {
+            base: NonNull::new(p.cast()).expect("mmap never returns NULL here"),
+            len,
+        }
+    }
+}
+
 impl Drop for RingMap {
     fn drop(&mut self) {
         // SAFETY: our own mapping, unmapped once; no ring view outlives it
