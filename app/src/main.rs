@@ -96,10 +96,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .collect();
     let lcores = stats::lcores_total(&dp, &snap, stats::cpu_mhz());
     let memory = dp.memory.clone();
+    let port_meta: Vec<_> = dp
+        .ports
+        .iter()
+        .map(|p| {
+            serde_json::json!({"driver": p.info.driver, "devargs": p.info.devargs,
+                "mac": xfwd_pmd::port::mac_string(&p.info.mac)})
+        })
+        .collect();
     let td = dp.teardown();
     let mut info = FinalInfo::new(lcores, elapsed, Summary::of(&hist), memory, &td);
     info.errors
         .extend(worker_errors.iter().map(|e| e.to_string()));
+    info.port_meta = port_meta;
     stats::print_final(&ports, &info, run.json);
     if let Err(leak) = td.leak {
         return Err(RunError::Leak(leak).into());

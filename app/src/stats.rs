@@ -200,13 +200,20 @@ pub fn print_final(dp_ports: &[(u16, PortStats, PortFwd)], last: &FinalInfo, jso
     if json_out {
         let ports: Vec<Value> = dp_ports
             .iter()
-            .map(|(id, st, f)| {
-                json!({
+            .enumerate()
+            .map(|(i, (id, st, f))| {
+                let mut v = json!({
                     "port": id, "rx_packets": st.ipackets, "tx_packets": st.opackets,
                     "rx_bytes": st.ibytes, "tx_bytes": st.obytes, "rx_missed": st.imissed,
                     "rx_errors": st.ierrors, "tx_errors": st.oerrors, "rx_nombuf": st.rx_nombuf,
                     "fwd": f,
-                })
+                });
+                if let (Some(Value::Object(meta)), Value::Object(o)) =
+                    (last.port_meta.get(i), &mut v)
+                {
+                    o.extend(meta.clone());
+                }
+                v
             })
             .collect();
         let v = json!({
@@ -310,6 +317,8 @@ pub struct FinalInfo {
     pub leaked: usize,
     /// Shutdown errors.
     pub errors: Vec<String>,
+    /// Per port: driver, devargs, MAC (JSON objects, in port order).
+    pub port_meta: Vec<Value>,
 }
 
 impl FinalInfo {
@@ -329,6 +338,7 @@ impl FinalInfo {
             mempool: td.pool.as_ref().map_or(Value::Null, pool_json),
             leaked: td.leaked(),
             errors: td.errors.clone(),
+            port_meta: Vec::new(),
         }
     }
 }
