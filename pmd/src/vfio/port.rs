@@ -102,6 +102,7 @@ struct Xstats {
     rx_bad_len: AtomicU64,
     tx_unsent_at_stop: AtomicU64,
     tx_bad_segs: AtomicU64,
+    device_errors: AtomicU64,
 }
 
 /// A virtio-net device driven from user space through vfio-pci.
@@ -419,6 +420,15 @@ impl VfioPort {
                 .tx_unsent_at_stop
                 .fetch_add(tx.in_flight() as u64, Ordering::Relaxed);
         }
+        let st = self.transport.status();
+        if st & (status::NEEDS_RESET | status::FAILED) != 0 {
+            self.xstats.device_errors.fetch_add(1, Ordering::Relaxed);
+            log::error!(
+                "vfio {}: the device reported DEVICE_NEEDS_RESET (status {st:#x}): it hit an \
+                 error while running, e.g. a DMA the IOMMU blocked",
+                self.bdf
+            );
+        }
         if let Err(e) = self.transport.reset() {
             // The device may still DMA: stop it at the bus before anything is unmapped.
             log::error!("vfio {}: {e}; clearing bus master", self.bdf);
@@ -719,9 +729,10 @@ impl VfioRx {
 impl RxQueue for VfioRx {
     fn rx_burst(&mut self, out: &mut MbufBatch) -> usize {
         let Some(vq) = self.vq.as_mut() else { return 0 };
+        let room = out.room();
         let mut n = 0;
         let mut bytes = 0u64;
-        while n < out.room() {
+        while n < room {
             let Some((mut m, len)) = vq.pop_used() else {
                 break;
             };
