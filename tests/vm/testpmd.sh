@@ -10,17 +10,22 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 command -v dpdk-testpmd >/dev/null ||
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dpdk >/dev/null
 P=$(ls -d /usr/lib/x86_64-linux-gnu/dpdk/pmds-* | head -1)
-mkdir -p "$R/dpdk/pmds" "$R/lib64" "$R/lib/x86_64-linux-gnu"
+mkdir -p "$R/dpdk"
 cp "$(command -v dpdk-testpmd)" "$R/dpdk/dpdk-testpmd"
+# Libraries keep their absolute paths: testpmd already links some PMDs (bus_pci)
+# from the pmds directory, and loading a second copy with -d aborts EAL.
 objs=("$(command -v dpdk-testpmd)")
-for p in bus_pci mempool_ring net_virtio; do
-	cp -L "$P/librte_$p.so" "$R/dpdk/pmds/"
-	objs+=("$P/librte_$p.so")
+: > "$R/dpdk/plugins"
+for p in mempool_ring net_virtio; do
+	objs+=("$P/librte_$p.so.23")
+	echo "-d $P/librte_$p.so.23" >> "$R/dpdk/plugins"
 done
 for o in "${objs[@]}"; do
+	echo "$o"
 	ldd "$o" | awk '/=> \//{print $3} /^\t\/lib64/{print $1}'
-done | sort -u | while read -r l; do
-	case $l in /lib64/*) cp -L "$l" "$R/lib64/" ;; *) cp -L "$l" "$R/lib/x86_64-linux-gnu/" ;; esac
+done | sort -u | grep -v dpdk-testpmd | while read -r l; do
+	mkdir -p "$R$(dirname "$l")"
+	cp -L "$l" "$R$l"
 done
 cp "$HERE/run-testpmd.sh" "$R/dpdk/run-testpmd.sh"
-echo "testpmd peer added: $(du -sh "$R/dpdk" "$R/lib" | awk '{print $1}' | tr '\n' ' ')"
+echo "testpmd peer added ($(find "$R" -name 'lib*.so*' | wc -l) libraries)"
