@@ -404,13 +404,15 @@ impl VfioPort {
             return Ok(());
         };
         let port = self.devargs.clone();
-        let mut vqs: Vec<Virtqueue> = self
+        // Queues whose handles were dropped are parked at home (RX first, then TX);
+        // a handle still held by a worker keeps its queue (its mbufs return when it drops).
+        let mut vqs: Vec<Option<Virtqueue>> = self
             .homes
             .iter()
-            .filter_map(|h| h.lock().unwrap_or_else(PoisonError::into_inner).take())
+            .map(|h| h.lock().unwrap_or_else(PoisonError::into_inner).take())
             .collect();
         // Let the device finish frames already handed to it (bounded), so TX counts are true.
-        if let Some(tx) = vqs.get_mut(1) {
+        if let Some(Some(tx)) = vqs.get_mut(1) {
             let t0 = Instant::now();
             while tx.in_flight() > 0 && t0.elapsed() < Duration::from_millis(500) {
                 while tx.pop_used().is_some() {}
@@ -435,7 +437,7 @@ impl VfioPort {
             pci::set_command(&DevConfig(&self.dev), 0, pci::CMD_BUS_MASTER)
                 .map_err(|e| dev_err(&port, "disable bus master", e))?;
         }
-        for vq in &mut vqs {
+        for vq in vqs.iter_mut().flatten() {
             drop(vq.take_all());
         }
         drop(vqs);
