@@ -171,12 +171,16 @@ fn forward_between_two_ports_accounts_for_every_packet() {
                 let mut cache = p.cache();
                 let (mut pkts, mut drops) = (0u64, 0u64);
                 let cpu0 = thread_cpu();
-                let mut idle_since = Instant::now();
-                while Instant::now() < hard_end {
+                // The clock is read once per 256 empty polls, never while
+                // packets flow (it showed up in profiles of this loop).
+                let mut idle_polls = 0u32;
+                let mut idle_since: Option<Instant> = None;
+                loop {
                     let k = rx.rx_burst(&mut b);
                     if k > 0 {
                         pkts += k as u64;
-                        idle_since = Instant::now();
+                        idle_polls = 0;
+                        idle_since = None;
                         for _ in 0..4 {
                             if b.is_empty() {
                                 break;
@@ -185,11 +189,15 @@ fn forward_between_two_ports_accounts_for_every_packet() {
                         }
                         drops += b.len() as u64;
                         cache.free_batch(&mut b);
-                    } else {
-                        tx.tx_burst(&mut b); // flush anything the kernel left queued
-                        if gen_done.load(Ordering::Acquire)
-                            && idle_since.elapsed() > Duration::from_millis(300)
-                        {
+                        continue;
+                    }
+                    tx.tx_burst(&mut b); // flush anything the kernel left queued
+                    idle_polls += 1;
+                    if idle_polls & 255 == 0 {
+                        let now = Instant::now();
+                        let since = *idle_since.get_or_insert(now);
+                        let quiet = now - since > Duration::from_millis(300);
+                        if now >= hard_end || (gen_done.load(Ordering::Acquire) && quiet) {
                             break;
                         }
                     }
