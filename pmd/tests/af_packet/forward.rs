@@ -8,7 +8,7 @@
 
 use super::*;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// A sink: an AF_PACKET socket for test frames with a large buffer; its
 /// kernel drop counter is part of the accounting.
@@ -133,6 +133,12 @@ fn forward_between_two_ports_accounts_for_every_packet() {
     let gen_port = std::env::var("XFWD_AFP_FWD_GEN").as_deref() == Ok("port");
     // Pin the forwarder to CPU 1 and the generator and sink to CPU 0.
     let pin = std::env::var("XFWD_AFP_FWD_PIN").is_ok();
+    // Without knobs the generator keeps at most PACE frames ahead of the
+    // forwarder, so the test does not depend on how the cores are shared;
+    // with knobs it sends flat out and drops are only counted.
+    let measuring = small || gen_port || std::env::var("XFWD_AFP_FWD_FRAMES").is_ok();
+    const PACE: u64 = 512;
+    let forwarded = AtomicU64::new(0);
     let p = pool("afp-fwd", 8192);
     let gen = Netns::new("afgen");
     let fwd = Netns::new("affwd");
@@ -179,6 +185,7 @@ fn forward_between_two_ports_accounts_for_every_packet() {
                     let k = rx.rx_burst(&mut b);
                     if k > 0 {
                         pkts += k as u64;
+                        forwarded.store(pkts, Ordering::Release);
                         idle_polls = 0;
                         idle_since = None;
                         for _ in 0..4 {
@@ -248,6 +255,12 @@ fn forward_between_two_ports_accounts_for_every_packet() {
                 } else {
                     let s = PacketSocket::bind(g0);
                     for q in 0..n {
+                        while !measuring
+                            && u64::from(q) > forwarded.load(Ordering::Acquire) + PACE
+                            && Instant::now() < hard_end
+                        {
+                            std::thread::yield_now();
+                        }
                         s.send(&test_frame(DST, SRC, q, len_of(q)));
                     }
                 }
@@ -312,7 +325,9 @@ fn forward_between_two_ports_accounts_for_every_packet() {
     assert_eq!(fwd_pkts, sa.ipackets);
     assert_eq!(xa["rx_copies"], sa.ipackets);
     assert_eq!(xb["tx_copies"], fwd_pkts - fwd_drops);
-    assert!(ok >= u64::from(n) / 2, "most frames arrive ({ok} of {n})");
+    if !measuring {
+        assert!(ok >= u64::from(n) / 2, "most frames arrive ({ok} of {n})");
+    }
     drop((pa, pb));
     p.leak_check().unwrap();
 }
