@@ -53,7 +53,7 @@ jnum() {
 }
 # Number from the per-port "fwd" object: jfwd FILE PORT KEY.
 jfwd() {
-	grep '"type":"final"' "$1" | sed 's/.*"ports":\[//' | tr '{' '\n' | grep "},\"port\":$2[,}]" |
+	grep '"type":"final"' "$1" | sed 's/.*"ports":\[//' | tr '{' '\n' | grep "\"port\":$2[,}]" |
 		cut -d'}' -f1 | grep -o "\"$3\":[0-9]*" | head -1 | cut -d: -f2
 }
 # Every "mapped R" has its "unmapped R", and no mapping has IOVA == VA.
