@@ -2,6 +2,8 @@
 //! parsing. Benchmarks print figures; they never assert on speed.
 #![deny(unsafe_code)]
 
+pub mod bench;
+
 /// Pin the calling thread to `cpu`.
 ///
 /// # Errors

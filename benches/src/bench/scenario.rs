@@ -1,0 +1,348 @@
+//! The scenarios: for each, the xfwd command and the testpmd command that
+//! do the same work on the same ports, and the veth topology they need.
+
+use super::runner::{Cmd, Counter, Tool, TrialSpec};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The scenarios `--scenarios` accepts, in report order.
+pub const ALL: &[&str] = &[
+    "null-io",
+    "null-macswap",
+    "ring",
+    "af_xdp-veth",
+    "af_packet-veth",
+];
+
+/// Topology name (namespaces xb-gen, xb-dut, xb-sink).
+pub const TOPO: &str = "xb";
+/// MAC of the DUT's receiving end (d0), the generator's destination.
+const DUT_RX_MAC: &str = "02:00:00:00:01:00";
+
+/// Everything a scenario needs to build its commands.
+#[derive(Debug, Clone)]
+pub struct Env {
+    /// The xfwd binary.
+    pub xfwd: PathBuf,
+    /// dpdk-testpmd.
+    pub testpmd: String,
+    /// Repository root (scripts/topology).
+    pub root: PathBuf,
+    /// Output directory (generated configs and seed files).
+    pub out: PathBuf,
+    /// CPU of the forwarding lcore.
+    pub fwd_cpu: usize,
+    /// CPU of the generator and of testpmd's main lcore.
+    pub main_cpu: usize,
+    /// Warm-up seconds, measured seconds, noise limit (% of one CPU).
+    pub warmup: f64,
+    /// Measured seconds.
+    pub measure: f64,
+    /// Noise limit.
+    pub noise_limit_pct: f64,
+}
+
+fn s(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| x.to_string()).collect()
+}
+
+impl Env {
+    fn xfwd_base(&self, extra: &[String]) -> Vec<String> {
+        let dur = format!("{}", (self.warmup + self.measure + 30.0).ceil());
+        let mut v = vec![self.xfwd.display().to_string()];
+        v.extend(extra.iter().cloned());
+        v.extend(s(&[
+            "--stats-period",
+            "1",
+            "--json",
+            "--duration",
+            &dur,
+            "--burst",
+            "32",
+        ]));
+        v
+    }
+
+    fn testpmd(&self, prefix: &str, mem_mb: u32, vdevs: &[String], app: &[String]) -> Vec<String> {
+        // stdbuf: testpmd's printf output is block-buffered into a pipe, and
+        // the harness times each stats block as it arrives.
+        let mut v = vec![
+            "stdbuf".into(),
+            "-oL".into(),
+            self.testpmd.clone(),
+            "-l".into(),
+            format!("{},{}", self.main_cpu, self.fwd_cpu),
+            "--main-lcore".into(),
+            self.main_cpu.to_string(),
+        ];
+        v.extend(s(&["--no-pci", "--huge-unlink", "--log-level=error"]));
+        v.push(format!("--file-prefix={prefix}"));
+        v.push(format!("-m{mem_mb}"));
+        v.extend(vdevs.iter().map(|d| format!("--vdev={d}")));
+        v.push("--".into());
+        v.extend(s(&[
+            "--stats-period",
+            "1",
+            "--nb-cores=1",
+            "--burst=32",
+            "--record-core-cycles",
+        ]));
+        v.extend(app.iter().cloned());
+        v
+    }
+
+    fn spec(&self, tool: Tool, fwd: Cmd, nports: usize) -> TrialSpec {
+        TrialSpec {
+            tool,
+            fwd,
+            nports,
+            gen: None,
+            counter: Counter::Forwarder,
+            warmup: self.warmup,
+            measure: self.measure,
+            noise_limit_pct: self.noise_limit_pct,
+        }
+    }
+
+    /// Two null ports, `mode` forwarding, frames of `size` bytes.
+    pub fn null(&self, tool: Tool, mode: &str, size: u32) -> TrialSpec {
+        let fwd = match tool {
+            Tool::Xfwd => {
+                let p = format!("null:size={size}");
+                let l = self.fwd_cpu.to_string();
+                Cmd::new(self.xfwd_base(&s(&[
+                    "--port",
+                    &p,
+                    "--port",
+                    &p,
+                    "--forward-mode",
+                    mode,
+                    "-l",
+                    &l,
+                    "--nb-mbufs",
+                    "8192",
+                ])))
+            }
+            Tool::Testpmd => Cmd::new(self.testpmd(
+                "xbnull",
+                256,
+                &[
+                    format!("net_null0,size={size}"),
+                    format!("net_null1,size={size}"),
+                ],
+                &[
+                    format!("--forward-mode={mode}"),
+                    "--mp-alloc=native".into(),
+                    "--total-num-mbufs=8192".into(),
+                ],
+            )),
+        };
+        self.spec(tool, fwd, 2)
+    }
+
+    /// A closed loop: 64 frames of `size` bytes circulate between two ring
+    /// ports (testpmd: net_ring0/1 `--tx-first`; xfwd: a ring pair seeded
+    /// once from a pcap port, see [`Env::ring_config`]).
+    ///
+    /// # Errors
+    /// Writing the seed capture or the config.
+    pub fn ring(&self, tool: Tool, size: u32) -> std::io::Result<TrialSpec> {
+        Ok(match tool {
+            Tool::Xfwd => {
+                let cfg = self.ring_config(size)?;
+                let c = cfg.display().to_string();
+                let fwd = Cmd::new(self.xfwd_base(&s(&["--config", &c])));
+                self.spec(tool, fwd, 3)
+            }
+            Tool::Testpmd => {
+                let fwd = Cmd::new(self.testpmd(
+                    "xbring",
+                    256,
+                    &s(&["net_ring0", "net_ring1"]),
+                    &[
+                        "--forward-mode=io".into(),
+                        "--tx-first".into(),
+                        format!("--txpkts={size}"),
+                        "--mp-alloc=native".into(),
+                        "--total-num-mbufs=8192".into(),
+                    ],
+                ));
+                self.spec(tool, fwd, 2)
+            }
+        })
+    }
+
+    /// The xfwd ring-loop config: port0 `pcap` replays 64 seed frames once
+    /// into the ring pair port1 ⇄ port2, where one io lcore keeps them going
+    /// round (xfwd has no `--tx-first`).
+    ///
+    /// # Errors
+    /// Writing the files.
+    pub fn ring_config(&self, size: u32) -> std::io::Result<PathBuf> {
+        let seed = self.out.join(format!("seed-{size}.pcap"));
+        write_seed_pcap(&seed, size, 64)?;
+        let path = self.out.join(format!("ring-loop-{size}.toml"));
+        let text = format!(
+            "# generated by xfwd-bench: 64 frames go round a ring pair (testpmd --tx-first)\n\
+             [pool]\nnb_mbufs = 8192\nmbcache = 256\n\
+             [fwd]\nlcores = \"{cpu}\"\nforward_mode = \"io\"\nburst = 32\n\
+             [[port]]\ndevargs = \"pcap:rx={seed}\"\n\
+             [[port]]\ndevargs = \"ring:xbloop\"\n\
+             [[port]]\ndevargs = \"ring:xbloop\"\n\
+             [[lcore]]\nid = {cpu}\n\
+             streams = [{{ rx = \"0.0\", tx = \"1.0\" }}, {{ rx = \"1.0\", tx = \"2.0\" }}, {{ rx = \"2.0\", tx = \"1.0\" }}]\n",
+            cpu = self.fwd_cpu,
+            seed = seed.display()
+        );
+        std::fs::write(&path, text)?;
+        Ok(path)
+    }
+
+    /// Forwarding between the two veth ends of the DUT namespace over
+    /// `driver` (`af_xdp` or `af_packet`); the generator is testpmd txonly
+    /// on the same driver in the generator namespace, for both tools.
+    pub fn veth(&self, tool: Tool, driver: &str, mode: &str) -> TrialSpec {
+        let dut = format!("{TOPO}-dut");
+        let (gen_vdev, dut_vdevs) = match driver {
+            "af_xdp" => (
+                "net_af_xdp0,iface=g0,start_queue=0,queue_count=1".to_string(),
+                [0, 1].map(|i| format!("net_af_xdp{i},iface=d{i},start_queue=0,queue_count=1")),
+            ),
+            _ => (
+                "net_af_packet0,iface=g0".to_string(),
+                [0, 1].map(|i| format!("net_af_packet{i},iface=d{i}")),
+            ),
+        };
+        let fwd = match tool {
+            Tool::Xfwd => {
+                let l = self.fwd_cpu.to_string();
+                let (p0, p1) = (format!("{driver}:iface=d0"), format!("{driver}:iface=d1"));
+                Cmd::new(self.xfwd_base(&s(&[
+                    "--port",
+                    &p0,
+                    "--port",
+                    &p1,
+                    "--forward-mode",
+                    mode,
+                    "-l",
+                    &l,
+                    "--nb-mbufs",
+                    "32768",
+                ])))
+            }
+            Tool::Testpmd => Cmd::new(self.testpmd(
+                "xbdut",
+                512,
+                &dut_vdevs,
+                &[
+                    format!("--forward-mode={mode}"),
+                    "--total-num-mbufs=32768".into(),
+                ],
+            )),
+        }
+        .in_ns(&dut);
+        let gen = vec![
+            self.testpmd.clone(),
+            format!("--lcores=0@{c},1@{c}", c = self.main_cpu),
+            "--main-lcore".into(),
+            "0".into(),
+            "--no-pci".into(),
+            "--huge-unlink".into(),
+            "--log-level=error".into(),
+            "--file-prefix=xbgen".into(),
+            "-m256".into(),
+            format!("--vdev={gen_vdev}"),
+            "--".into(),
+            "--stats-period".into(),
+            "1".into(),
+            "--nb-cores=1".into(),
+            "--total-num-mbufs=32768".into(),
+            "--forward-mode=txonly".into(),
+            format!("--eth-peer=0,{DUT_RX_MAC}"),
+        ];
+        let mut spec = self.spec(tool, fwd, 2);
+        spec.gen = Some((Cmd::new(gen).in_ns(&format!("{TOPO}-gen")), "g0".into()));
+        spec.counter = Counter::Sink {
+            netns: format!("{TOPO}-sink"),
+            iface: "s1".into(),
+        };
+        spec
+    }
+}
+
+/// The veth topology of `scripts/topology`, taken down on drop.
+#[derive(Debug)]
+pub struct Topology {
+    script: PathBuf,
+}
+
+impl Topology {
+    /// `scripts/topology up xb` (after a `down` of a leftover one).
+    ///
+    /// # Errors
+    /// The script's message when it fails.
+    pub fn up(root: &Path) -> Result<Topology, String> {
+        let script = root.join("scripts/topology");
+        let _ = Command::new(&script).args(["down", TOPO]).output();
+        let o = Command::new(&script)
+            .args(["up", TOPO])
+            .output()
+            .map_err(|e| format!("{}: {e}", script.display()))?;
+        if !o.status.success() {
+            return Err(String::from_utf8_lossy(&o.stderr).trim().to_string());
+        }
+        Ok(Topology { script })
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        let _ = Command::new(&self.script).args(["down", TOPO]).output();
+    }
+}
+
+/// Write a classic pcap of `n` UDP/IPv4 frames of `size` bytes.
+///
+/// # Errors
+/// The file write.
+pub fn write_seed_pcap(path: &Path, size: u32, n: u32) -> std::io::Result<()> {
+    let size = size.max(60) as usize;
+    let mut b = Vec::with_capacity(24 + n as usize * (16 + size));
+    for v in [0xa1b2_c3d4u32, 0x0004_0002, 0, 0, 65535, 1] {
+        if v == 0x0004_0002 {
+            b.extend(2u16.to_le_bytes());
+            b.extend(4u16.to_le_bytes());
+        } else {
+            b.extend(v.to_le_bytes());
+        }
+    }
+    for i in 0..n {
+        for v in [0, i, size as u32, size as u32] {
+            b.extend(v.to_le_bytes());
+        }
+        let mut f = vec![0u8; size];
+        f[..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 2]);
+        f[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 1]);
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        let ip_len = (size - 14) as u16;
+        f[14] = 0x45;
+        f[16..18].copy_from_slice(&ip_len.to_be_bytes());
+        f[22] = 64;
+        f[23] = 17;
+        f[26..30].copy_from_slice(&[198, 18, 0, 1]);
+        f[30..34].copy_from_slice(&[198, 18, 0, 2]);
+        let mut sum: u32 = f[14..34]
+            .chunks(2)
+            .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+            .sum();
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        f[24..26].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+        f[34..36].copy_from_slice(&(9u16 + (i % 16) as u16).to_be_bytes());
+        f[36..38].copy_from_slice(&9u16.to_be_bytes());
+        f[38..40].copy_from_slice(&(ip_len - 20).to_be_bytes());
+        b.extend(f);
+    }
+    std::fs::write(path, b)
+}
