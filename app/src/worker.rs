@@ -131,6 +131,9 @@ impl Worker {
         drop(rxqs);
         drop(txqs);
         drop(cache);
+        // Drivers' per-lcore caches of this thread go back to the pools now,
+        // before the main thread runs the leak audit.
+        xfwd_mempool::flush_lcore_caches();
         Ok(WorkerResult { cpu, latency: hist })
     }
 }

@@ -18,7 +18,6 @@ use crate::mbuf::{Mbuf, MbufHeader, MBUF_HEADER_SIZE};
 use crate::plan::{PoolConfig, PoolPlan};
 use crate::registry::{RegionId, RegionUse, Registry};
 use crate::ring::{Obj, Ring};
-use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -77,43 +76,75 @@ pub struct PoolStats {
     pub page_size: PageSize,
 }
 
-/// Handle to an mbuf pool (clones share the pool; control plane).
+/// Owns the boxed [`PoolShared`] that every mbuf header points to. Its
+/// `Drop` runs exactly once, when the last handle or cache is gone; if mbufs
+/// are still out then, the box is leaked on purpose (and logged) so they stay
+/// valid — freeing it would leave their back pointers dangling.
 #[derive(Debug)]
-pub struct MbufPool {
-    shared: ManuallyDrop<Arc<PoolShared>>,
-}
+struct PoolOwner(NonNull<PoolShared>);
 
-impl Clone for MbufPool {
-    fn clone(&self) -> Self {
-        MbufPool {
-            shared: ManuallyDrop::new(Arc::clone(&self.shared)),
-        }
-    }
-}
+// SAFETY: PoolOwner is a Box<PoolShared> in all but name; PoolShared is Send
+// and Sync (rings of atomics, a Mutex, Arc'd memory).
+#[allow(unsafe_code)]
+unsafe impl Send for PoolOwner {}
+// SAFETY: as above; only shared references are handed out.
+#[allow(unsafe_code)]
+unsafe impl Sync for PoolOwner {}
 
-impl Drop for MbufPool {
+impl Drop for PoolOwner {
     fn drop(&mut self) {
-        // SAFETY: shared is taken exactly once, here, and never used after.
+        // SAFETY: the box is alive until this drop, which runs once.
         #[allow(unsafe_code)]
-        let arc = unsafe { ManuallyDrop::take(&mut self.shared) };
-        release(arc);
-    }
-}
-
-/// Drop a strong reference; the last one frees the pool unless mbufs are
-/// still out, in which case the pool is leaked so they stay valid.
-fn release(arc: Arc<PoolShared>) {
-    if let Some(inner) = Arc::into_inner(arc) {
+        let s = unsafe { self.0.as_ref() };
         // Nobody can allocate any more; mbufs out can only come back.
-        let out = inner.capacity - inner.ring.count() as usize;
+        let out = s.capacity - s.ring.count() as usize;
         if out != 0 {
             log::error!(
                 "pool `{}` dropped with {out} mbufs still out: leaking its memory so they stay valid",
-                inner.name
+                s.name
             );
-            std::mem::forget(inner);
+            return;
+        }
+        // SAFETY: the pointer came from Box::into_raw in SharedRef::new and no
+        // mbuf, handle or cache refers to it any more.
+        #[allow(unsafe_code)]
+        drop(unsafe { Box::from_raw(self.0.as_ptr()) });
+    }
+}
+
+/// A counted reference to the pool's shared state.
+#[derive(Debug, Clone)]
+struct SharedRef(Arc<PoolOwner>);
+
+impl SharedRef {
+    fn new(s: PoolShared) -> SharedRef {
+        let p = NonNull::from(Box::leak(Box::new(s)));
+        SharedRef(Arc::new(PoolOwner(p)))
+    }
+
+    /// The address every mbuf header of this pool records.
+    #[inline]
+    fn ptr(&self) -> *const PoolShared {
+        self.0 .0.as_ptr()
+    }
+}
+
+impl std::ops::Deref for SharedRef {
+    type Target = PoolShared;
+    #[inline]
+    fn deref(&self) -> &PoolShared {
+        // SAFETY: the box lives at least as long as any PoolOwner reference.
+        #[allow(unsafe_code)]
+        unsafe {
+            self.0 .0.as_ref()
         }
     }
+}
+
+/// Handle to an mbuf pool (clones share the pool; control plane).
+#[derive(Debug, Clone)]
+pub struct MbufPool {
+    shared: SharedRef,
 }
 
 impl MbufPool {
@@ -187,7 +218,7 @@ impl MbufPool {
             });
         }
         let use_ = registry.acquire(region.id, format!("pool {}", cfg.name))?;
-        let shared = Arc::new(PoolShared {
+        let shared = SharedRef::new(PoolShared {
             name: cfg.name.clone(),
             cfg: cfg.clone(),
             ring: Ring::new(cfg.n),
@@ -201,7 +232,7 @@ impl MbufPool {
             _use: use_,
             mem: mem.clone(),
         });
-        let pool_ptr: *const PoolShared = Arc::as_ptr(&shared);
+        let pool_ptr: *const PoolShared = shared.ptr();
         let mut addrs = Vec::with_capacity(offsets.len());
         for (i, &o) in offsets.iter().enumerate() {
             // Pointers derived from the memory's own pointer keep its provenance.
@@ -251,9 +282,7 @@ impl MbufPool {
             region.page_size,
             cfg.cache_size
         );
-        Ok(MbufPool {
-            shared: ManuallyDrop::new(shared),
-        })
+        Ok(MbufPool { shared })
     }
 
     /// A per-lcore cache: a worker thread owns it and allocates/frees through
@@ -267,7 +296,7 @@ impl MbufPool {
         caches.retain(|c| c.live.load(Ordering::Relaxed));
         caches.push(slot.clone());
         PoolCache {
-            shared: ManuallyDrop::new(Arc::clone(&self.shared)),
+            shared: self.shared.clone(),
             objs: vec![std::ptr::null_mut(); flush_thresh + MAX_BURST].into_boxed_slice(),
             len: 0,
             size,
@@ -325,12 +354,12 @@ impl MbufPool {
     /// Identity of this pool (compare with [`Mbuf`]s' pool via
     /// [`MbufPool::owns`]).
     pub fn id(&self) -> usize {
-        Arc::as_ptr(&self.shared) as usize
+        self.shared.ptr() as usize
     }
 
     /// True when `m` came from this pool.
     pub fn owns(&self, m: &Mbuf) -> bool {
-        std::ptr::eq(m.pool_ptr(), Arc::as_ptr(&self.shared))
+        std::ptr::eq(m.pool_ptr(), self.shared.ptr())
     }
 
     /// True when `addr` lies inside this pool's objects.
@@ -412,7 +441,7 @@ pub(crate) fn free_chain(first: NonNull<MbufHeader>) {
 /// shared). Dropping it flushes everything back to the shared ring.
 #[derive(Debug)]
 pub struct PoolCache {
-    shared: ManuallyDrop<Arc<PoolShared>>,
+    shared: SharedRef,
     objs: Box<[Obj]>,
     len: usize,
     size: usize,
@@ -445,6 +474,12 @@ impl PoolCache {
     /// Flush threshold (1.5 × size).
     pub fn flush_threshold(&self) -> usize {
         self.flush_thresh
+    }
+
+    /// Identity of the pool this cache belongs to (see [`MbufPool::id`]).
+    #[inline]
+    pub fn pool_id(&self) -> usize {
+        self.shared.ptr() as usize
     }
 
     /// The pool's name.
@@ -572,7 +607,7 @@ impl PoolCache {
     #[inline]
     pub fn alloc_bulk(&mut self, batch: &mut MbufBatch, n: usize) -> Result<(), AllocError> {
         let start = batch.len();
-        let clean = batch.is_empty() || batch.clean_pool() == Arc::as_ptr(&self.shared) as usize;
+        let clean = batch.is_empty() || batch.clean_pool() == self.shared.ptr() as usize;
         self.alloc_bulk_raw(batch, n)?;
         for m in &mut batch.as_mut_slice()[start..] {
             m.reset();
@@ -584,7 +619,7 @@ impl PoolCache {
             unsafe {
                 let len = batch.len();
                 batch.set_len(0);
-                batch.extend_from_pool(len, Arc::as_ptr(&self.shared) as usize);
+                batch.extend_from_pool(len, self.shared.ptr() as usize);
             }
         }
         Ok(())
@@ -610,7 +645,7 @@ impl PoolCache {
         // single-segment objects of this pool (chains are broken on free).
         #[allow(unsafe_code)]
         unsafe {
-            batch.extend_from_pool(n, Arc::as_ptr(&self.shared) as usize)
+            batch.extend_from_pool(n, self.shared.ptr() as usize)
         };
         Ok(())
     }
@@ -618,7 +653,7 @@ impl PoolCache {
     /// Free one mbuf through the cache.
     #[inline]
     pub fn free(&mut self, m: Mbuf) {
-        if m.is_chained() || !std::ptr::eq(m.pool_ptr(), Arc::as_ptr(&self.shared)) {
+        if m.is_chained() || !std::ptr::eq(m.pool_ptr(), self.shared.ptr()) {
             drop(m);
             return;
         }
@@ -630,7 +665,7 @@ impl PoolCache {
     /// this pool go to the cache in bulk, others to their own pools.
     #[inline(always)]
     pub fn free_batch(&mut self, batch: &mut MbufBatch) {
-        let mine = Arc::as_ptr(&self.shared);
+        let mine = self.shared.ptr();
         // A clean batch of this pool frees without reading any header.
         let simple = batch.clean_pool() == mine as usize
             || batch
@@ -668,9 +703,5 @@ impl Drop for PoolCache {
     fn drop(&mut self) {
         self.flush();
         self.slot.live.store(false, Ordering::Relaxed);
-        // SAFETY: shared is taken exactly once, here.
-        #[allow(unsafe_code)]
-        let arc = unsafe { ManuallyDrop::take(&mut self.shared) };
-        release(arc);
     }
 }

@@ -31,7 +31,7 @@ pub use port::{Link, Port, PortConf, PortId, PortInfo, PortQueues, RxQueue, TxQu
 pub use stats::{PortStats, QueueStats};
 
 /// Drivers [`probe`] knows.
-pub const DRIVERS: &[&str] = &["null", "ring", "pcap", "fault", "vfio", "af_packet"];
+pub const DRIVERS: &[&str] = &["null", "ring", "pcap", "fault", "af_xdp", "af_packet", "vfio"];
 
 /// Create a port from devargs (`null:`, `ring:NAME`, `pcap:rx=..,tx=..`, …).
 ///
@@ -49,8 +49,9 @@ pub fn probe(devargs: &str) -> Result<Box<dyn Port>, PortError> {
         "null" | "net_null" => Box::new(null::NullPort::probe(&d)?),
         "ring" | "net_ring" => Box::new(ring::RingPort::probe(&d)?),
         "pcap" | "net_pcap" => Box::new(pcap::PcapPort::probe(&d)?),
-        "af_packet" | "net_af_packet" => Box::new(af_packet::AfPacketPort::probe(&d)?),
+        "af_xdp" | "net_af_xdp" => Box::new(af_xdp::AfXdpPort::probe(&d)?),
         "vfio" | "net_virtio" => Box::new(vfio::VfioPort::probe(&d)?),
+        "af_packet" | "net_af_packet" => Box::new(af_packet::AfPacketPort::probe(&d)?),
         other => {
             return Err(PortError::UnknownDriver {
                 driver: other.to_string(),

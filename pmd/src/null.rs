@@ -15,7 +15,7 @@ use crate::port::{
 use crate::stats::{PortStats, QueueCounters};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
-use xfwd_mempool::{MbufBatch, PoolCache};
+use xfwd_mempool::{MbufBatch, MbufPool};
 
 static NEXT_MAC: AtomicU16 = AtomicU16::new(0);
 
@@ -98,7 +98,7 @@ impl Port for NullPort {
         let mut q = PortQueues::default();
         for i in 0..conf.rx_queues as usize {
             q.rx.push(Box::new(NullRx {
-                cache: conf.pool(i).expect("checked").cache(),
+                pool: conf.pool(i).expect("checked").clone(),
                 size: self.size,
                 copy: self.copy,
                 template: template(self.size, self.mac),
@@ -108,7 +108,7 @@ impl Port for NullPort {
         }
         for i in 0..conf.tx_queues as usize {
             q.tx.push(Box::new(NullTx {
-                cache: conf.pool(0).expect("checked").cache(),
+                pool: conf.pool(0).expect("checked").clone(),
                 copy: self.copy,
                 counters: self.core.counters.tx[i].clone(),
                 _token: self.core.token(),
@@ -150,7 +150,7 @@ fn template(size: usize, mac: [u8; 6]) -> Vec<u8> {
 
 #[derive(Debug)]
 struct NullRx {
-    cache: PoolCache,
+    pool: MbufPool,
     size: usize,
     copy: bool,
     template: Vec<u8>,
@@ -166,7 +166,13 @@ impl RxQueue for NullRx {
         if n == 0 {
             return 0;
         }
-        if self.cache.alloc_bulk_raw(out, n).is_err() {
+        // The polling thread's (lcore's) cache: TX on this core frees into
+        // the same cache, so the next RX gets hot mbufs back (DPDK's model).
+        if self
+            .pool
+            .with_lcore_cache(|c| c.alloc_bulk_raw(out, n))
+            .is_err()
+        {
             self.counters.add_nombuf(n as u64);
             return 0;
         }
@@ -184,7 +190,7 @@ impl RxQueue for NullRx {
 
 #[derive(Debug)]
 struct NullTx {
-    cache: PoolCache,
+    pool: MbufPool,
     copy: bool,
     counters: Arc<QueueCounters>,
     _token: QueueToken,
@@ -203,7 +209,7 @@ impl TxQueue for NullTx {
             }
         }
         std::hint::black_box(sink);
-        self.cache.free_batch(pkts);
+        self.pool.with_lcore_cache(|c| c.free_batch(pkts));
         self.counters.add(n as u64, bytes);
         n
     }

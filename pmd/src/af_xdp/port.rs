@@ -37,7 +37,7 @@ use std::fmt;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use xfwd_mempool::{Mbuf, MbufBatch, MbufHeader, MbufPool, PoolCache, MBUF_HEADER_SIZE};
+use xfwd_mempool::{Mbuf, MbufBatch, MbufHeader, MbufPool, MBUF_HEADER_SIZE};
 
 /// Chunk size the kernel is told (the buffer part of each pool object).
 const CHUNK: u32 = 2048;
@@ -473,7 +473,7 @@ impl AfXdpPort {
             let reclaim = Arc::new(Reclaim::default());
             let mut rxq = XdpRx {
                 xsk: Some(rx),
-                cache: conf.pool(q).expect("checked").cache(),
+                pool: conf.pool(q).expect("checked").clone(),
                 base,
                 posted: InKernel::new(cap),
                 want_fill: conf.rx_desc as usize,
@@ -485,11 +485,12 @@ impl AfXdpPort {
                 reclaim: reclaim.clone(),
                 _token: self.core.token(),
             };
-            rxq.refill();
+            // The first fill comes from a temporary cache: this is the
+            // control thread, which must not keep an lcore cache of the pool.
+            rxq.refill_from(&mut pool.cache());
             out.rx.push(Box::new(rxq));
             out.tx.push(Box::new(XdpTx {
                 xsk: Some(tx),
-                cache: pool.cache(),
                 pool: pool.clone(),
                 base,
                 len: umem.config().len,
@@ -531,7 +532,7 @@ impl AfXdpPort {
 /// Receive half of one queue.
 struct XdpRx {
     xsk: Option<XskRx>,
-    cache: PoolCache,
+    pool: MbufPool,
     base: usize,
     posted: InKernel,
     want_fill: usize,
@@ -559,6 +560,19 @@ impl XdpRx {
     /// Top the fill ring up to `want_fill` buffers from the pool.
     #[inline]
     fn refill(&mut self) {
+        if self.posted.count >= self.want_fill {
+            return;
+        }
+        // One Arc clone per refilling burst (not per packet) to lend the pool
+        // to the lcore-cache closure while self is borrowed mutably.
+        let pool = self.pool.clone();
+        pool.with_lcore_cache(|c| self.refill_from(c));
+    }
+
+    /// Top the fill ring up from `cache` (the lcore's, or a temporary one at
+    /// start so the control thread keeps no cache of the pool).
+    #[inline]
+    fn refill_from(&mut self, cache: &mut xfwd_mempool::PoolCache) {
         let Some(xsk) = self.xsk.as_mut() else { return };
         let want = self
             .want_fill
@@ -568,7 +582,7 @@ impl XdpRx {
             return;
         }
         let n = want.min(xsk.fill.free());
-        if n == 0 || self.cache.alloc_bulk_raw(&mut self.scratch, n).is_err() {
+        if n == 0 || cache.alloc_bulk_raw(&mut self.scratch, n).is_err() {
             self.counters.add_nombuf(n as u64);
             return;
         }
@@ -648,7 +662,6 @@ impl Drop for XdpRx {
 /// Transmit half of one queue.
 struct XdpTx {
     xsk: Option<XskTx>,
-    cache: PoolCache,
     pool: MbufPool,
     base: usize,
     len: usize,
@@ -681,19 +694,22 @@ impl XdpTx {
             if n == 0 {
                 return;
             }
-            for &a in &self.comp[..n] {
-                let hdr = (self.base + desc_base(a) as usize - MBUF_HEADER_SIZE) as *mut MbufHeader;
-                if let Some(m) = self.posted.take(hdr) {
-                    self.cache.free(m);
+            let (base, comp, posted) = (self.base, &self.comp, &mut self.posted);
+            self.pool.with_lcore_cache(|c| {
+                for &a in &comp[..n] {
+                    let hdr = (base + desc_base(a) as usize - MBUF_HEADER_SIZE) as *mut MbufHeader;
+                    if let Some(m) = posted.take(hdr) {
+                        c.free(m);
+                    }
                 }
-            }
+            });
         }
     }
 
     /// A UMEM mbuf with a copy of `m`'s data (for foreign or chained mbufs).
     #[cold]
     fn copy_into_umem(&mut self, m: &Mbuf) -> Option<Mbuf> {
-        let mut c = self.cache.alloc()?;
+        let mut c = self.pool.with_lcore_cache(|c| c.alloc())?;
         let len = m.pkt_len();
         let dst = c.append(len).ok()?;
         let mut off = 0;
