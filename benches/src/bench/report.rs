@@ -146,7 +146,7 @@ pub fn plots(r: &Results, dir: &Path) -> std::io::Result<Vec<String>> {
         }
         let l = svg::lines(
             "Frame-size sweep: forwarded Mpps vs frame size",
-            "frame size (bytes, without FCS)",
+            "frame size (bytes)",
             "Mpps (log)",
             &series,
         );
@@ -276,12 +276,12 @@ pub fn markdown(r: &Results, img: &str, plots: &[String]) -> String {
         o.push('\n');
     }
     if !r.latency.is_empty() {
-        let _ = writeln!(o, "Latency of xfwd txonly → ring → rxonly (generator timestamps; load set by refusing a fraction of generator bursts until txonly has a rate limiter):\n\n| refused bursts | received Mpps | p50 ns | p90 ns | p99 ns | p99.9 ns | max ns |\n|---|---|---|---|---|---|---|");
+        let _ = writeln!(o, "Latency of xfwd txonly → ring → rxonly (from the generator's timestamps):\n\n| offered load | received Mpps | p50 ns | p90 ns | p99 ns | p99.9 ns | max ns |\n|---|---|---|---|---|---|---|");
         for p in &r.latency {
             let _ = writeln!(
                 o,
-                "| {:.2} | {:.2}{} | {} | {} | {} | {} | {} |",
-                p.refuse,
+                "| {} | {:.3}{} | {} | {} | {} | {} | {} |",
+                p.load,
                 p.mpps,
                 if p.noisy { " ⚠" } else { "" },
                 p.p50_ns,
@@ -292,6 +292,27 @@ pub fn markdown(r: &Results, img: &str, plots: &[String]) -> String {
             );
         }
         o.push('\n');
+    }
+    for x in &r.rfc2544 {
+        let rates: Vec<String> = x
+            .rates_pps
+            .iter()
+            .map(|v| format!("{:.3}", v / 1e6))
+            .collect();
+        let spread = match (
+            x.rates_pps.iter().copied().reduce(f64::min),
+            x.rates_pps.iter().copied().reduce(f64::max),
+        ) {
+            (Some(a), Some(b)) if b > 0.0 => {
+                format!("; repetitions differ by {:.1} %", 100.0 * (b - a) / b)
+            }
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            o,
+            "RFC 2544 throughput, {} ({} B frames, {:.1} s trials, resolution {:.3} Mpps, bound {:.2} Mpps): zero-loss rate {} Mpps{spread}.\n",
+            x.path, x.frame, x.trial_s, x.resolution_pps / 1e6, x.max_pps / 1e6, rates.join(" / ")
+        );
     }
     if !r.notes.is_empty() {
         let _ = writeln!(o, "Notes:\n");

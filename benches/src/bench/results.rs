@@ -154,8 +154,10 @@ pub struct SweepPoint {
 /// One point of latency vs offered load.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LatencyPoint {
-    /// Fraction of generator bursts refused (the load knob).
-    pub refuse: f64,
+    /// The load knob: `refuse 0.9` (fraction of generator bursts refused)
+    /// or `50 % of zero-loss` (xfwd `--tx-rate`).
+    #[serde(default)]
+    pub load: String,
     /// Received Mpps.
     pub mpps: f64,
     /// p50, p90, p99, p99.9, max in ns.
@@ -197,8 +199,30 @@ pub struct Results {
     pub sweep: Vec<SweepPoint>,
     /// Latency vs load (xfwd txonly → ring → rxonly).
     pub latency: Vec<LatencyPoint>,
+    /// RFC 2544 throughput searches (xfwd txonly `--tx-rate` → ring → rxonly).
+    #[serde(default)]
+    pub rfc2544: Vec<Rfc2544Outcome>,
     /// Notes (skipped parts and why).
     pub notes: Vec<String>,
+}
+
+/// One RFC 2544 search.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Rfc2544Outcome {
+    /// The path searched.
+    pub path: String,
+    /// Frame length, bytes.
+    pub frame: u32,
+    /// Seconds per trial.
+    pub trial_s: f64,
+    /// Upper bound (line rate), pps.
+    pub max_pps: f64,
+    /// Resolution, pps.
+    pub resolution_pps: f64,
+    /// Zero-loss rate of each repetition, pps.
+    pub rates_pps: Vec<f64>,
+    /// Trials of each repetition: (rate pps, sent, received).
+    pub steps: Vec<Vec<(f64, u64, u64)>>,
 }
 
 #[cfg(test)]

@@ -15,7 +15,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
-use xfwd_benches::bench::results::{LatencyPoint, Results, ScenarioResult, Side, SweepPoint};
+use xfwd_benches::bench::ratepath::{self, RingPath};
+use xfwd_benches::bench::results::{
+    LatencyPoint, Results, Rfc2544Outcome, ScenarioResult, Side, SweepPoint,
+};
+use xfwd_benches::bench::rfc2544::{self, SearchConfig};
 use xfwd_benches::bench::runner::{self, Cmd, Tool, Trial};
 use xfwd_benches::bench::scenario::{self, Env, Topology};
 use xfwd_benches::bench::{procfs, report};
@@ -35,10 +39,11 @@ struct Opts {
     out: PathBuf,
     md: PathBuf,
     report_only: bool,
+    rate_only: bool,
 }
 
 const USAGE: &str = "usage: xfwd-bench [--quick] [--runs N] [--warmup S] [--measure S] [--scenarios a,b] \
-[--no-sweep] [--no-latency] [--noise-limit PCT] [--reruns N] [--xfwd PATH] [--out DIR] [--md PATH] [--report-only]\n\
+[--no-sweep] [--no-latency] [--noise-limit PCT] [--reruns N] [--xfwd PATH] [--out DIR] [--md PATH] [--report-only] [--rate-only]\n\
 scenarios: null-io, null-macswap, ring, af_xdp-veth, af_packet-veth";
 
 fn parse(root: &Path) -> Result<Opts, String> {
@@ -67,6 +72,7 @@ fn parse(root: &Path) -> Result<Opts, String> {
         },
         out,
         report_only: false,
+        rate_only: false,
     };
     let mut i = 0;
     let val = |i: usize| {
@@ -128,6 +134,7 @@ fn parse(root: &Path) -> Result<Opts, String> {
                 i += 1;
             }
             "--report-only" => o.report_only = true,
+            "--rate-only" => o.rate_only = true,
             "-h" | "--help" => return Err(USAGE.into()),
             x => return Err(format!("unknown argument {x:?}\n{USAGE}")),
         }
@@ -208,7 +215,13 @@ impl Bench {
     fn trial(&self, spec: &runner::TrialSpec, label: &str) -> Trial {
         let mut t = runner::run(spec);
         let mut n = 0;
-        while t.status == "noisy" && n < self.o.reruns && Instant::now() < self.rerun_until {
+        // A warm-up run is discarded anyway: never rerun it.
+        let reruns = if label.contains("warm-up") {
+            0
+        } else {
+            self.o.reruns
+        };
+        while t.status == "noisy" && n < reruns && Instant::now() < self.rerun_until {
             eprintln!(
                 "    {label}: noisy ({:.0} % of a CPU used by others), rerun",
                 t.noise_pct
@@ -322,7 +335,10 @@ impl Bench {
             &[64, 128, 256, 512, 1024, 1518]
         };
         let mut pts = Vec::new();
-        let env = &self.env;
+        // One run per point, shorter: the sweep shows a shape, not a ratio.
+        let mut env = self.env.clone();
+        env.measure = env.measure.min(2.0);
+        let env = &env;
         let scs: &[&str] = if self.o.quick {
             &["null-io"]
         } else {
@@ -414,7 +430,7 @@ impl Bench {
             let g = |k: &str| l[k].as_u64().unwrap_or(0);
             // Only port1 receives: the RX total is the received rate.
             pts.push(LatencyPoint {
-                refuse: p,
+                load: format!("refuse {p} of bursts"),
                 mpps: t.mpps,
                 p50_ns: g("p50_ns"),
                 p90_ns: g("p90_ns"),
@@ -425,6 +441,99 @@ impl Bench {
             });
         }
         pts
+    }
+}
+
+impl Bench {
+    /// With xfwd `--tx-rate`: RFC 2544 zero-loss rate of the ring path
+    /// (repeated), then latency at 10/50/90 % of it.
+    fn rate_based(&mut self) -> (Vec<Rfc2544Outcome>, Vec<LatencyPoint>) {
+        let mut path = RingPath {
+            xfwd: self.env.xfwd.clone(),
+            out: self.env.out.clone(),
+            gen_cpu: self.env.main_cpu,
+            rx_cpu: self.env.fwd_cpu,
+            frame: 64,
+        };
+        let max = SearchConfig::line_rate_pps(10.0, 64);
+        let cfg = SearchConfig {
+            max_pps: max,
+            resolution_pps: max / 100.0,
+            trial_secs: if self.o.quick { 0.5 } else { 1.0 },
+            loss_tolerance: 0.0,
+            max_trials: 12,
+        };
+        let reps = if self.o.quick { 1 } else { 2 };
+        let mut out = Rfc2544Outcome {
+            path: "xfwd txonly --tx-rate → ring → rxonly".into(),
+            frame: 64,
+            trial_s: cfg.trial_secs,
+            max_pps: max,
+            resolution_pps: cfg.resolution_pps,
+            rates_pps: Vec::new(),
+            steps: Vec::new(),
+        };
+        for i in 0..reps {
+            match rfc2544::search(&mut path, &cfg) {
+                Ok(t) => {
+                    eprintln!(
+                        "    rfc2544 ring #{}: zero-loss {:.3} Mpps in {} trials",
+                        i + 1,
+                        t.rate_pps / 1e6,
+                        t.steps.len()
+                    );
+                    out.rates_pps.push(t.rate_pps);
+                    out.steps.push(
+                        t.steps
+                            .iter()
+                            .map(|s| (s.rate_pps, s.sent, s.received))
+                            .collect(),
+                    );
+                }
+                Err(e) => self
+                    .notes
+                    .push(format!("RFC 2544 search on the ring path failed: {e}")),
+            }
+        }
+        let mut lat = Vec::new();
+        let zl = out.rates_pps.iter().copied().fold(f64::MAX, f64::min);
+        if self.o.latency && zl.is_finite() && zl > 0.0 && zl < f64::MAX {
+            for pct in [10.0, 50.0, 90.0] {
+                let rate = zl * pct / 100.0;
+                match path.run(rate, self.env.measure.max(1.0)) {
+                    Ok(t) => {
+                        let l = &t.latency;
+                        let g = |k: &str| l[k].as_u64().unwrap_or(0);
+                        eprintln!(
+                            "    latency at {pct} %: p50 {} ns p99 {} ns",
+                            g("p50_ns"),
+                            g("p99_ns")
+                        );
+                        lat.push(LatencyPoint {
+                            load: format!("{pct:.0} % of zero-loss ({:.3} Mpps)", rate / 1e6),
+                            mpps: rate / 1e6,
+                            p50_ns: g("p50_ns"),
+                            p90_ns: g("p90_ns"),
+                            p99_ns: g("p99_ns"),
+                            p999_ns: g("p999_ns"),
+                            max_ns: g("max_ns"),
+                            noisy: false,
+                        });
+                    }
+                    Err(e) => self
+                        .notes
+                        .push(format!("latency at {pct} % of zero-loss: {e}")),
+                }
+            }
+        }
+        (
+            if out.rates_pps.is_empty() {
+                Vec::new()
+            } else {
+                vec![out]
+            },
+            lat,
+        )
     }
 }
 
@@ -451,17 +560,25 @@ fn main() {
         std::process::exit(1);
     }
     let json_path = o.out.join("results.json");
-    let results = if o.report_only {
-        match std::fs::read_to_string(&json_path)
-            .map_err(|e| e.to_string())
-            .and_then(|s| serde_json::from_str::<Results>(&s).map_err(|e| e.to_string()))
-        {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("xfwd-bench: {}: {e}", json_path.display());
-                std::process::exit(1);
-            }
+    let load = || match std::fs::read_to_string(&json_path)
+        .map_err(|e| e.to_string())
+        .and_then(|s| serde_json::from_str::<Results>(&s).map_err(|e| e.to_string()))
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("xfwd-bench: {}: {e}", json_path.display());
+            std::process::exit(1);
         }
+    };
+    let results = if o.report_only {
+        load()
+    } else if o.rate_only {
+        let mut r = load();
+        if let Err(e) = rate_update(&root, o, &mut r) {
+            eprintln!("xfwd-bench: {e}");
+            std::process::exit(1);
+        }
+        r
     } else {
         match run_all(&root, o) {
             Ok(r) => r,
@@ -514,6 +631,47 @@ fn main() {
     );
 }
 
+/// `--rate-only`: rerun the RFC 2544 search and the latency points into an
+/// existing results.json (the scenarios stay as they were).
+fn rate_update(root: &Path, o: Opts, r: &mut Results) -> Result<(), String> {
+    let xfwd = match &o.xfwd {
+        Some(p) => p.clone(),
+        None => build_xfwd(root)?,
+    };
+    if !ratepath::supports_tx_rate(&xfwd) {
+        return Err(format!("{} has no --tx-rate/--tx-count", xfwd.display()));
+    }
+    let ncpu = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let env = Env {
+        xfwd,
+        testpmd: "dpdk-testpmd".into(),
+        root: root.to_path_buf(),
+        out: o.out.clone(),
+        fwd_cpu: if ncpu > 1 { 1 } else { 0 },
+        main_cpu: 0,
+        warmup: r.warmup_s,
+        measure: r.measure_s,
+        noise_limit_pct: r.noise_limit_pct,
+    };
+    let mut b = Bench {
+        env,
+        o,
+        notes: Vec::new(),
+        rerun_until: Instant::now(),
+    };
+    let (rfc, lat) = b.rate_based();
+    r.rfc2544 = rfc;
+    r.latency = lat;
+    r.notes
+        .retain(|n| !n.starts_with("RFC 2544") && !n.starts_with("latency"));
+    r.notes.extend(b.notes);
+    r.command
+        .push_str(" (RFC 2544 and latency: scripts/bench --rate-only)");
+    Ok(())
+}
+
 fn run_all(root: &Path, o: Opts) -> Result<Results, String> {
     let t0 = Instant::now();
     let xfwd = match &o.xfwd {
@@ -552,7 +710,7 @@ fn run_all(root: &Path, o: Opts) -> Result<Results, String> {
         .chain(std::env::args().skip(1))
         .collect::<Vec<_>>()
         .join(" ");
-    let budget = std::time::Duration::from_secs(if o.quick { 0 } else { 420 });
+    let budget = std::time::Duration::from_secs(if o.quick { 0 } else { 150 });
     let mut b = Bench {
         env,
         o,
@@ -564,8 +722,15 @@ fn run_all(root: &Path, o: Opts) -> Result<Results, String> {
         scenarios.push(b.scenario(&s));
     }
     let sweep = if b.o.sweep { b.sweep() } else { Vec::new() };
-    let latency = if b.o.latency { b.latency() } else { Vec::new() };
-    b.notes.push("RFC 2544 throughput search: implemented (benches/src/bench/rfc2544.rs, tested against simulated DUTs) but not run: xfwd txonly has no rate limiter yet (needs `--tx-rate PPS`).".into());
+    let (rfc, latency) = if ratepath::supports_tx_rate(&b.env.xfwd) {
+        b.rate_based()
+    } else {
+        b.notes.push("RFC 2544 throughput search: implemented (benches/src/bench/rfc2544.rs, tested against simulated DUTs) but not run: this xfwd has no `--tx-rate`/`--tx-count`; latency load set by refusing generator bursts instead.".into());
+        (
+            Vec::new(),
+            if b.o.latency { b.latency() } else { Vec::new() },
+        )
+    };
     b.notes.push("ring: xfwd has no `--tx-first`; its loop is seeded once with 64 frames from a pcap port polled by the same lcore (one extra empty poll per iteration).".into());
     Ok(Results {
         machine: procfs::Machine::describe(
@@ -581,6 +746,7 @@ fn run_all(root: &Path, o: Opts) -> Result<Results, String> {
         scenarios,
         sweep,
         latency,
+        rfc2544: rfc,
         notes: b.notes,
     })
 }
