@@ -125,6 +125,16 @@ pub struct Opts {
     /// Flows the generator cycles through  [txonly.flows].
     #[arg(long, global = true, value_name = "N")]
     pub tx_flows: Option<u32>,
+    /// Generator rate per stream: packets/s (`250000`, `1.5M`, `200k`) or `P%`
+    /// of --link-speed, counting 4 B FCS + 20 B preamble/IFG per frame  [txonly.rate].
+    #[arg(long, global = true, value_name = "RATE")]
+    pub tx_rate: Option<String>,
+    /// Link speed for percentage rates: `1G`, `10G`, `25G`, `100G`  [txonly.link_speed].
+    #[arg(long, global = true, value_name = "SPEED")]
+    pub link_speed: Option<String>,
+    /// Packets each generating stream sends, then stops (0 = no limit)  [txonly.count].
+    #[arg(long, global = true, value_name = "N")]
+    pub tx_count: Option<u64>,
     /// Generator IPs `SRC,DST`  [txonly.src_ip, txonly.dst_ip].
     #[arg(long, global = true, value_name = "SRC,DST")]
     pub tx_ip: Option<String>,

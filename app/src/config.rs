@@ -170,6 +170,14 @@ pub struct TxCfg {
     pub src_port: u32,
     /// UDP destination port.
     pub dst_port: u32,
+    /// Target rate of each generating stream: packets/s (`250000`, `1.5M`,
+    /// `200k`) or a percentage of `link_speed` (`10%`); empty = as fast as
+    /// possible.
+    pub rate: String,
+    /// Link speed for percentage rates (`10G`, `25G`, `100G`, `1G`).
+    pub link_speed: String,
+    /// Packets each generating stream sends before it stops (0 = no limit).
+    pub count: u64,
 }
 
 impl Default for TxCfg {
@@ -181,6 +189,9 @@ impl Default for TxCfg {
             dst_ip: "198.18.0.2".into(),
             src_port: 9,
             dst_port: 9,
+            rate: String::new(),
+            link_speed: "10G".into(),
+            count: 0,
         }
     }
 }
@@ -360,6 +371,14 @@ pub fn settings(path: Option<&Path>, o: &Opts) -> Result<Settings, ConfigError> 
     );
     set!(o.txpkts, "txonly.pkt_len", "--txpkts", cfg.txonly.pkt_len);
     set!(o.tx_flows, "txonly.flows", "--tx-flows", cfg.txonly.flows);
+    set!(o.tx_rate, "txonly.rate", "--tx-rate", cfg.txonly.rate);
+    set!(
+        o.link_speed,
+        "txonly.link_speed",
+        "--link-speed",
+        cfg.txonly.link_speed
+    );
+    set!(o.tx_count, "txonly.count", "--tx-count", cfg.txonly.count);
     if o.no_huge {
         if o.mem_backing.as_deref().is_some_and(|b| b != "heap") {
             return Err(ConfigError::Invalid {

@@ -262,6 +262,35 @@ pub fn validate(s: &Settings) -> Result<Plan, ConfigError> {
             v.range("txonly.dst_port", t.dst_port.into(), 0, 65535, "")?;
             t.dst_port as u16
         },
+        rate_pps: None,
+        count: t.count,
+    };
+    let link_bps = match crate::fwd::txgen::parse_speed(&t.link_speed) {
+        Some(b) => b,
+        None => {
+            return v.bad(
+                "txonly.link_speed",
+                &t.link_speed,
+                "a link speed like 1G, 10G, 25G, 100G",
+            )
+        }
+    };
+    let gen = GenConfig {
+        rate_pps: if t.rate.trim().is_empty() {
+            None
+        } else {
+            match crate::fwd::txgen::parse_rate(&t.rate, link_bps, gen.pkt_len) {
+                Some(r) => Some(r),
+                None => {
+                    return v.bad(
+                        "txonly.rate",
+                        &t.rate,
+                        "packets/s (250000, 1.5M, 200k, at least 1) or a percentage of the link speed (10%, 0 < P <= 100)",
+                    )
+                }
+            }
+        },
+        ..gen
     };
 
     // Ports: probe (opens the device, allocates nothing) and check layouts.

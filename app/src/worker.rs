@@ -183,11 +183,16 @@ impl Ctx<'_> {
             }
         }
         if let (Some(gen), Some(tx)) = (s.gen.as_mut(), s.tx) {
-            if cache.alloc_bulk(b, self.burst).is_err() {
+            let now = *clock.get_or_insert_with(latency::now_ns);
+            let n = gen.allowance(now, self.burst);
+            if n == 0 {
+                return handled;
+            }
+            if cache.alloc_bulk(b, n).is_err() {
                 s.counters.nombuf.add(1);
                 return handled;
             }
-            let now = *clock.get_or_insert_with(latency::now_ns);
+            gen.generated(n);
             let len = gen.len();
             for m in b.iter_mut() {
                 if m.reset_len(len).is_ok() {

@@ -12,7 +12,7 @@ pub const MIN_LEN: usize = 60;
 
 /// What the generator sends (testpmd `--txpkts`, `--tx-ip`, `--tx-udp`,
 /// `--txonly-multi-flow`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct GenConfig {
     /// Frame length without FCS.
     pub pkt_len: usize,
@@ -26,6 +26,50 @@ pub struct GenConfig {
     pub src_port: u16,
     /// UDP destination port.
     pub dst_port: u16,
+    /// Packets per second per generating stream (`None` = as fast as possible).
+    pub rate_pps: Option<f64>,
+    /// Packets per generating stream before it stops (0 = no limit).
+    pub count: u64,
+}
+
+/// Parse a link speed: `1G`, `10G`, `25G`, `40G`, `100G`, `100M` → bits/s.
+pub fn parse_speed(s: &str) -> Option<f64> {
+    let t = s.trim().to_ascii_uppercase();
+    let t = t
+        .strip_suffix("BPS")
+        .or(t.strip_suffix("B"))
+        .unwrap_or(&t)
+        .to_string();
+    let (num, mul) = match t.chars().last()? {
+        'G' => (&t[..t.len() - 1], 1e9),
+        'M' => (&t[..t.len() - 1], 1e6),
+        'K' => (&t[..t.len() - 1], 1e3),
+        _ => (&t[..], 1.0),
+    };
+    let v: f64 = num.parse().ok()?;
+    (v > 0.0 && v.is_finite()).then_some(v * mul)
+}
+
+/// Parse a rate: `250000`, `1.5M`, `200k` packets/s, or `P%` of `link_bps`
+/// for frames of `pkt_len` bytes (+4 FCS +20 preamble and inter-frame gap).
+pub fn parse_rate(s: &str, link_bps: f64, pkt_len: usize) -> Option<f64> {
+    let t = s.trim();
+    let pps = if let Some(p) = t.strip_suffix('%') {
+        let pct: f64 = p.trim().parse().ok()?;
+        if !(pct > 0.0 && pct <= 100.0) {
+            return None;
+        }
+        pct / 100.0 * link_bps / ((pkt_len + 4 + 20) * 8) as f64
+    } else {
+        let u = t.to_ascii_uppercase();
+        let (num, mul) = match u.chars().last()? {
+            'M' => (&u[..u.len() - 1], 1e6),
+            'K' => (&u[..u.len() - 1], 1e3),
+            _ => (&u[..], 1.0),
+        };
+        num.trim().parse::<f64>().ok()? * mul
+    };
+    (pps >= 1.0 && pps.is_finite()).then_some(pps)
 }
 
 impl Default for GenConfig {
@@ -37,6 +81,8 @@ impl Default for GenConfig {
             dst_ip: Ipv4Addr::new(198, 18, 0, 2),
             src_port: 9,
             dst_port: 9,
+            rate_pps: None,
+            count: 0,
         }
     }
 }
@@ -50,6 +96,10 @@ pub struct Generator {
     vary_ip: bool,
     base_ip: u32,
     base_port: u16,
+    rate_pps: Option<f64>,
+    count: u64,
+    made: u64,
+    t0: Option<u64>,
 }
 
 impl Generator {
@@ -88,7 +138,41 @@ impl Generator {
             vary_ip,
             base_ip: u32::from(cfg.dst_ip),
             base_port: cfg.src_port,
+            rate_pps: cfg.rate_pps,
+            count: cfg.count,
+            made: 0,
+            t0: None,
         }
+    }
+
+    /// How many packets may be generated now, at most `burst`: the target
+    /// rate since the first call (a token bucket without burst credit beyond
+    /// one burst) and the packet count limit. Call with the burst's clock.
+    #[inline]
+    pub fn allowance(&mut self, now_ns: u64, burst: usize) -> usize {
+        let mut n = burst as u64;
+        if self.count > 0 {
+            n = n.min(self.count - self.made.min(self.count));
+        }
+        if let Some(pps) = self.rate_pps {
+            let t0 = *self.t0.get_or_insert(now_ns);
+            let due = ((now_ns - t0) as f64 * pps / 1e9) as u64 + 1;
+            // At most 10 ms of credit (and at least 4 bursts): a generator
+            // preempted for a time slice catches up, one stalled longer does
+            // not later send a line-rate spike.
+            let credit = ((pps / 100.0) as u64).max(4 * burst as u64);
+            if due > self.made + credit {
+                self.made = due - credit;
+            }
+            n = n.min(due.saturating_sub(self.made));
+        }
+        n as usize
+    }
+
+    /// Record `n` packets generated.
+    #[inline]
+    pub fn generated(&mut self, n: usize) {
+        self.made += n as u64;
     }
 
     /// Frame length.
@@ -99,6 +183,11 @@ impl Generator {
     /// True when the template is empty (never).
     pub fn is_empty(&self) -> bool {
         self.template.is_empty()
+    }
+
+    /// True when the packet count limit is reached.
+    pub fn done(&self) -> bool {
+        self.count > 0 && self.made >= self.count
     }
 
     /// Write the next packet into `out` (exactly `len()` bytes) stamped `now_ns`.
@@ -121,5 +210,74 @@ impl Generator {
             }
         }
         latency::stamp(out, now_ns);
+    }
+}
+
+#[cfg(test)]
+mod rate_tests {
+    use super::*;
+
+    fn gen(rate: Option<f64>, count: u64) -> Generator {
+        let cfg = GenConfig {
+            rate_pps: rate,
+            count,
+            ..Default::default()
+        };
+        Generator::new(&cfg, &[2, 0, 0, 0, 0, 1], &[2, 0, 0, 0, 0, 2], false)
+    }
+
+    #[test]
+    fn rates_and_speeds_parse() {
+        assert_eq!(parse_speed("10G"), Some(10e9));
+        assert_eq!(parse_speed("100g"), Some(100e9));
+        assert_eq!(parse_speed("25Gbps"), Some(25e9));
+        assert_eq!(parse_speed("fast"), None);
+        assert_eq!(parse_rate("250000", 10e9, 64), Some(250000.0));
+        assert_eq!(parse_rate("1.5M", 10e9, 64), Some(1.5e6));
+        assert_eq!(parse_rate("200k", 10e9, 64), Some(200e3));
+        // 64 B + 4 FCS + 20 preamble/IFG = 88 B = 704 bits: 10G line rate is 14.2 Mpps.
+        let full = parse_rate("100%", 10e9, 60).unwrap();
+        assert!((full - 10e9 / 672.0).abs() < 1.0, "{full}");
+        assert_eq!(parse_rate("0%", 10e9, 64), None);
+        assert_eq!(parse_rate("101%", 10e9, 64), None);
+        assert_eq!(parse_rate("0", 10e9, 64), None);
+        assert_eq!(parse_rate("x", 10e9, 64), None);
+    }
+
+    #[test]
+    fn allowance_follows_the_rate_and_the_count() {
+        let mut g = gen(Some(1e6), 0); // 1 packet per µs
+        let mut t = 1_000_000_000u64;
+        let mut sent = 0u64;
+        for _ in 0..10_000 {
+            let n = g.allowance(t, 32);
+            g.generated(n);
+            sent += n as u64;
+            t += 1_000; // 1 µs per loop
+        }
+        // 10 ms at 1 Mpps: 10 000 packets (± the first one).
+        assert!((9_999..=10_001).contains(&sent), "{sent}");
+        // A long stall earns at most 10 ms of credit, not a spike of everything owed.
+        t += 1_000_000_000;
+        let mut burst_total = 0;
+        loop {
+            let n = g.allowance(t, 32);
+            if n == 0 {
+                break;
+            }
+            g.generated(n);
+            burst_total += n;
+        }
+        assert!(burst_total <= 10_001 + 32, "{burst_total}");
+        // The count limit stops generation exactly.
+        let mut g = gen(None, 100);
+        let mut total = 0;
+        for _ in 0..10 {
+            let n = g.allowance(0, 32);
+            g.generated(n);
+            total += n;
+        }
+        assert_eq!(total, 100);
+        assert!(g.done());
     }
 }
