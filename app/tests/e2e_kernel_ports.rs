@@ -223,3 +223,13 @@ fn no_xdp_program_remains_after_xfwd_is_killed() {
         "XDP program left on d1 after SIGKILL"
     );
 }
+
+#[test]
+fn xfwd_forwards_between_af_packet_ports() {
+    forward_and_account(
+        "af_packet:iface=d0",
+        "af_packet:iface=d1",
+        false,
+        "xfwd af_packet",
+    );
+}
