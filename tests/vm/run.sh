@@ -79,6 +79,10 @@ log "qemu rc=$rc after $(($(date +%s) - t0))s; log: $LOG"
 # Summary.
 echo "=================== VFIO guest checks ==================="
 grep -E '^CHECK ' "$LOG" | sed 's/^CHECK //'
+if grep -q '^PEER ' "$LOG"; then
+	echo "------- peer on the same NICs (informational, not part of the result) -------"
+	grep -E '^PEER ' "$LOG" | sed 's/^PEER //'
+fi
 pass=$(grep -cE '^CHECK [^:]+: PASS' "$LOG")
 fail=$(grep -cE '^CHECK [^:]+: FAIL' "$LOG")
 want=15

@@ -20,6 +20,8 @@ for p in mempool_ring net_virtio; do
 	objs+=("$P/librte_$p.so.23")
 	echo "-d $P/librte_$p.so.23" >> "$R/dpdk/plugins"
 done
+# glibc dlopens libgcc_s for pthread_cancel at exit.
+objs+=("$(ldconfig -p | awk '/libgcc_s.so.1 .*x86-64/{l = $NF} END {print l}')")
 for o in "${objs[@]}"; do
 	echo "$o"
 	ldd "$o" | awk '/=> \//{print $3} /^\t\/lib64/{print $1}'
