@@ -2,7 +2,7 @@
 # In the guest: Debian's dpdk-testpmd as a peer on the same vfio-bound virtio-net NICs
 # xfwd used (same QEMU hub): testpmd rxonly on A, testpmd txonly on C, like xfwd's
 # txonly/rxonly check; prints a PEER line to read beside xfwd's CHECKs. Correctness only.
-A=$1 C=$2
+A=$1 C=$2 AMAC=${3:-52:54:00:12:00:03} # the MAC run.sh gives the NIC at 00:03.0
 mkdir -p /mnt/huge /var/run && mount -t hugetlbfs nodev /mnt/huge
 TP="/dpdk/dpdk-testpmd -n 1 -m 128 $(cat /dpdk/plugins) --no-telemetry --huge-dir /mnt/huge"
 OPTS="--stats-period=0 --total-num-mbufs=2048 --txd=256 --rxd=256"
@@ -13,7 +13,7 @@ rxpid=$!
 i=0
 while ! grep -q 'Start automatic packet forwarding\|Press enter' /tmp/tprx.log && [ $i -lt 100 ]; do sleep 0.2; i=$((i + 1)); done
 # shellcheck disable=SC2086
-timeout -s INT 6 $TP -l 0-1 --file-prefix tptx -a $C -- --forward-mode=txonly $OPTS > /tmp/tptx.log 2>&1 < /dev/null
+timeout -s INT 6 $TP -l 0-1 --file-prefix tptx -a $C -- --forward-mode=txonly --eth-peer=0,$(cat /sys/bus/pci/devices/$A/../$A/net/*/address 2>/dev/null || echo 52:54:00:12:00:03) $OPTS > /tmp/tptx.log 2>&1 < /dev/null
 txrc=$?
 sleep 2
 kill -INT $rxpid 2>/dev/null
