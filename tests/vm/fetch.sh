@@ -25,28 +25,25 @@ need=""
 for p in "$KPKG" busybox-static; do ls debs/"${p}"_*.deb >/dev/null 2>&1 || need="$need $p"; done
 [ -z "$need" ] || (cd debs && apt-get download $need)
 
-# QEMU: a working system install, else try apt-get install, else unpack the debs.
+# QEMU: a working system install, else `apt-get install`, else (e.g. when a newer
+# qemu-utils blocks the install, as on the dev machines) unpack the debs with dpkg -x.
+# QEMU_FROM_DEBS=1 forces the unpacked copy.
 QEMU_SH="qemu-system-x86_64"
-if ! qemu-system-x86_64 -version >/dev/null 2>&1; then
-	if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-		qemu-system-x86 >/dev/null 2>&1 || ! qemu-system-x86_64 -version >/dev/null 2>&1; then
-		log "apt-get install qemu-system-x86 failed here: unpacking the debs instead"
+have_qemu() { [ "${QEMU_FROM_DEBS:-0}" != 1 ] && qemu-system-x86_64 -version >/dev/null 2>&1; }
+if ! have_qemu; then
+	if [ "${QEMU_FROM_DEBS:-0}" = 1 ] || ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		--no-install-recommends qemu-system-x86 >/dev/null 2>&1 || ! have_qemu; then
+		log "using QEMU unpacked from its debs (apt-get install not possible or not wanted)"
 		QP="qemu-system-x86 qemu-system-common qemu-system-data seabios ipxe-qemu libcapstone4
-		    libpmem1 librdmacm1 libslirp0 libvdeplug2 libndctl6 libdaxctl1 libfdt1 libibverbs1
-		    libaio1 liburing2 libgfapi0 libglusterfs0 libgfrpc0 libgfxdr0 libiscsi7 librbd1
-		    librados2 libnfs13 libssh-4 libusb-1.0-0 libusbredirparser1 libjpeg62-turbo
-		    libpng16-16 libsnappy1v5 libspice-server1 libvirglrenderer1 libfuse3-3 libnuma1
-		    libseccomp2 libpixman-1-0 libsdl2-2.0-0 libbpf1 liblzo2-2 libgnutls30 libexecs0
-		    libepoxy0 libgbm1 libxenmisc4.17 libxencall1 libxendevicemodel1 libxenevtchn1
-		    libxenforeignmemory1 libxengnttab1 libxenstore4 libxentoolcore1 libxentoollog1
-		    libxenhypfs1 libyajl2 libcacard0 libudev1 libglib2.0-0 libgmp10 libnettle8 libhogweed6"
-			if [ ! -x qroot/usr/bin/qemu-system-x86_64 ]; then
-			rm -rf qroot && mkdir -p qroot debs/q
-			(cd debs/q && for p in $QP; do ls "${p}"_*.deb >/dev/null 2>&1 || apt-get download -qq "$p" 2>/dev/null || log "(no $p)"; done)
+		    libpmem1 librdmacm1 libslirp0 libvdeplug2 libndctl6 libdaxctl1 libexecs0"
+		if [ ! -x qroot/usr/bin/qemu-system-x86_64 ]; then
+			rm -rf qroot debs/q && mkdir -p qroot debs/q
+			# shellcheck disable=SC2086
+			(cd debs/q && apt-get download -qq $QP)
 			for d in debs/q/*.deb; do dpkg -x "$d" qroot; done
 		fi
 		Q=$C/qroot
-		QEMU_SH="env LD_LIBRARY_PATH=$Q/usr/lib/x86_64-linux-gnu:$Q/lib/x86_64-linux-gnu QEMU_MODULE_DIR=$Q/usr/lib/x86_64-linux-gnu/qemu $Q/usr/bin/qemu-system-x86_64 -L $Q/usr/share/qemu -L $Q/usr/share/seabios -L $Q/usr/lib/ipxe/qemu"
+		QEMU_SH="env LD_LIBRARY_PATH=$Q/usr/lib/x86_64-linux-gnu QEMU_MODULE_DIR=$Q/usr/lib/x86_64-linux-gnu/qemu $Q/usr/bin/qemu-system-x86_64 -L $Q/usr/share/qemu -L $Q/usr/share/seabios -L $Q/usr/lib/ipxe/qemu"
 	fi
 fi
 $QEMU_SH -version | head -1
