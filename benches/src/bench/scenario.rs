@@ -14,8 +14,8 @@ pub const ALL: &[&str] = &[
     "af_packet-veth",
 ];
 
-/// Topology name (namespaces xb-gen, xb-dut, xb-sink).
-pub const TOPO: &str = "xb";
+/// Topology name (namespaces xbench-gen, xbench-dut, xbench-sink).
+pub const TOPO: &str = "xbench";
 /// MAC of the DUT's receiving end (d0), the generator's destination.
 const DUT_RX_MAC: &str = "02:00:00:00:01:00";
 
@@ -292,6 +292,31 @@ impl Topology {
             return Err(String::from_utf8_lossy(&o.stderr).trim().to_string());
         }
         Ok(Topology { script })
+    }
+}
+
+impl Topology {
+    /// Bring the topology back if one of its namespaces has gone (another
+    /// program removed it): the guard that owns it still takes it down.
+    ///
+    /// # Errors
+    /// The script's message when it fails.
+    pub fn ensure_up(&self) -> Result<(), String> {
+        let all = ["gen", "dut", "sink"]
+            .iter()
+            .all(|n| Path::new(&format!("/var/run/netns/{TOPO}-{n}")).exists());
+        if all {
+            return Ok(());
+        }
+        let _ = Command::new(&self.script).args(["down", TOPO]).output();
+        let o = Command::new(&self.script)
+            .args(["up", TOPO])
+            .output()
+            .map_err(|e| format!("{}: {e}", self.script.display()))?;
+        if !o.status.success() {
+            return Err(String::from_utf8_lossy(&o.stderr).trim().to_string());
+        }
+        Ok(())
     }
 }
 

@@ -221,6 +221,11 @@ impl Bench {
         } else {
             self.o.reruns
         };
+        if t.status == "failed" {
+            // A start-up hiccup (EAL init, a busy hugepage pool): once more.
+            eprintln!("    {label}: failed ({}), retry", t.reason);
+            t = runner::run(spec);
+        }
         while t.status == "noisy" && n < reruns && Instant::now() < self.rerun_until {
             eprintln!(
                 "    {label}: noisy ({:.0} % of a CPU used by others), rerun",
@@ -310,9 +315,12 @@ impl Bench {
                     "veth gen→dut→sink, AF_PACKET io, 64 B"
                 };
                 match Topology::up(&self.env.root) {
-                    Ok(_topo) => (
+                    Ok(topo) => (
                         what,
-                        self.alternate(name, &|t| Ok(env.veth(t, &driver, "io"))),
+                        self.alternate(name, &|t| {
+                            topo.ensure_up().map_err(|e| format!("topology: {e}"))?;
+                            Ok(env.veth(t, &driver, "io"))
+                        }),
                     ),
                     Err(e) => {
                         let s = Side {
