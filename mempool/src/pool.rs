@@ -285,6 +285,24 @@ impl MbufPool {
         Ok(MbufPool { shared })
     }
 
+    /// A pool on heap memory (IOVA = VA) with its own registry: for unit
+    /// tests, Miri and examples that need no hugepages. Never a silent
+    /// fallback: production paths allocate [`ExtMem`] explicitly.
+    ///
+    /// # Errors
+    /// As [`MbufPool::create`], and heap allocation failure.
+    pub fn on_heap(cfg: &PoolConfig) -> Result<MbufPool, PoolError> {
+        let plan = PoolPlan::compute(cfg, PageSize::Size2M, true)?;
+        let mem = ExtMem::heap(plan.bytes, PageSize::Size2M).map_err(|e| PoolError::Config {
+            field: "heap memory",
+            value: plan.bytes.to_string(),
+            accepted: e.to_string(),
+        })?;
+        let registry = Registry::new();
+        registry.register_mem(&mem)?;
+        MbufPool::create(cfg, Arc::new(mem), &registry)
+    }
+
     /// A per-lcore cache: a worker thread owns it and allocates/frees through
     /// it without touching the shared ring on most calls.
     pub fn cache(&self) -> PoolCache {

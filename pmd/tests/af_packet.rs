@@ -16,11 +16,10 @@ mod support;
 mod forward;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::netns::Netns;
 use support::packet::{test_frame, PacketSocket, TEST_ETHERTYPE};
-use xfwd_mempool::{caps, ExtMem, MbufBatch, MbufPool, PageSize, PoolConfig, PoolPlan, Registry};
+use xfwd_mempool::{caps, MbufBatch, MbufPool, PoolConfig};
 use xfwd_pmd::{netdev, probe, PortConf, PortError};
 
 const DST: [u8; 6] = [0x02, 0, 0, 0, 0, 0xd5];
@@ -38,11 +37,7 @@ fn pool(name: &str, n: u32) -> MbufPool {
         cache_size: 64,
         ..Default::default()
     };
-    let plan = PoolPlan::compute(&cfg, PageSize::Size2M, true).unwrap();
-    let mem = Arc::new(ExtMem::heap(plan.bytes, PageSize::Size2M).unwrap());
-    let reg = Registry::new();
-    reg.register_mem(&mem).unwrap();
-    MbufPool::create(&cfg, mem, &reg).unwrap()
+    MbufPool::on_heap(&cfg).unwrap()
 }
 
 fn frame_len(seq: u32) -> usize {

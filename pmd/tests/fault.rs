@@ -3,7 +3,6 @@
 //! devargs with a nested inner port. The leak audit closes every test.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use xfwd_mempool::*;
 use xfwd_pmd::fault::{FaultConfig, FaultCounts, FaultInjector};
 use xfwd_pmd::pcap::PcapWriter;
@@ -16,11 +15,7 @@ fn pool(name: &str, n: u32) -> MbufPool {
         cache_size: 32,
         ..Default::default()
     };
-    let plan = PoolPlan::compute(&cfg, PageSize::Size2M, true).unwrap();
-    let mem = Arc::new(ExtMem::heap(plan.bytes, PageSize::Size2M).unwrap());
-    let reg = Registry::new();
-    reg.register_mem(&mem).unwrap();
-    MbufPool::create(&cfg, mem, &reg).unwrap()
+    MbufPool::on_heap(&cfg).unwrap()
 }
 
 const FRAMES: usize = 2000;

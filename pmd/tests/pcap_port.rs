@@ -7,7 +7,6 @@ mod support;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::netns::Netns;
 use support::packet::{test_frame, test_seq, PacketSocket};
@@ -23,11 +22,7 @@ fn pool(name: &str, n: u32) -> MbufPool {
         cache_size: if n < 64 { 8 } else { 32 },
         ..Default::default()
     };
-    let plan = PoolPlan::compute(&cfg, PageSize::Size2M, true).unwrap();
-    let mem = Arc::new(ExtMem::heap(plan.bytes, PageSize::Size2M).unwrap());
-    let reg = Registry::new();
-    reg.register_mem(&mem).unwrap();
-    MbufPool::create(&cfg, mem, &reg).unwrap()
+    MbufPool::on_heap(&cfg).unwrap()
 }
 
 fn frames(n: usize, salt: u8) -> Vec<Vec<u8>> {

@@ -1,7 +1,6 @@
 //! null and ring ports on heap-backed pools: counts, byte-exact round trips,
 //! stop semantics and the leak audit.
 
-use std::sync::Arc;
 use xfwd_mempool::*;
 use xfwd_pmd::*;
 
@@ -12,11 +11,7 @@ fn pool(n: u32) -> MbufPool {
         cache_size: 32,
         ..Default::default()
     };
-    let plan = PoolPlan::compute(&cfg, PageSize::Size2M, true).unwrap();
-    let mem = Arc::new(ExtMem::heap(plan.bytes, PageSize::Size2M).unwrap());
-    let reg = Registry::new();
-    reg.register_mem(&mem).unwrap();
-    MbufPool::create(&cfg, mem, &reg).unwrap()
+    MbufPool::on_heap(&cfg).unwrap()
 }
 
 #[test]

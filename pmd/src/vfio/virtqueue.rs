@@ -270,7 +270,7 @@ impl FakeDevice {
 mod tests {
     use super::*;
     use std::sync::Arc;
-    use xfwd_mempool::{ExtMem, MbufPool, PageSize, PoolConfig, PoolPlan, Registry};
+    use xfwd_mempool::{ExtMem, MbufPool, PageSize, PoolConfig};
 
     fn pool(n: u32) -> MbufPool {
         let cfg = PoolConfig {
@@ -279,11 +279,7 @@ mod tests {
             cache_size: 0,
             ..Default::default()
         };
-        let plan = PoolPlan::compute(&cfg, PageSize::Size2M, true).unwrap();
-        let mem = Arc::new(ExtMem::heap(plan.bytes, PageSize::Size2M).unwrap());
-        let reg = Registry::new();
-        reg.register_mem(&mem).unwrap();
-        MbufPool::create(&cfg, mem, &reg).unwrap()
+        MbufPool::on_heap(&cfg).unwrap()
     }
 
     fn queue(size: u16) -> (Virtqueue, FakeDevice) {
