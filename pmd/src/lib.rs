@@ -31,7 +31,15 @@ pub use port::{Link, Port, PortConf, PortId, PortInfo, PortQueues, RxQueue, TxQu
 pub use stats::{PortStats, QueueStats};
 
 /// Drivers [`probe`] knows.
-pub const DRIVERS: &[&str] = &["null", "ring", "pcap", "fault", "af_xdp", "af_packet", "vfio"];
+pub const DRIVERS: &[&str] = &[
+    "null",
+    "ring",
+    "pcap",
+    "fault",
+    "af_xdp",
+    "af_packet",
+    "vfio",
+];
 
 /// Create a port from devargs (`null:`, `ring:NAME`, `pcap:rx=..,tx=..`, …).
 ///
