@@ -70,7 +70,7 @@ impl RingPath {
             .arg("--config")
             .arg(&cfg)
             .args(["--json", "--stats-period", "0", "--duration"])
-            .arg(format!("{:.1}", secs + 1.0))
+            .arg(format!("{:.1}", secs + 2.0))
             .output()
             .map_err(|e| format!("{}: {e}", self.xfwd.display()))?;
         let out = String::from_utf8_lossy(&o.stdout);
@@ -155,7 +155,7 @@ impl Dut for VethPath {
                 "0",
                 "--duration",
             ])
-            .arg(format!("{:.1}", secs + 0.5))
+            .arg(format!("{:.1}", secs + 2.0))
             .output()
             .map_err(|e| format!("ip netns exec xfwd: {e}"))?;
         // Frames still in flight through the DUT.

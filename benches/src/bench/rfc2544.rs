@@ -48,7 +48,9 @@ pub struct Step {
     pub sent: u64,
     /// Frames that came back.
     pub received: u64,
-    /// Within the loss tolerance.
+    /// The generator reached the rate (sent ≥ 95 % of rate × duration).
+    pub offered_ok: bool,
+    /// Within the loss tolerance and the rate was really offered.
     pub pass: bool,
 }
 
@@ -67,11 +69,15 @@ fn step(dut: &mut dyn Dut, rate: f64, cfg: &SearchConfig) -> Result<Step, String
         return Err(format!("the generator sent nothing at {rate:.0} pps"));
     }
     let lost = sent.saturating_sub(received) as f64 / sent as f64;
+    // A generator that cannot hold the rate offered less than asked: the
+    // DUT did not pass at this rate (RFC 2544 counts offered frames).
+    let offered_ok = sent as f64 >= 0.95 * rate * cfg.trial_secs;
     Ok(Step {
         rate_pps: rate,
         sent,
         received,
-        pass: lost <= cfg.loss_tolerance,
+        offered_ok,
+        pass: offered_ok && lost <= cfg.loss_tolerance,
     })
 }
 
@@ -240,6 +246,25 @@ mod tests {
         )
         .unwrap();
         assert!(t2.rate_pps >= t.rate_pps);
+    }
+
+    #[test]
+    fn a_generator_short_of_the_rate_is_not_a_pass() {
+        /// Lossless DUT behind a generator that tops out at 1 Mpps.
+        struct SlowGen;
+        impl Dut for SlowGen {
+            fn trial(&mut self, rate: f64, secs: f64) -> Result<(u64, u64), String> {
+                let n = (rate.min(1e6) * secs) as u64;
+                Ok((n, n))
+            }
+        }
+        let t = search(&mut SlowGen, &cfg(2e6)).unwrap();
+        assert!(!t.steps[0].offered_ok && !t.steps[0].pass);
+        assert!(
+            t.rate_pps <= 1e6 / 0.95 && t.rate_pps >= 1e6 - 2e6 / 1000.0,
+            "{}",
+            t.rate_pps
+        );
     }
 
     #[test]
