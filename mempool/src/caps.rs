@@ -42,18 +42,9 @@ pub fn require_root(what: &str) -> bool {
     require(is_root(), what, "needs root (run as root or in CI)")
 }
 
-/// Free hugepages of `size_kb` (e.g. 2048) as the kernel reports them.
-pub fn free_hugepages(size_kb: u64) -> u64 {
-    let p = format!("/sys/kernel/mm/hugepages/hugepages-{size_kb}kB/free_hugepages");
-    std::fs::read_to_string(p)
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// [`require`] for at least `pages` free 2 MiB hugepages.
 pub fn require_hugepages_2m(pages: u64, what: &str) -> bool {
-    let free = free_hugepages(2048);
+    let free = crate::extmem::free_hugepages(crate::extmem::PageSize::Size2M);
     require(
         free >= pages,
         what,

@@ -122,10 +122,7 @@ pub fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
 
 /// Free 2M hugepages.
 pub fn free_hugepages() -> u64 {
-    std::fs::read_to_string("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0)
+    xfwd_mempool::extmem::free_hugepages(xfwd_mempool::PageSize::Size2M)
 }
 
 /// `xfwd-*` files left in hugetlbfs mounts.
