@@ -233,18 +233,14 @@ impl AfXdpPort {
             Some(_) => BindMode::Copy,
         };
         let busy = d.num("busy_poll", 0u32, 0..=1_000_000)?;
-        let busy_poll = (busy > 0).then_some(BusyPoll {
-            usecs: busy,
-            budget: 0,
-            prefer: false,
-        });
-        let busy_poll = match busy_poll {
-            Some(mut b) => {
-                b.budget = d.num("busy_budget", 64u32, 1..=65535)?;
-                b.prefer = d.flag("prefer_busy_poll", true)?;
-                Some(b)
-            }
-            None => None,
+        let busy_poll = if busy > 0 {
+            Some(BusyPoll {
+                usecs: busy,
+                budget: d.num("busy_budget", 64u32, 1..=65535)?,
+                prefer: d.flag("prefer_busy_poll", true)?,
+            })
+        } else {
+            None
         };
         Ok(AfXdpPort {
             core: PortCore::new(&d.raw, Arc::new(SoftMapper::new(MappingKind::Umem))),
