@@ -148,18 +148,6 @@ pub struct MbufPool {
 }
 
 impl MbufPool {
-    /// Plan for `cfg` on `mem`'s page size and IOVA mode (see [`PoolPlan`]).
-    ///
-    /// # Errors
-    /// An invalid configuration.
-    pub fn plan(
-        cfg: &PoolConfig,
-        page_size: PageSize,
-        iova_contiguous: bool,
-    ) -> Result<PoolPlan, PoolError> {
-        PoolPlan::compute(cfg, page_size, iova_contiguous)
-    }
-
     /// Carve `cfg.n` mbufs from `mem`, which must be registered in `registry`
     /// (its IOVAs come from the registered table).
     ///
