@@ -615,6 +615,11 @@ impl PoolCache {
         let start = batch.len();
         let clean = batch.is_empty() || batch.clean_pool() == self.shared.ptr() as usize;
         self.alloc_bulk_raw(batch, n)?;
+        // The headers of objects another lcore freed are cold here: start
+        // every load before the first reset waits on one.
+        for m in &batch.as_slice()[start..] {
+            m.prefetch_header();
+        }
         for m in &mut batch.as_mut_slice()[start..] {
             m.reset();
         }
