@@ -122,6 +122,11 @@ pub struct Opts {
     /// Generated frame length (testpmd `--txpkts`)  [txonly.pkt_len].
     #[arg(long, global = true, value_name = "BYTES")]
     pub txpkts: Option<u32>,
+    /// Frame-size mix instead of one length: `imix` (simple IMIX: 60, 590
+    /// and 1514 B at 7:4:1, i.e. 64/594/1518 B with FCS) or `LEN:WEIGHT,...`
+    /// like `64:7,570:4,1518:1`; sent in a fixed interleaved order  [txonly.mix].
+    #[arg(long, global = true, value_name = "MIX")]
+    pub tx_mix: Option<String>,
     /// Flows the generator cycles through  [txonly.flows].
     #[arg(long, global = true, value_name = "N")]
     pub tx_flows: Option<u32>,
@@ -132,7 +137,9 @@ pub struct Opts {
     /// Link speed for percentage rates: `1G`, `10G`, `25G`, `100G`  [txonly.link_speed].
     #[arg(long, global = true, value_name = "SPEED")]
     pub link_speed: Option<String>,
-    /// Packets each generating stream sends, then stops (0 = no limit)  [txonly.count].
+    /// Packets each generating stream sends (0 = no limit); once every
+    /// generator has sent its count and nothing has arrived for 0.3 s, xfwd
+    /// exits by itself (before --duration)  [txonly.count].
     #[arg(long, global = true, value_name = "N")]
     pub tx_count: Option<u64>,
     /// Generator IPs `SRC,DST`  [txonly.src_ip, txonly.dst_ip].

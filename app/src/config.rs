@@ -160,6 +160,8 @@ impl Default for StatsCfg {
 pub struct TxCfg {
     /// Frame length.
     pub pkt_len: u32,
+    /// Frame-size mix: `imix` or `LEN:WEIGHT,...`; empty = `pkt_len` only.
+    pub mix: String,
     /// Flows.
     pub flows: u32,
     /// Source IPv4.
@@ -184,6 +186,7 @@ impl Default for TxCfg {
     fn default() -> Self {
         TxCfg {
             pkt_len: 64,
+            mix: String::new(),
             flows: 1,
             src_ip: "198.18.0.1".into(),
             dst_ip: "198.18.0.2".into(),
@@ -370,6 +373,7 @@ pub fn settings(path: Option<&Path>, o: &Opts) -> Result<Settings, ConfigError> 
         cfg.stats.telemetry
     );
     set!(o.txpkts, "txonly.pkt_len", "--txpkts", cfg.txonly.pkt_len);
+    set!(o.tx_mix, "txonly.mix", "--tx-mix", cfg.txonly.mix);
     set!(o.tx_flows, "txonly.flows", "--tx-flows", cfg.txonly.flows);
     set!(o.tx_rate, "txonly.rate", "--tx-rate", cfg.txonly.rate);
     set!(

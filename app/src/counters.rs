@@ -21,6 +21,14 @@ impl Counter {
         }
     }
 
+    /// Raise the value to `n` if `n` is larger (only the owning worker).
+    #[inline]
+    pub fn max(&self, n: u64) {
+        if n > self.0.load(Ordering::Relaxed) {
+            self.0.store(n, Ordering::Relaxed);
+        }
+    }
+
     /// Current value.
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
@@ -44,6 +52,8 @@ pub struct StreamCounters {
     pub consumed: Counter,
     /// Generator bursts the pool could not serve.
     pub nombuf: Counter,
+    /// 1 once the stream's generator sent its `--tx-count`.
+    pub gen_done: Counter,
 }
 
 /// A snapshot of [`StreamCounters`].
@@ -103,7 +113,17 @@ pub struct LcoreCounters {
     pub packets: Counter,
     /// Loop iterations.
     pub loops: Counter,
+    /// Longest time between two consecutive loop iterations (ns) among the
+    /// stalls: how long the lcore was away (preempted, interrupted) at
+    /// worst; 0 when no gap reached [`STALL_NS`].
+    pub max_gap_ns: Counter,
+    /// Iterations that started more than [`STALL_NS`] after the previous one.
+    pub stalls: Counter,
 }
+
+/// A loop iteration this much later than the previous one is a stall: the
+/// lcore did not poll for that long (it was preempted or interrupted).
+pub const STALL_NS: u64 = 100_000;
 
 /// A snapshot of [`LcoreCounters`].
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
@@ -116,6 +136,10 @@ pub struct LcoreStats {
     pub packets: u64,
     /// Iterations.
     pub loops: u64,
+    /// Longest gap between iterations (ns).
+    pub max_gap_ns: u64,
+    /// Gaps over [`STALL_NS`].
+    pub stalls: u64,
 }
 
 impl LcoreCounters {
@@ -126,6 +150,8 @@ impl LcoreCounters {
             idle_ns: self.idle_ns.get(),
             packets: self.packets.get(),
             loops: self.loops.get(),
+            max_gap_ns: self.max_gap_ns.get(),
+            stalls: self.stalls.get(),
         }
     }
 }

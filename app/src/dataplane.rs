@@ -14,7 +14,7 @@ use crate::error::RunError;
 use crate::fwd::txgen::Generator;
 use crate::fwd::FwdMode;
 use crate::plan::{Plan, QueueRef};
-use crate::worker::{Stream, Worker};
+use crate::worker::{StartGate, Stream, Worker};
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -201,6 +201,7 @@ impl Dataplane {
 
         // Workers: each takes its queues (exactly one owner per queue).
         let mut workers = Vec::new();
+        let gate = StartGate::new(plan.lcores.len());
         for l in &plan.lcores {
             let counters = Arc::new(LcoreCounters::default());
             let mut w = Worker {
@@ -216,6 +217,7 @@ impl Dataplane {
                 counters: counters.clone(),
                 stop: stop.clone(),
                 pin: true,
+                gate: gate.clone(),
             };
             let mut tx_idx: HashMap<QueueRef, usize> = HashMap::new();
             for s in &l.streams {

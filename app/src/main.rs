@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use xfwd::cli::{Cli, Cmd};
 use xfwd::dataplane::Dataplane;
 use xfwd::error::{ConfigError, RunError};
+use xfwd::fwd::FwdMode;
 use xfwd::latency::{self, Summary};
-use xfwd::plan::RunSettings;
+use xfwd::plan::{RunSettings, DRAIN_SECS};
 use xfwd::stats::{self, FinalInfo, Snapshot};
 use xfwd::telemetry::Telemetry;
 use xfwd::worker::{Worker, WorkerResult};
@@ -154,12 +155,19 @@ fn monitor(
     let mhz = stats::cpu_mhz();
     let mut prev = Snapshot::take(dp, 0.0);
     let mut next_print = run.stats_period;
+    let mut drain = Drain::default();
     loop {
         let t = start.elapsed().as_secs_f64();
         if signals.load(Ordering::SeqCst) > 0
             || (run.duration > 0.0 && t >= run.duration)
             || handles.iter().any(|h| h.is_finished())
         {
+            return;
+        }
+        if run.tx_count > 0 && drain.done(dp, t) {
+            eprintln!(
+                "xfwd: every generator sent its --tx-count and nothing arrived for {DRAIN_SECS} s: stopping"
+            );
             return;
         }
         if run.stats_period > 0.0 && t >= next_print {
@@ -180,6 +188,33 @@ fn monitor(
             Some(tel) => tel.serve(wait, dp),
             None => std::thread::sleep(wait),
         }
+    }
+}
+
+/// Watches for the end of a `--tx-count` run: every generating stream done,
+/// then RX quiet for [`DRAIN_SECS`].
+#[derive(Debug, Default)]
+struct Drain {
+    rx: u64,
+    since: f64,
+}
+
+impl Drain {
+    fn done(&mut self, dp: &Dataplane, t: f64) -> bool {
+        let mut gens = dp
+            .streams
+            .iter()
+            .filter(|s| matches!(s.mode, FwdMode::TxOnly | FwdMode::FlowGen) && s.tx.is_some())
+            .peekable();
+        if gens.peek().is_none() || !gens.all(|s| s.counters.gen_done.get() > 0) {
+            self.since = t;
+            return false;
+        }
+        let rx: u64 = dp.streams.iter().map(|s| s.counters.rx.get()).sum();
+        if rx != self.rx {
+            (self.rx, self.since) = (rx, t);
+        }
+        t - self.since >= DRAIN_SECS
     }
 }
 

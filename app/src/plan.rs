@@ -69,7 +69,15 @@ pub struct RunSettings {
     pub json: bool,
     /// Telemetry socket.
     pub telemetry: Option<PathBuf>,
+    /// Packets per generating stream (`--tx-count`; 0 = no limit): when
+    /// every generator is done and RX has been quiet for [`DRAIN_SECS`],
+    /// the run ends by itself.
+    pub tx_count: u64,
 }
+
+/// How long RX must stay quiet after the last generator finished its
+/// `--tx-count` before the run ends (frames still in flight arrive first).
+pub const DRAIN_SECS: f64 = 0.3;
 
 /// Everything a run needs, validated.
 #[derive(Debug)]
@@ -211,10 +219,19 @@ impl fmt::Display for Plan {
         }
         if self.lcores.iter().any(|l| l.mode.generates()) {
             let g = &self.gen;
+            let size = if g.mix.is_empty() {
+                format!("{} B", g.pkt_len)
+            } else {
+                format!(
+                    "mix {} (B:weight, mean {:.1} B)",
+                    crate::fwd::mix::describe(&g.mix),
+                    crate::fwd::mix::mean_len(&g.mix)
+                )
+            };
             writeln!(
                 f,
-                "  txgen  : {} B UDP/IPv4 {}:{} → {}:{}, {} flows, latency stamp at byte 42",
-                g.pkt_len, g.src_ip, g.src_port, g.dst_ip, g.dst_port, g.flows
+                "  txgen  : {size} UDP/IPv4 {}:{} → {}:{}, {} flows, latency stamp at byte 42",
+                g.src_ip, g.src_port, g.dst_ip, g.dst_port, g.flows
             )?;
         }
         let r = &self.run;

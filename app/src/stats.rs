@@ -120,6 +120,8 @@ fn lcore_json(dp: &Dataplane, cur: &Snapshot, prev: Option<&Snapshot>, mhz: f64)
                 "idle_cycles": (idle as f64 * mhz / 1000.0) as u64,
                 "ns_per_pkt": ns_pp,
                 "cycles_per_pkt": ns_pp * mhz / 1000.0,
+                "stalls": c.stalls - p.stalls,
+                "max_gap_ns": c.max_gap_ns,
             })
         })
         .collect()
@@ -290,6 +292,14 @@ pub fn print_final(dp_ports: &[(u16, PortStats, PortFwd)], last: &FinalInfo, jso
             lc["ns_per_pkt"].as_f64().unwrap_or(0.0),
             lc["cycles_per_pkt"].as_f64().unwrap_or(0.0)
         );
+        if lc["stalls"].as_u64().unwrap_or(0) > 0 {
+            println!(
+                "            {} stalls ≥ {} µs (the lcore did not poll; longest {} µs)",
+                lc["stalls"],
+                crate::counters::STALL_NS / 1000,
+                lc["max_gap_ns"].as_u64().unwrap_or(0) / 1000
+            );
+        }
     }
     for e in &last.errors {
         println!("  shutdown error: {e}");

@@ -249,8 +249,24 @@ pub fn validate(s: &Settings) -> Result<Plan, ConfigError> {
             .parse()
             .map_or_else(|_| v.bad(key, s, "an IPv4 address like 198.18.0.1"), Ok)
     };
+    let mix = if t.mix.trim().is_empty() {
+        Vec::new()
+    } else {
+        let max = p.mbuf_size.min(9600) as usize;
+        match crate::fwd::mix::parse(&t.mix, MIN_LEN, max) {
+            Ok(m) => m,
+            Err(e) => {
+                return v.bad(
+                    "txonly.mix",
+                    &t.mix,
+                    format!("imix or LEN:WEIGHT,... like 64:7,570:4,1518:1 ({e})"),
+                )
+            }
+        }
+    };
     let gen = GenConfig {
         pkt_len: t.pkt_len as usize,
+        mix,
         flows: t.flows,
         src_ip: ip("txonly.src_ip", &t.src_ip)?,
         dst_ip: ip("txonly.dst_ip", &t.dst_ip)?,
@@ -279,7 +295,12 @@ pub fn validate(s: &Settings) -> Result<Plan, ConfigError> {
         rate_pps: if t.rate.trim().is_empty() {
             None
         } else {
-            match crate::fwd::txgen::parse_rate(&t.rate, link_bps, gen.pkt_len) {
+            let mean = if gen.mix.is_empty() {
+                gen.pkt_len as f64
+            } else {
+                crate::fwd::mix::mean_len(&gen.mix)
+            };
+            match crate::fwd::txgen::parse_rate(&t.rate, link_bps, mean) {
                 Some(r) => Some(r),
                 None => {
                     return v.bad(
@@ -469,6 +490,7 @@ pub fn validate(s: &Settings) -> Result<Plan, ConfigError> {
     } else {
         None
     };
+    let tx_count = gen.count;
     Ok(Plan {
         source: s.source.clone(),
         mem: ExtMemConfig {
@@ -497,6 +519,7 @@ pub fn validate(s: &Settings) -> Result<Plan, ConfigError> {
             duration: st.duration,
             json: st.json,
             telemetry: st.telemetry.clone(),
+            tx_count,
         },
     })
 }

@@ -10,7 +10,7 @@ use crate::fwd::txgen::Generator;
 use crate::fwd::{FwdMode, Verdict};
 use crate::latency;
 use hdrhistogram::Histogram;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use xfwd_mempool::{MbufBatch, PoolCache, MAX_BURST};
 use xfwd_pmd::{RxQueue, TxQueue};
@@ -59,6 +59,36 @@ pub struct Worker {
     pub stop: Arc<AtomicBool>,
     /// Pin the thread (false in in-process tests that run many workers).
     pub pin: bool,
+    /// Shared by the run's lcores: none polls before all are ready.
+    pub gate: Arc<StartGate>,
+}
+
+/// Start line of a run's lcores: a generator must not send before the
+/// lcore that receives its frames polls (a ring or a queue would overflow
+/// while that thread is still being created and pinned).
+#[derive(Debug)]
+pub struct StartGate {
+    ready: AtomicUsize,
+    lcores: usize,
+}
+
+impl StartGate {
+    /// A gate for `lcores` workers.
+    pub fn new(lcores: usize) -> Arc<StartGate> {
+        Arc::new(StartGate {
+            ready: AtomicUsize::new(0),
+            lcores,
+        })
+    }
+
+    /// Count this lcore in, then wait for the others (or for `stop`: an
+    /// lcore that failed to start never arrives).
+    fn arrive_and_wait(&self, stop: &AtomicBool) {
+        self.ready.fetch_add(1, Ordering::AcqRel);
+        while self.ready.load(Ordering::Acquire) < self.lcores && !stop.load(Ordering::Relaxed) {
+            std::thread::yield_now();
+        }
+    }
 }
 
 /// What a finished worker hands back.
@@ -95,8 +125,10 @@ impl Worker {
             latency: lat_fwd,
             counters,
             stop,
+            gate,
             ..
         } = self;
+        gate.arrive_and_wait(&stop);
         let measure = mode == FwdMode::RxOnly || (lat_fwd && mode != FwdMode::TxOnly);
         let mut hist = latency::histogram();
         let mut b = MbufBatch::new(burst);
@@ -117,6 +149,10 @@ impl Worker {
             let now = clock.unwrap_or_else(latency::now_ns);
             let dt = now.saturating_sub(last);
             last = now;
+            if dt >= crate::counters::STALL_NS {
+                counters.stalls.add(1);
+                counters.max_gap_ns.max(dt);
+            }
             if work > 0 {
                 counters.busy_ns.add(dt);
                 counters.packets.add(work);
@@ -167,6 +203,9 @@ impl Ctx<'_> {
                 if self.measure {
                     let now = *clock.get_or_insert_with(latency::now_ns);
                     for m in b.iter() {
+                        m.prefetch_data();
+                    }
+                    for m in b.iter() {
                         if let Some(ts) = latency::read(m.data()) {
                             self.hist.saturating_record(now.saturating_sub(ts).max(1));
                         }
@@ -186,6 +225,9 @@ impl Ctx<'_> {
             let now = *clock.get_or_insert_with(latency::now_ns);
             let n = gen.allowance(now, self.burst);
             if n == 0 {
+                if gen.done() {
+                    s.counters.gen_done.max(1);
+                }
                 return handled;
             }
             if cache.alloc_bulk(b, n).is_err() {
@@ -193,9 +235,11 @@ impl Ctx<'_> {
                 return handled;
             }
             gen.generated(n);
-            let len = gen.len();
+            for m in b.iter() {
+                m.prefetch_data();
+            }
             for m in b.iter_mut() {
-                if m.reset_len(len).is_ok() {
+                if m.reset_len(gen.next_len()).is_ok() {
                     gen.fill(m.data_mut(), now);
                 }
             }

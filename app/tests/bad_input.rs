@@ -20,6 +20,14 @@ fn flag_cases(garbage_pcap: &str) -> Vec<(Vec<String>, Vec<&'static str>)> {
         ),
         (vec!["--burst", "abc"], vec!["--burst", "abc"]),
         (
+            vec!["--forward-mode", "txonly", "--tx-mix", "64:0"],
+            vec!["`--tx-mix`", "64:0", "at least 1"],
+        ),
+        (
+            vec!["--forward-mode", "txonly", "--tx-mix", "40:1,1518:1"],
+            vec!["`--tx-mix`", "60 ..= ", "imix"],
+        ),
+        (
             vec!["--forward-mode", "bogus"],
             vec!["`--forward-mode`", "bogus", "macswap"],
         ),

@@ -19,7 +19,7 @@ use xfwd_mempool::ring::Ring;
 use xfwd_mempool::{Mbuf, MbufBatch, MbufHeader};
 
 const MAX_QUEUES: usize = 16;
-const MAX_DESC: u16 = 16384;
+const MAX_DESC: u16 = 32768;
 
 /// Rings of one name: `dir[0]` carries A→B, `dir[1]` B→A, per queue.
 #[derive(Debug)]

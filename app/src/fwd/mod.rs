@@ -7,6 +7,7 @@
 //! never a panic.
 
 pub mod edit;
+pub mod mix;
 pub mod txgen;
 
 use std::fmt;

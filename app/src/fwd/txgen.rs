@@ -1,6 +1,7 @@
 //! The packet generator of `txonly` and `flowgen`: a UDP/IPv4 template per
 //! stream, varied per packet by flow, with a latency timestamp in the payload.
 
+use super::mix::{self, Share};
 use crate::latency;
 use crate::wire::{EtherType, EthernetFrame, Ipv4Packet};
 use std::net::Ipv4Addr;
@@ -16,6 +17,8 @@ pub const MIN_LEN: usize = 60;
 pub struct GenConfig {
     /// Frame length without FCS.
     pub pkt_len: usize,
+    /// Frame-size mix (`--tx-mix`); empty: every frame is `pkt_len`.
+    pub mix: Vec<Share>,
     /// Number of flows (1 = one 5-tuple).
     pub flows: u32,
     /// Source IPv4.
@@ -51,15 +54,16 @@ pub fn parse_speed(s: &str) -> Option<f64> {
 }
 
 /// Parse a rate: `250000`, `1.5M`, `200k` packets/s, or `P%` of `link_bps`
-/// for frames of `pkt_len` bytes (+4 FCS +20 preamble and inter-frame gap).
-pub fn parse_rate(s: &str, link_bps: f64, pkt_len: usize) -> Option<f64> {
+/// for frames of `pkt_len` bytes (+4 FCS +20 preamble and inter-frame gap;
+/// for a mix, its mean length: each frame then takes its own size's share).
+pub fn parse_rate(s: &str, link_bps: f64, pkt_len: f64) -> Option<f64> {
     let t = s.trim();
     let pps = if let Some(p) = t.strip_suffix('%') {
         let pct: f64 = p.trim().parse().ok()?;
         if !(pct > 0.0 && pct <= 100.0) {
             return None;
         }
-        pct / 100.0 * link_bps / ((pkt_len + 4 + 20) * 8) as f64
+        pct / 100.0 * link_bps / ((pkt_len + 4.0 + 20.0) * 8.0)
     } else {
         let u = t.to_ascii_uppercase();
         let (num, mul) = match u.chars().last()? {
@@ -76,6 +80,7 @@ impl Default for GenConfig {
     fn default() -> Self {
         GenConfig {
             pkt_len: 64,
+            mix: Vec::new(),
             flows: 1,
             src_ip: Ipv4Addr::new(198, 18, 0, 1),
             dst_ip: Ipv4Addr::new(198, 18, 0, 2),
@@ -87,10 +92,14 @@ impl Default for GenConfig {
     }
 }
 
-/// A ready frame template and the per-packet variation.
+/// Ready frame templates (one per size of the mix) and the per-packet
+/// variation.
 #[derive(Debug, Clone)]
 pub struct Generator {
-    template: Vec<u8>,
+    variants: Vec<Vec<u8>>,
+    schedule: Vec<u16>,
+    pos: usize,
+    cur: usize,
     flows: u32,
     next_flow: u32,
     vary_ip: bool,
@@ -102,37 +111,57 @@ pub struct Generator {
     t0: Option<u64>,
 }
 
+/// A UDP/IPv4 frame of `len` bytes from `src` to `dst`, stamped 0.
+fn template(cfg: &GenConfig, len: usize, src: &[u8; 6], dst: &[u8; 6]) -> Vec<u8> {
+    let len = len.max(MIN_LEN);
+    let mut t = vec![0u8; len];
+    {
+        let mut eth = EthernetFrame::new_checked(&mut t[..]).expect("len >= 60");
+        eth.set_dst(dst);
+        eth.set_src(src);
+        eth.set_ethertype(EtherType::Ipv4);
+    }
+    let ip_len = (len - 14) as u16;
+    let ip = &mut t[14..34];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
+    ip[8] = 64;
+    ip[9] = 17;
+    ip[12..16].copy_from_slice(&cfg.src_ip.octets());
+    ip[16..20].copy_from_slice(&cfg.dst_ip.octets());
+    let udp = &mut t[34..42];
+    udp[0..2].copy_from_slice(&cfg.src_port.to_be_bytes());
+    udp[2..4].copy_from_slice(&cfg.dst_port.to_be_bytes());
+    udp[4..6].copy_from_slice(&(ip_len - 20).to_be_bytes());
+    // UDP checksum 0: "not computed", valid for IPv4 (RFC 768), as testpmd.
+    Ipv4Packet::new_checked(&mut t[14..])
+        .expect("built above")
+        .fill_checksum();
+    latency::stamp(&mut t, 0);
+    t
+}
+
 impl Generator {
-    /// Build the template from `src` (TX port MAC) to `dst` (its peer).
+    /// Build the templates from `src` (TX port MAC) to `dst` (its peer).
     /// `vary_ip`: flowgen varies the destination IP, txonly the source port.
     pub fn new(cfg: &GenConfig, src: &[u8; 6], dst: &[u8; 6], vary_ip: bool) -> Generator {
-        let len = cfg.pkt_len.max(MIN_LEN);
-        let mut t = vec![0u8; len];
-        {
-            let mut eth = EthernetFrame::new_checked(&mut t[..]).expect("len >= 60");
-            eth.set_dst(dst);
-            eth.set_src(src);
-            eth.set_ethertype(EtherType::Ipv4);
-        }
-        let ip_len = (len - 14) as u16;
-        let ip = &mut t[14..34];
-        ip[0] = 0x45;
-        ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
-        ip[8] = 64;
-        ip[9] = 17;
-        ip[12..16].copy_from_slice(&cfg.src_ip.octets());
-        ip[16..20].copy_from_slice(&cfg.dst_ip.octets());
-        let udp = &mut t[34..42];
-        udp[0..2].copy_from_slice(&cfg.src_port.to_be_bytes());
-        udp[2..4].copy_from_slice(&cfg.dst_port.to_be_bytes());
-        udp[4..6].copy_from_slice(&(ip_len - 20).to_be_bytes());
-        // UDP checksum 0: "not computed", valid for IPv4 (RFC 768), as testpmd.
-        Ipv4Packet::new_checked(&mut t[14..])
-            .expect("built above")
-            .fill_checksum();
-        latency::stamp(&mut t, 0);
+        let single = [Share {
+            len: cfg.pkt_len,
+            weight: 1,
+        }];
+        let shares: &[Share] = if cfg.mix.is_empty() {
+            &single
+        } else {
+            &cfg.mix
+        };
         Generator {
-            template: t,
+            variants: shares
+                .iter()
+                .map(|s| template(cfg, s.len, src, dst))
+                .collect(),
+            schedule: mix::schedule(shares),
+            pos: 0,
+            cur: 0,
             flows: cfg.flows.max(1),
             next_flow: 0,
             vary_ip,
@@ -175,14 +204,17 @@ impl Generator {
         self.made += n as u64;
     }
 
-    /// Frame length.
-    pub fn len(&self) -> usize {
-        self.template.len()
-    }
-
-    /// True when the template is empty (never).
-    pub fn is_empty(&self) -> bool {
-        self.template.is_empty()
+    /// Choose the next frame's size (the mix's schedule, in order) and
+    /// return its length: [`Generator::fill`] then writes a frame of it.
+    #[inline]
+    pub fn next_len(&mut self) -> usize {
+        self.cur = usize::from(self.schedule[self.pos]);
+        self.pos = if self.pos + 1 == self.schedule.len() {
+            0
+        } else {
+            self.pos + 1
+        };
+        self.variants[self.cur].len()
     }
 
     /// True when the packet count limit is reached.
@@ -190,10 +222,11 @@ impl Generator {
         self.count > 0 && self.made >= self.count
     }
 
-    /// Write the next packet into `out` (exactly `len()` bytes) stamped `now_ns`.
+    /// Write the next packet into `out` (exactly the length the last
+    /// [`Generator::next_len`] returned) stamped `now_ns`.
     #[inline]
     pub fn fill(&mut self, out: &mut [u8], now_ns: u64) {
-        out.copy_from_slice(&self.template);
+        out.copy_from_slice(&self.variants[self.cur]);
         let flow = self.next_flow;
         self.next_flow = if flow + 1 >= self.flows { 0 } else { flow + 1 };
         if flow != 0 {
@@ -232,16 +265,16 @@ mod rate_tests {
         assert_eq!(parse_speed("100g"), Some(100e9));
         assert_eq!(parse_speed("25Gbps"), Some(25e9));
         assert_eq!(parse_speed("fast"), None);
-        assert_eq!(parse_rate("250000", 10e9, 64), Some(250000.0));
-        assert_eq!(parse_rate("1.5M", 10e9, 64), Some(1.5e6));
-        assert_eq!(parse_rate("200k", 10e9, 64), Some(200e3));
+        assert_eq!(parse_rate("250000", 10e9, 64.0), Some(250000.0));
+        assert_eq!(parse_rate("1.5M", 10e9, 64.0), Some(1.5e6));
+        assert_eq!(parse_rate("200k", 10e9, 64.0), Some(200e3));
         // 64 B + 4 FCS + 20 preamble/IFG = 88 B = 704 bits: 10G line rate is 14.2 Mpps.
-        let full = parse_rate("100%", 10e9, 60).unwrap();
+        let full = parse_rate("100%", 10e9, 60.0).unwrap();
         assert!((full - 10e9 / 672.0).abs() < 1.0, "{full}");
-        assert_eq!(parse_rate("0%", 10e9, 64), None);
-        assert_eq!(parse_rate("101%", 10e9, 64), None);
-        assert_eq!(parse_rate("0", 10e9, 64), None);
-        assert_eq!(parse_rate("x", 10e9, 64), None);
+        assert_eq!(parse_rate("0%", 10e9, 64.0), None);
+        assert_eq!(parse_rate("101%", 10e9, 64.0), None);
+        assert_eq!(parse_rate("0", 10e9, 64.0), None);
+        assert_eq!(parse_rate("x", 10e9, 64.0), None);
     }
 
     #[test]

@@ -1,0 +1,105 @@
+//! The generator end to end: an IMIX frame-size mix recorded by a `pcap:tx=`
+//! port and checked frame by frame (sizes in the exact 7:4:1 proportion and
+//! order, headers consistent with each size), `--tx-count` ending the run by
+//! itself, and the per-lcore stall counters in the final JSON.
+
+mod support;
+
+use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+use std::time::{Duration, Instant};
+use support::*;
+
+#[test]
+fn imix_sizes_are_exact_and_tx_count_ends_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = dir.path().join("imix.pcap");
+    let t0 = Instant::now();
+    let o = run(
+        &[
+            "--port",
+            &format!("pcap:tx={}", cap.display()),
+            "--forward-mode",
+            "txonly",
+            "--port-topology",
+            "loop",
+            "--no-huge",
+            "--tx-mix",
+            "imix",
+            "--tx-flows",
+            "4",
+            "--tx-count",
+            "1200",
+            "--duration",
+            "60",
+            "--json",
+            "--stats-period",
+            "0",
+        ],
+        Duration::from_secs(60),
+    );
+    let (so, se) = text(&o);
+    assert!(o.status.success(), "{so}\n{se}");
+    // The run ended on its own, long before --duration.
+    assert!(t0.elapsed() < Duration::from_secs(30), "{:?}", t0.elapsed());
+    assert!(se.contains("every generator sent its --tx-count"), "{se}");
+    let f = final_json(&o);
+    assert_eq!(f["leaked_mbufs"], 0);
+    let frames = read_pcap(&cap);
+    assert_eq!(frames.len(), 1200);
+    let count = |l: usize| frames.iter().filter(|x| x.len() == l).count();
+    assert_eq!((count(60), count(590), count(1514)), (700, 400, 100));
+    // Interleaved, not in runs: no more than two minimum-size frames in a row.
+    let longest = frames
+        .iter()
+        .fold((0, 0), |(run, best), x| {
+            let run = if x.len() == 60 { run + 1 } else { 0 };
+            (run, best.max(run))
+        })
+        .1;
+    assert!(longest <= 2, "a run of {longest} 60 B frames");
+    // Every frame is a well-formed UDP/IPv4 packet of its own size.
+    for x in &frames {
+        let p = SlicedPacket::from_ethernet(x).unwrap_or_else(|e| panic!("{e:?}"));
+        let Some(NetSlice::Ipv4(ip)) = &p.net else {
+            panic!("not IPv4")
+        };
+        assert_eq!(usize::from(ip.header().total_len()), x.len() - 14);
+        let h = ip.header().to_header();
+        assert_eq!(h.header_checksum, h.calc_header_checksum());
+        let Some(TransportSlice::Udp(u)) = &p.transport else {
+            panic!("not UDP")
+        };
+        assert_eq!(usize::from(u.length()), x.len() - 34);
+    }
+    // Bytes add up in the port stats.
+    let bytes: u64 = frames.iter().map(|x| x.len() as u64).sum();
+    assert_eq!(f["ports"][0]["tx_bytes"], bytes, "{f}");
+    // The stall counters are reported per lcore.
+    let lc = &f["lcores"][0];
+    assert!(lc["stalls"].is_u64() && lc["max_gap_ns"].is_u64(), "{lc}");
+}
+
+#[test]
+fn the_plan_shows_the_mix_and_its_mean_length() {
+    let o = run(
+        &[
+            "check",
+            "--port",
+            "null:",
+            "--forward-mode",
+            "txonly",
+            "--tx-mix",
+            "64:3,1518:1",
+            "--tx-rate",
+            "10%",
+            "--no-huge",
+        ],
+        Duration::from_secs(30),
+    );
+    let (so, se) = text(&o);
+    assert!(o.status.success(), "{so}\n{se}");
+    assert!(
+        so.contains("mix 64:3,1518:1 (B:weight, mean 427.5 B)"),
+        "{so}"
+    );
+}
