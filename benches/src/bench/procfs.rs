@@ -34,6 +34,18 @@ pub fn cpu_times() -> CpuTimes {
     }
 }
 
+/// CPUs the /proc/stat aggregate line sums over (the `cpuN` lines).
+pub fn online_cpus() -> usize {
+    fs::read_to_string("/proc/stat")
+        .map(|s| {
+            s.lines()
+                .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
+                .count()
+        })
+        .unwrap_or(1)
+        .max(1)
+}
+
 /// utime + stime of a process (all its threads), in ticks; 0 once it is gone.
 pub fn proc_ticks(pid: u32) -> u64 {
     let s = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();

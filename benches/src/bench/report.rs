@@ -297,21 +297,51 @@ pub fn markdown(r: &Results, img: &str, plots: &[String]) -> String {
         let rates: Vec<String> = x
             .rates_pps
             .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let t = x.tester_limited.get(i).copied().unwrap_or(false);
+                format!("{:.3}{}", v / 1e6, if t { "ᵀ" } else { "" })
+            })
+            .collect();
+        let tl = if x.tester_limited.iter().any(|t| *t) {
+            " (ᵀ: tester-limited — no frame was lost and the generator could not offer more: the path's own rate is at least this)"
+        } else {
+            ""
+        };
+        let cap: Vec<String> = x
+            .capacity_pps
+            .iter()
             .map(|v| format!("{:.3}", v / 1e6))
             .collect();
-        let spread = match (
-            x.rates_pps.iter().copied().reduce(f64::min),
-            x.rates_pps.iter().copied().reduce(f64::max),
-        ) {
-            (Some(a), Some(b)) if b > 0.0 => {
-                format!("; repetitions differ by {:.1} %", 100.0 * (b - a) / b)
-            }
+        let noise = match (x.bound_pct(), x.capacity_noise_pct()) {
+            (Some(b), Some(c)) => format!(
+                "two resolution steps are {b:.1} %; the path's capacity, measured {} times in this run ({} Mpps received at the bound), varied {c:.1} %",
+                cap.len(),
+                cap.join(" / ")
+            ),
+            (Some(b), None) => format!("two resolution steps are {b:.1} %"),
             _ => String::new(),
         };
+        let spread =
+            match (x.spread_pct(), x.noise_pct()) {
+                (Some(s), Some(n)) => format!(
+                "; the repetitions differ by {s:.1} %, {} the stated noise of {n:.1} % ({noise})",
+                if s <= n + 1e-9 { "within" } else { "**outside**" }
+            ),
+                _ => String::new(),
+            };
+        let trials: usize = x.steps.iter().map(Vec::len).sum();
         let _ = writeln!(
             o,
-            "RFC 2544 throughput, {} ({} B frames, {:.1} s trials, resolution {:.3} Mpps, bound {:.2} Mpps): zero-loss rate {} Mpps{spread}.\n",
-            x.path, x.frame, x.trial_s, x.resolution_pps / 1e6, x.max_pps / 1e6, rates.join(" / ")
+            "RFC 2544 throughput, {} ({} B frames, {:.1} s trials, resolution {:.3} Mpps, bound {:.2} Mpps): zero-loss rate {} Mpps{tl}{spread}. {} of {trials} trials were repeated (a failure the host disturbed, or a loss being confirmed). Noise rule: {}.\n",
+            x.path,
+            x.frame,
+            x.trial_s,
+            x.resolution_pps / 1e6,
+            x.max_pps / 1e6,
+            rates.join(" / "),
+            x.repeated(),
+            if x.noise_rule.is_empty() { "none" } else { &x.noise_rule }
         );
     }
     if !r.notes.is_empty() {

@@ -2,6 +2,7 @@
 //! report: per scenario, every trial of both tools and their summaries.
 
 use super::procfs::Machine;
+use super::rfc2544::Step;
 use super::runner::Trial;
 use serde::{Deserialize, Serialize};
 
@@ -221,8 +222,60 @@ pub struct Rfc2544Outcome {
     pub resolution_pps: f64,
     /// Zero-loss rate of each repetition, pps.
     pub rates_pps: Vec<f64>,
-    /// Trials of each repetition: (rate pps, sent, received).
-    pub steps: Vec<Vec<(f64, u64, u64)>>,
+    /// Per repetition: the path forwarded all the generator could offer
+    /// (the rate is the tester's, a lower bound for the path).
+    #[serde(default)]
+    pub tester_limited: Vec<bool>,
+    /// Trials of each repetition, repeated (disturbed) ones included.
+    pub steps: Vec<Vec<Step>>,
+    /// How a disturbed trial is recognised and how often it is repeated.
+    #[serde(default)]
+    pub noise_rule: String,
+    /// The path's capacity measured in the same run (received pps with the
+    /// generator at the bound), a few times: how much the platform itself
+    /// varies.
+    #[serde(default)]
+    pub capacity_pps: Vec<f64>,
+}
+
+impl Rfc2544Outcome {
+    /// Largest difference between the repetitions' rates, in % of the
+    /// largest (None with fewer than two).
+    pub fn spread_pct(&self) -> Option<f64> {
+        let lo = self.rates_pps.iter().copied().reduce(f64::min)?;
+        let hi = self.rates_pps.iter().copied().reduce(f64::max)?;
+        (self.rates_pps.len() > 1 && hi > 0.0).then(|| 100.0 * (hi - lo) / hi)
+    }
+
+    /// The agreement the method promises: two searches that each end within
+    /// one resolution step of the true rate differ by at most two steps
+    /// (in % of the largest rate found).
+    pub fn bound_pct(&self) -> Option<f64> {
+        let hi = self.rates_pps.iter().copied().reduce(f64::max)?;
+        (hi > 0.0).then(|| 100.0 * 2.0 * self.resolution_pps / hi)
+    }
+
+    /// How much the path's capacity varied between measurements in this run
+    /// (% of the largest): the platform's own noise.
+    pub fn capacity_noise_pct(&self) -> Option<f64> {
+        let lo = self.capacity_pps.iter().copied().reduce(f64::min)?;
+        let hi = self.capacity_pps.iter().copied().reduce(f64::max)?;
+        (self.capacity_pps.len() > 1 && hi > 0.0).then(|| 100.0 * (hi - lo) / hi)
+    }
+
+    /// The noise the report states: the larger of the method's resolution
+    /// bound and the capacity noise.
+    pub fn noise_pct(&self) -> Option<f64> {
+        match (self.bound_pct(), self.capacity_noise_pct()) {
+            (Some(b), Some(c)) => Some(b.max(c)),
+            (b, c) => b.or(c),
+        }
+    }
+
+    /// Trials the host disturbed (repeated), over all repetitions.
+    pub fn repeated(&self) -> usize {
+        self.steps.iter().map(|s| super::rfc2544::repeated(s)).sum()
+    }
 }
 
 #[cfg(test)]

@@ -470,8 +470,9 @@ impl Bench {
             trial_secs: if self.o.quick { 0.5 } else { 1.0 },
             loss_tolerance: 0.0,
             max_trials: 12,
+            retries: 3,
         };
-        let reps = if self.o.quick { 1 } else { 2 };
+        let reps = if self.o.quick { 1 } else { 3 };
         let mut out = Rfc2544Outcome {
             path: "xfwd txonly --tx-rate → ring → rxonly".into(),
             frame: 64,
@@ -480,29 +481,16 @@ impl Bench {
             resolution_pps: cfg.resolution_pps,
             rates_pps: Vec::new(),
             steps: Vec::new(),
+            capacity_pps: Vec::new(),
+            tester_limited: Vec::new(),
+            noise_rule: format!(
+                "a failed trial is repeated (up to {} times) when xfwd's stall counter shows the rx lcore off-CPU longer than the rings buffer at that rate ({} descriptors), or other processes or the hypervisor (steal) took more than {} % of the CPUs",
+                cfg.retries,
+                ratepath::RING_DESC,
+                ratepath::OTHER_CPU_LIMIT_PCT
+            ),
         };
-        for i in 0..reps {
-            match rfc2544::search(&mut path, &cfg) {
-                Ok(t) => {
-                    eprintln!(
-                        "    rfc2544 ring #{}: zero-loss {:.3} Mpps in {} trials",
-                        i + 1,
-                        t.rate_pps / 1e6,
-                        t.steps.len()
-                    );
-                    out.rates_pps.push(t.rate_pps);
-                    out.steps.push(
-                        t.steps
-                            .iter()
-                            .map(|s| (s.rate_pps, s.sent, s.received))
-                            .collect(),
-                    );
-                }
-                Err(e) => self
-                    .notes
-                    .push(format!("RFC 2544 search on the ring path failed: {e}")),
-            }
-        }
+        self.searches(&mut path, &cfg, reps, "ring", &mut out);
         let mut outs = vec![out.clone()];
         if let Some(v) = self.veth_search(&cfg, reps) {
             outs.push(v);
@@ -552,6 +540,55 @@ impl Bench {
 }
 
 impl Bench {
+    /// `reps` searches on `path`, recorded in `out`.
+    fn searches(
+        &mut self,
+        path: &mut dyn rfc2544::Dut,
+        cfg: &SearchConfig,
+        reps: usize,
+        name: &str,
+        out: &mut Rfc2544Outcome,
+    ) {
+        // The platform's noise on this path: its capacity, a few times.
+        for _ in 0..reps.max(2) {
+            match path.trial(cfg.max_pps, cfg.trial_secs) {
+                Ok(t) => out.capacity_pps.push(t.received as f64 / cfg.trial_secs),
+                Err(e) => self.notes.push(format!("capacity of the {name} path: {e}")),
+            }
+        }
+        eprintln!(
+            "    {name} path capacity: {:?} Mpps",
+            out.capacity_pps
+                .iter()
+                .map(|v| (v / 1e4).round() / 100.0)
+                .collect::<Vec<_>>()
+        );
+        for i in 0..reps {
+            match rfc2544::search(path, cfg) {
+                Ok(t) => {
+                    eprintln!(
+                        "    rfc2544 {name} #{}: zero-loss {:.3} Mpps{} in {} trials ({} repeated)",
+                        i + 1,
+                        t.rate_pps / 1e6,
+                        if t.tester_limited {
+                            " (tester-limited)"
+                        } else {
+                            ""
+                        },
+                        t.steps.len(),
+                        t.repeated()
+                    );
+                    out.rates_pps.push(t.rate_pps);
+                    out.tester_limited.push(t.tester_limited);
+                    out.steps.push(t.steps);
+                }
+                Err(e) => self
+                    .notes
+                    .push(format!("RFC 2544 search on the {name} path failed: {e}")),
+            }
+        }
+    }
+
     /// RFC 2544 on the veth path: xfwd txonly --tx-rate (AF_PACKET on g0)
     /// → xfwd io (AF_PACKET d0 → d1) → counted at s1.
     fn veth_search(&mut self, cfg: &SearchConfig, reps: usize) -> Option<Rfc2544Outcome> {
@@ -603,7 +640,7 @@ impl Bench {
         std::thread::sleep(std::time::Duration::from_millis(1500));
         let mut path = ratepath::VethPath {
             xfwd: self.env.xfwd.clone(),
-            driver: "af_packet".into(),
+            driver: "af_xdp".into(),
             gen_ns: ns("gen"),
             gen_cpu: self.env.main_cpu,
             sink_pid: sink.id(),
@@ -617,36 +654,18 @@ impl Bench {
             ..*cfg
         };
         let mut out = Rfc2544Outcome {
-            path: "xfwd txonly --tx-rate (af_packet g0) → xfwd io af_packet d0→d1 → s1".into(),
+            path: "xfwd txonly --tx-rate (af_xdp g0) → xfwd io af_packet d0→d1 → s1".into(),
             frame: 64,
             trial_s: c.trial_secs,
             max_pps: c.max_pps,
             resolution_pps: c.resolution_pps,
             rates_pps: Vec::new(),
             steps: Vec::new(),
+            capacity_pps: Vec::new(),
+            tester_limited: Vec::new(),
+            noise_rule: "none: trials are taken as they are (the DUT runs in its own process; its stalls are not read)".into(),
         };
-        for i in 0..reps {
-            match rfc2544::search(&mut path, &c) {
-                Ok(t) => {
-                    eprintln!(
-                        "    rfc2544 veth #{}: zero-loss {:.3} Mpps in {} trials",
-                        i + 1,
-                        t.rate_pps / 1e6,
-                        t.steps.len()
-                    );
-                    out.rates_pps.push(t.rate_pps);
-                    out.steps.push(
-                        t.steps
-                            .iter()
-                            .map(|s| (s.rate_pps, s.sent, s.received))
-                            .collect(),
-                    );
-                }
-                Err(e) => self
-                    .notes
-                    .push(format!("RFC 2544 search on the veth path failed: {e}")),
-            }
-        }
+        self.searches(&mut path, &c, reps, "veth", &mut out);
         runner::stop(&mut dut, std::time::Duration::from_secs(10));
         runner::stop(&mut sink, std::time::Duration::from_secs(2));
         drop(topo);
@@ -781,11 +800,14 @@ fn rate_update(root: &Path, o: Opts, r: &mut Results) -> Result<(), String> {
     let (rfc, lat) = b.rate_based();
     r.rfc2544 = rfc;
     r.latency = lat;
-    r.notes
-        .retain(|n| !n.starts_with("RFC 2544") && !n.starts_with("latency"));
+    r.notes.retain(|n| {
+        !n.starts_with("RFC 2544") && !n.starts_with("latency") && !n.starts_with("capacity")
+    });
     r.notes.extend(b.notes);
-    r.command
-        .push_str(" (RFC 2544 and latency: scripts/bench --rate-only)");
+    const NOTE: &str = " (RFC 2544 and latency: scripts/bench --rate-only)";
+    if !r.command.ends_with(NOTE) {
+        r.command.push_str(NOTE);
+    }
     Ok(())
 }
 
