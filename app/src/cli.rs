@@ -78,6 +78,11 @@ pub struct Opts {
     /// Measure latency from generator timestamps also in forwarding modes  [fwd.latency].
     #[arg(long, global = true)]
     pub latency: bool,
+    /// Before forwarding, every forwarding stream sends one burst of
+    /// generated frames on its TX queue (testpmd `--tx-first`): seeds a
+    /// loop of ports that has no other source  [fwd.tx_first].
+    #[arg(long, global = true)]
+    pub tx_first: bool,
     /// Mbufs in the pool (testpmd `--total-num-mbufs`)  [pool.nb_mbufs].
     #[arg(
         long,

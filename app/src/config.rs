@@ -109,6 +109,9 @@ pub struct FwdCfg {
     pub tx_retry: u32,
     /// Latency in forwarding modes too.
     pub latency: bool,
+    /// Send one generated burst per forwarding stream before forwarding
+    /// (testpmd `--tx-first`).
+    pub tx_first: bool,
 }
 
 impl Default for FwdCfg {
@@ -125,6 +128,7 @@ impl Default for FwdCfg {
             portmask: None,
             tx_retry: 0,
             latency: false,
+            tx_first: false,
         }
     }
 }
@@ -404,6 +408,10 @@ pub fn settings(path: Option<&Path>, o: &Opts) -> Result<Settings, ConfigError> 
     if o.latency {
         cfg.fwd.latency = true;
         flags.insert("fwd.latency", "--latency");
+    }
+    if o.tx_first {
+        cfg.fwd.tx_first = true;
+        flags.insert("fwd.tx_first", "--tx-first");
     }
     if o.json {
         cfg.stats.json = true;

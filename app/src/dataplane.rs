@@ -245,6 +245,8 @@ impl Dataplane {
                 let gen = (l.mode.generates() && tx.is_some()).then(|| {
                     Generator::new(&plan.gen, &tx_mac, &peer_mac, l.mode == FwdMode::FlowGen)
                 });
+                let first = (plan.tx_first && !l.mode.generates() && tx.is_some())
+                    .then(|| Generator::new(&plan.gen, &tx_mac, &peer_mac, false));
                 let sc = Arc::new(StreamCounters::default());
                 self.streams.push(StreamInfo {
                     cpu: l.cpu,
@@ -259,6 +261,7 @@ impl Dataplane {
                     tx_mac,
                     peer_mac,
                     gen,
+                    first,
                     counters: sc,
                 });
             }

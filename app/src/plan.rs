@@ -108,6 +108,8 @@ pub struct Plan {
     pub tx_retry: u32,
     /// Latency in forwarding modes too.
     pub latency: bool,
+    /// One generated burst per forwarding stream first (`--tx-first`).
+    pub tx_first: bool,
     /// Topology name (for the report).
     pub topology: &'static str,
     /// Generator settings.

@@ -511,6 +511,7 @@ pub fn validate(s: &Settings) -> Result<Plan, ConfigError> {
         burst: f.burst as usize,
         tx_retry: f.tx_retry,
         latency: f.latency,
+        tx_first: f.tx_first,
         topology,
         gen,
         lcores,

@@ -28,6 +28,8 @@ pub struct Stream {
     pub peer_mac: [u8; 6],
     /// The generator (txonly, flowgen).
     pub gen: Option<Generator>,
+    /// `--tx-first`: one burst of these frames before forwarding.
+    pub first: Option<Generator>,
     /// Counters.
     pub counters: Arc<StreamCounters>,
 }
@@ -140,6 +142,9 @@ impl Worker {
             measure,
             hist: &mut hist,
         };
+        for s in streams.iter_mut() {
+            ctx.tx_first(s, &mut txqs, &mut cache, &mut b);
+        }
         while !stop.load(Ordering::Relaxed) {
             let mut clock: Option<u64> = None;
             let mut work = 0u64;
@@ -248,6 +253,32 @@ impl Ctx<'_> {
             self.send(s, &mut *txqs[tx], cache, b);
         }
         handled
+    }
+
+    /// `--tx-first`: one burst of generated frames on the stream's TX queue
+    /// (counted as generated, like txonly's).
+    fn tx_first(
+        &mut self,
+        s: &mut Stream,
+        txqs: &mut [Box<dyn TxQueue>],
+        cache: &mut PoolCache,
+        b: &mut MbufBatch,
+    ) {
+        let (Some(mut gen), Some(tx)) = (s.first.take(), s.tx) else {
+            return;
+        };
+        if cache.alloc_bulk(b, self.burst).is_err() {
+            s.counters.nombuf.add(1);
+            return;
+        }
+        let now = latency::now_ns();
+        for m in b.iter_mut() {
+            if m.reset_len(gen.next_len()).is_ok() {
+                gen.fill(m.data_mut(), now);
+            }
+        }
+        s.counters.generated.add(b.len() as u64);
+        self.send(s, &mut *txqs[tx], cache, b);
     }
 
     /// The mode's header edits; frames it refuses leave the batch (freed).

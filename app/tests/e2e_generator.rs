@@ -103,3 +103,48 @@ fn the_plan_shows_the_mix_and_its_mean_length() {
         "{so}"
     );
 }
+
+#[test]
+fn tx_first_seeds_a_ring_loop_with_one_burst_per_stream() {
+    // Two ring ports joined to each other, io forwarding 0→1 and 1→0: with
+    // nothing else to send, --tx-first's two bursts keep going round.
+    let o = run(
+        &[
+            "--port",
+            "ring:txfirst",
+            "--port",
+            "ring:txfirst",
+            "--forward-mode",
+            "io",
+            "--tx-first",
+            "--burst",
+            "16",
+            "-l",
+            "0",
+            "--no-huge",
+            "--duration",
+            "0.5",
+            "--json",
+            "--stats-period",
+            "0",
+        ],
+        Duration::from_secs(30),
+    );
+    let (so, se) = text(&o);
+    assert!(o.status.success(), "{so}\n{se}");
+    let f = final_json(&o);
+    assert_eq!(f["leaked_mbufs"], 0);
+    for p in f["ports"].as_array().unwrap() {
+        let fwd = &p["fwd"];
+        assert_eq!(fwd["generated"], 16, "{f}");
+        // Everything received was sent on, plus the first burst; at most one
+        // burst per direction is still in a ring at the stop.
+        let (rx, tx) = (
+            fwd["rx_packets"].as_u64().unwrap(),
+            fwd["tx_packets"].as_u64().unwrap(),
+        );
+        assert!(rx > 1000, "the loop did not go round: {f}");
+        assert!(tx >= rx && tx - rx <= 16, "{f}");
+        assert_eq!(fwd["tx_dropped"], 0);
+    }
+}
