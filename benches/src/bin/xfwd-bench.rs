@@ -44,7 +44,7 @@ struct Opts {
 
 const USAGE: &str = "usage: xfwd-bench [--quick] [--runs N] [--warmup S] [--measure S] [--scenarios a,b] \
 [--no-sweep] [--no-latency] [--noise-limit PCT] [--reruns N] [--xfwd PATH] [--out DIR] [--md PATH] [--report-only] [--rate-only]\n\
-scenarios: null-io, null-macswap, ring, af_xdp-veth, af_packet-veth";
+scenarios: null-io, null-macswap, null-io-xmem, null-macswap-xmem, ring, af_xdp-veth, af_packet-veth";
 
 fn parse(root: &Path) -> Result<Opts, String> {
     let a: Vec<String> = std::env::args().skip(1).collect();
@@ -297,11 +297,19 @@ impl Bench {
         let (what, (ours, peer)) = match name {
             "null-io" => (
                 "2 null ports, io, 64 B, burst 32",
-                self.alternate(name, &|t| Ok(env.null(t, "io", 64))),
+                self.alternate(name, &|t| Ok(env.null(t, "io", 64, "native"))),
             ),
             "null-macswap" => (
                 "2 null ports, macswap, 64 B",
-                self.alternate(name, &|t| Ok(env.null(t, "macswap", 64))),
+                self.alternate(name, &|t| Ok(env.null(t, "macswap", 64, "native"))),
+            ),
+            "null-io-xmem" => (
+                "as null-io, testpmd --mp-alloc=xmemhuge (external hugepage memory, like xfwd)",
+                self.alternate(name, &|t| Ok(env.null(t, "io", 64, "xmemhuge"))),
+            ),
+            "null-macswap-xmem" => (
+                "as null-macswap, testpmd --mp-alloc=xmemhuge",
+                self.alternate(name, &|t| Ok(env.null(t, "macswap", 64, "xmemhuge"))),
             ),
             "ring" => (
                 "64 frames looping through a ring pair, io",
@@ -360,7 +368,7 @@ impl Bench {
                     let spec = if sc == "ring" {
                         env.ring(tool, size).ok()
                     } else {
-                        Some(env.null(tool, "io", size))
+                        Some(env.null(tool, "io", size, "native"))
                     };
                     if let Some(spec) = spec {
                         let t = self.trial(&spec, &format!("sweep {sc} {size} B {tool:?}"));
@@ -870,7 +878,6 @@ fn run_all(root: &Path, o: Opts) -> Result<Results, String> {
             if b.o.latency { b.latency() } else { Vec::new() },
         )
     };
-    b.notes.push("ring: xfwd has no `--tx-first`; its loop is seeded once with 64 frames from a pcap port polled by the same lcore (one extra empty poll per iteration).".into());
     Ok(Results {
         machine: procfs::Machine::describe(
             dpdk_version(&testpmd).unwrap_or_else(|| "dpdk-testpmd (version unknown)".into()),
