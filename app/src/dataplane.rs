@@ -166,6 +166,7 @@ impl Dataplane {
         // Ports: map every chunk, configure, start.
         let mut queues: HashMap<u16, PortQueueSlots> = HashMap::new();
         for p in plan.ports {
+            let (rxd, txd) = (p.rxd, p.txd);
             self.ports.push(RunPort {
                 id: p.id,
                 port: p.port,
@@ -184,8 +185,8 @@ impl Dataplane {
             rp.port.configure(&PortConf {
                 rx_queues: plan.rxq,
                 tx_queues: plan.txq,
-                rx_desc: plan.rxd,
-                tx_desc: plan.txd,
+                rx_desc: rxd,
+                tx_desc: txd,
                 pools: vec![pool.clone()],
             })?;
             let q = rp.port.start()?;

@@ -56,6 +56,11 @@ pub struct PortPlan {
     pub info: PortInfo,
     /// Its peer's MAC (mac mode and generator destination).
     pub peer_mac: [u8; 6],
+    /// RX descriptors per queue: `fwd.rxd`, or the device's maximum when
+    /// that is smaller (as DPDK's virtio PMD does; shown in the plan).
+    pub rxd: u16,
+    /// TX descriptors per queue, likewise.
+    pub txd: u16,
 }
 
 /// Stats and run-time settings.
@@ -200,6 +205,13 @@ impl fmt::Display for Plan {
                 p.info.mapping,
                 self.predicted_chunks()
             )?;
+            if (p.rxd, p.txd) != (self.rxd, self.txd) {
+                writeln!(
+                    f,
+                    "           rxd {} txd {}: the device's queues hold at most {} / {} (asked {} / {})",
+                    p.rxd, p.txd, p.info.max_rx_desc, p.info.max_tx_desc, self.rxd, self.txd
+                )?;
+            }
         }
         writeln!(f, "  lcores : {} workers", self.lcores.len())?;
         for l in &self.lcores {

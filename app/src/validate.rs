@@ -377,8 +377,20 @@ pub fn validate(s: &Settings) -> Result<Plan, ConfigError> {
         };
         lim("RX queues", "fwd.rxq", f.rxq, info.max_rx_queues.into())?;
         lim("TX queues", "fwd.txq", f.txq, info.max_tx_queues.into())?;
-        lim("RX descriptors", "fwd.rxd", f.rxd, info.max_rx_desc.into())?;
-        lim("TX descriptors", "fwd.txd", f.txd, info.max_tx_desc.into())?;
+        // Descriptors: a device with smaller queues gets its maximum (DPDK's
+        // virtio PMD clamps the same way); the plan shows it.
+        let rxd = f.rxd.min(info.max_rx_desc.into()) as u16;
+        let txd = f.txd.min(info.max_tx_desc.into()) as u16;
+        if f.burst > u32::from(rxd) {
+            return v.bad(
+                "fwd.burst",
+                f.burst,
+                format!(
+                    "at most {rxd}: port{i}'s RX queues hold {rxd} descriptors ({})",
+                    info.devargs
+                ),
+            );
+        }
         lim(
             "packets per burst",
             "fwd.burst",
@@ -403,6 +415,8 @@ pub fn validate(s: &Settings) -> Result<Plan, ConfigError> {
             port,
             info,
             peer_mac,
+            rxd,
+            txd,
         });
     }
 

@@ -438,3 +438,36 @@ fn telemetry_answers_json_queries_while_running() {
     assert!(status.success());
     assert!(!sock.exists(), "socket removed at exit");
 }
+
+#[test]
+fn descriptors_above_a_port_max_are_clamped_and_shown() {
+    // null ports hold 4096 descriptors: asking for more runs with 4096 (as
+    // DPDK's virtio PMD clamps to the device's queue size), said in the plan.
+    let o = run(
+        &[
+            "--port",
+            "null:",
+            "--port",
+            "null:",
+            "--rxd",
+            "8192",
+            "--txd",
+            "8192",
+            "--no-huge",
+            "--duration",
+            "0.2",
+            "--stats-period",
+            "0",
+        ],
+        Duration::from_secs(30),
+    );
+    let (so, se) = text(&o);
+    assert!(o.status.success(), "{so}\n{se}");
+    assert!(
+        se.contains(
+            "rxd 4096 txd 4096: the device's queues hold at most 4096 / 4096 (asked 8192 / 8192)"
+        ),
+        "{se}"
+    );
+    assert!(so.contains("0 mbufs leaked"), "{so}");
+}

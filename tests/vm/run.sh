@@ -69,7 +69,7 @@ set -- $QEMU -nographic -vga none -no-reboot -m 2048 -smp 2 -accel tcg -cpu max 
 	-machine q35,kernel-irqchip=split -device intel-iommu,intremap=on,caching-mode=on \
 	$(nic 3 0) $(nic 4 0) $(nic 5 1) $(nic 6 1) \
 	-kernel "$C/kernel/vmlinux" -initrd "$C/initrd.cpio" \
-	-append "console=ttyS0 panic=-1 edd=off loglevel=4 intel_iommu=on"
+	-append "console=ttyS0 panic=-1 edd=off loglevel=4 intel_iommu=on" ${QEMU_EXTRA:-}
 log "booting (timeout ${TMO}s): $*"
 t0=$(date +%s)
 timeout --foreground -k 10 "$TMO" "$@" </dev/null 2>&1 | tr -d '\r' | tee "$LOG"
@@ -85,7 +85,7 @@ if grep -q '^PEER ' "$LOG"; then
 fi
 pass=$(grep -cE '^CHECK [^:]+: PASS' "$LOG")
 fail=$(grep -cE '^CHECK [^:]+: FAIL' "$LOG")
-want=15
+want=16
 done_seen=$(grep -c 'GUEST: done' "$LOG")
 echo "passed $pass, failed $fail (expected at least $want checks), guest finished: $done_seen"
 if [ "$fail" = 0 ] && [ "$pass" -ge $want ] && [ "$done_seen" -ge 1 ] && [ "$rc" = 0 ]; then
