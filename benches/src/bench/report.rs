@@ -331,15 +331,31 @@ pub fn markdown(r: &Results, img: &str, plots: &[String]) -> String {
                 _ => String::new(),
             };
         let trials: usize = x.steps.iter().map(Vec::len).sum();
+        let frames = match &x.mix {
+            Some(m) => m.clone(),
+            None => format!("{} B frames", x.frame),
+        };
+        // Layer-1 rate: each frame (with FCS) + 20 B of preamble and gap.
+        let gbps: Vec<String> = x
+            .rates_pps
+            .iter()
+            .map(|v| format!("{:.2}", v * (f64::from(x.frame) + 20.0) * 8.0 / 1e9))
+            .collect();
+        let line = 10e9 / ((f64::from(x.frame) + 20.0) * 8.0);
+        let bound = if (x.max_pps - line).abs() < line * 0.01 {
+            " = 10 GbE line rate"
+        } else {
+            ""
+        };
         let _ = writeln!(
             o,
-            "RFC 2544 throughput, {} ({} B frames, {:.1} s trials, resolution {:.3} Mpps, bound {:.2} Mpps): zero-loss rate {} Mpps{tl}{spread}. {} of {trials} trials were repeated (a failure the host disturbed, or a loss being confirmed). Noise rule: {}.\n",
+            "RFC 2544 throughput, {} ({frames}, {:.1} s trials, resolution {:.3} Mpps, bound {:.2} Mpps{bound}): zero-loss rate {} Mpps ({} Gbit/s on the wire){tl}{spread}. {} of {trials} trials were repeated (a failure the host disturbed, or a loss being confirmed). Noise rule: {}.\n",
             x.path,
-            x.frame,
             x.trial_s,
             x.resolution_pps / 1e6,
             x.max_pps / 1e6,
             rates.join(" / "),
+            gbps.join(" / "),
             x.repeated(),
             if x.noise_rule.is_empty() { "none" } else { &x.noise_rule }
         );

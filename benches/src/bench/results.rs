@@ -212,6 +212,9 @@ pub struct Results {
 pub struct Rfc2544Outcome {
     /// The path searched.
     pub path: String,
+    /// The frame-size mix, when not one size (`frame` is then its mean).
+    #[serde(default)]
+    pub mix: Option<String>,
     /// Frame length, bytes.
     pub frame: u32,
     /// Seconds per trial.

@@ -469,7 +469,9 @@ impl Bench {
             out: self.env.out.clone(),
             gen_cpu: self.env.main_cpu,
             rx_cpu: self.env.fwd_cpu,
-            frame: 64,
+            // RFC 2544's 64 B frame counts the FCS: 60 B from xfwd.
+            frame: 60,
+            mix: None,
         };
         let max = SearchConfig::line_rate_pps(10.0, 64);
         let cfg = SearchConfig {
@@ -483,6 +485,7 @@ impl Bench {
         let reps = if self.o.quick { 1 } else { 3 };
         let mut out = Rfc2544Outcome {
             path: "xfwd txonly --tx-rate → ring → rxonly".into(),
+            mix: None,
             frame: 64,
             trial_s: cfg.trial_secs,
             max_pps: max,
@@ -500,6 +503,7 @@ impl Bench {
         };
         self.searches(&mut path, &cfg, reps, "ring", &mut out);
         let mut outs = vec![out.clone()];
+        outs.push(self.imix_search(&path, &cfg, reps));
         if let Some(v) = self.veth_search(&cfg, reps) {
             outs.push(v);
         }
@@ -548,6 +552,40 @@ impl Bench {
 }
 
 impl Bench {
+    /// RFC 2544 on the ring path with the simple IMIX (xfwd `--tx-mix
+    /// imix`), bounded by 10 GbE's line rate for the mix's mean frame.
+    fn imix_search(&mut self, ring: &RingPath, cfg: &SearchConfig, reps: usize) -> Rfc2544Outcome {
+        // 60/590/1514 B + FCS at 7:4:1.
+        let mean = (7.0 * 64.0 + 4.0 * 594.0 + 1518.0) / 12.0;
+        let max = 10e9 / ((mean + 20.0) * 8.0);
+        let c = SearchConfig {
+            max_pps: max,
+            resolution_pps: max / 100.0,
+            ..*cfg
+        };
+        let mut path = RingPath {
+            mix: Some("imix".into()),
+            ..ring.clone()
+        };
+        let mut out = Rfc2544Outcome {
+            path: "xfwd txonly --tx-rate --tx-mix imix → ring → rxonly".into(),
+            mix: Some(format!(
+                "simple IMIX 64:7,594:4,1518:1 B with FCS (mean {mean:.1} B)"
+            )),
+            frame: mean.round() as u32,
+            trial_s: c.trial_secs,
+            max_pps: max,
+            resolution_pps: c.resolution_pps,
+            rates_pps: Vec::new(),
+            steps: Vec::new(),
+            capacity_pps: Vec::new(),
+            tester_limited: Vec::new(),
+            noise_rule: "as the 64 B ring search".into(),
+        };
+        self.searches(&mut path, &c, reps.min(2), "ring-imix", &mut out);
+        out
+    }
+
     /// `reps` searches on `path`, recorded in `out`.
     fn searches(
         &mut self,
@@ -652,7 +690,7 @@ impl Bench {
             gen_ns: ns("gen"),
             gen_cpu: self.env.main_cpu,
             sink_pid: sink.id(),
-            frame: 64,
+            frame: 60,
         };
         // veth forwards well under a million frames per second here: bound
         // the search at 2 Mpps so the resolution stays meaningful.
@@ -663,6 +701,7 @@ impl Bench {
         };
         let mut out = Rfc2544Outcome {
             path: "xfwd txonly --tx-rate (af_xdp g0) → xfwd io af_packet d0→d1 → s1".into(),
+            mix: None,
             frame: 64,
             trial_s: c.trial_secs,
             max_pps: c.max_pps,
