@@ -240,8 +240,20 @@ pub struct VethPath {
 impl Dut for VethPath {
     fn trial(&mut self, rate_pps: f64, secs: f64) -> Result<TrialOutcome, String> {
         let count = (rate_pps * secs).round().max(1.0) as u64;
-        let rx = || super::procfs::netdev_packets(self.sink_pid, "s1").map(|c| c.0);
-        let before = rx().ok_or("sink counters unreadable")?;
+        // /proc/PID/net/dev of the sink's namespace; a read can miss while
+        // the namespace is busy: try a few times before giving up.
+        let rx = || {
+            (0..5).find_map(|i| {
+                if i > 0 {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                super::procfs::netdev_packets(self.sink_pid, "s1").map(|c| c.0)
+            })
+        };
+        let before = rx().ok_or(format!(
+            "sink counters unreadable (/proc/{}/net/dev has no s1: the sink process or its namespace is gone)",
+            self.sink_pid
+        ))?;
         let o = Command::new("ip")
             .args(["netns", "exec", &self.gen_ns])
             .arg(&self.xfwd)
@@ -272,7 +284,9 @@ impl Dut for VethPath {
             .map_err(|e| format!("ip netns exec xfwd: {e}"))?;
         // Frames still in flight through the DUT.
         std::thread::sleep(std::time::Duration::from_millis(300));
-        let after = rx().ok_or("sink counters unreadable")?;
+        let after = rx().ok_or(
+            "sink counters unreadable after the trial (the sink process or its namespace is gone)",
+        )?;
         let out = String::from_utf8_lossy(&o.stdout);
         let fin = out
             .lines()
