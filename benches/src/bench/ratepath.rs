@@ -100,18 +100,7 @@ impl RingPath {
             .spawn()
             .map_err(|e| format!("{}: {e}", self.xfwd.display()))?;
         let (o, other_cpu_pct, steal_pct) = watch(child)?;
-        let out = String::from_utf8_lossy(&o.stdout);
-        let fin = out
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|v| v["type"] == "final")
-            .ok_or_else(|| {
-                let e = String::from_utf8_lossy(&o.stderr);
-                format!(
-                    "xfwd printed no final stats: {}",
-                    e.lines().last().unwrap_or("")
-                )
-            })?;
+        let fin = final_stats(&o, "xfwd")?;
         let ports = fin["ports"].as_array().cloned().unwrap_or_default();
         let g = |i: usize, k: &str| ports.get(i).and_then(|p| p["fwd"][k].as_u64()).unwrap_or(0);
         let sent = match g(0, "generated") {
@@ -136,6 +125,24 @@ impl RingPath {
             steal_pct,
         })
     }
+}
+
+/// xfwd's final JSON stats object from its output.
+///
+/// # Errors
+/// No final object: the last line of its stderr says why.
+fn final_stats(o: &Output, who: &str) -> Result<serde_json::Value, String> {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["type"] == "final")
+        .ok_or_else(|| {
+            let e = String::from_utf8_lossy(&o.stderr);
+            format!(
+                "{who} printed no final stats: {}",
+                e.lines().last().unwrap_or("")
+            )
+        })
 }
 
 /// Wait for `child`, sampling its CPU time until it exits; returns its
@@ -287,18 +294,7 @@ impl Dut for VethPath {
         let after = rx().ok_or(
             "sink counters unreadable after the trial (the sink process or its namespace is gone)",
         )?;
-        let out = String::from_utf8_lossy(&o.stdout);
-        let fin = out
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|v| v["type"] == "final")
-            .ok_or_else(|| {
-                let e = String::from_utf8_lossy(&o.stderr);
-                format!(
-                    "generator printed no final stats: {}",
-                    e.lines().last().unwrap_or("")
-                )
-            })?;
+        let fin = final_stats(&o, "the generator")?;
         let sent = fin["ports"][0]["tx_packets"].as_u64().unwrap_or(0);
         Ok(TrialOutcome::clean(sent, after.saturating_sub(before)))
     }
