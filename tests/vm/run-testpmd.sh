@@ -30,3 +30,21 @@ grep -E 'Probe PCI driver|rror' /tmp/tptx.log /tmp/tprx.log | grep -v pci_unmap 
 [ "${rx:-0}" -gt 1000 ] && [ "${rx:-0}" -le "${tx:-0}" ] && r=PASS || { r=FAIL; tail -n 40 /tmp/tptx.log; tail -n 15 /tmp/tprx.log; }
 # Informational (not part of VM RESULT): the peer's own result beside xfwd's checks.
 echo "PEER testpmd_txonly_rxonly: $r (dpdk-testpmd txonly sent ${tx:-?}, rxonly received ${rx:-?}; rc $txrc/$rxrc)"
+# Interop: testpmd's txonly into xfwd's rxonly (which side of the pair above fails?).
+/xfwd --nb-mbufs 4096 --json --stats-period 0 --port vfio:$A --forward-mode rxonly -l 1 --duration 40 > /tmp/xrx.json 2> /tmp/xrx.log &
+xpid=$!
+i=0
+while ! grep -q 'started' /tmp/xrx.log && [ $i -lt 300 ]; do sleep 0.2; i=$((i + 1)); done
+# shellcheck disable=SC2086
+timeout -s INT 90 $TP -l 0-1 --file-prefix tptx2 -a $C -- --forward-mode=txonly --eth-peer=0,$AMAC $OPTS > /tmp/tptx2.log 2>&1 < /dev/null &
+tpid=$!
+i=0
+while ! grep -q 'Start automatic packet forwarding\|Press enter' /tmp/tptx2.log && [ $i -lt 300 ]; do sleep 0.2; i=$((i + 1)); done
+sleep 3
+kill -INT $tpid 2>/dev/null; wait $tpid
+sleep 1
+kill -INT $xpid 2>/dev/null; wait $xpid
+tx2=$(grep -A2 'Accumulated forward' /tmp/tptx2.log | awk '/TX-packets/{print $2}')
+rx2=$(grep -o '"rx_packets":[0-9]*' /tmp/xrx.json | tail -1 | cut -d: -f2)
+[ "${rx2:-0}" -gt 1000 ] && [ "${rx2:-0}" = "${tx2:-x}" ] && r=PASS || { r=FAIL; tail -n 5 /tmp/tptx2.log /tmp/xrx.log; }
+echo "PEER testpmd_txonly_to_xfwd_rxonly: $r (dpdk-testpmd txonly sent ${tx2:-?}, xfwd rxonly received ${rx2:-?})"

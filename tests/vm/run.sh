@@ -62,14 +62,14 @@ log "guest kernel $KVER ($KDEB); initramfs $(du -h "$C/initrd.cpio" | cut -f1)"
 
 # QEMU: q35 + VT-d (created before the devices it translates); virtio-net modern
 # only, ACCESS_PLATFORM so the DMA goes through the vIOMMU; romfile= drops iPXE.
-nic() { echo "-netdev hubport,id=n$1,hubid=$2 -device virtio-net-pci,netdev=n$1,addr=$1,disable-legacy=on,iommu_platform=on,romfile=,mac=52:54:00:12:00:0$1"; }
+nic() { echo "-netdev hubport,id=n$1,hubid=$2 -device virtio-net-pci,netdev=n$1,addr=$1,disable-legacy=on,iommu_platform=on,romfile=,mac=52:54:00:12:00:0$1${NIC_EXTRA:-}"; }
 LOG=$C/guest.log
 # shellcheck disable=SC2086,SC2046
 set -- $QEMU -nographic -vga none -no-reboot -m 2048 -smp 2 -accel tcg -cpu max \
 	-machine q35,kernel-irqchip=split -device intel-iommu,intremap=on,caching-mode=on \
 	$(nic 3 0) $(nic 4 0) $(nic 5 1) $(nic 6 1) \
 	-kernel "$C/kernel/vmlinux" -initrd "$C/initrd.cpio" \
-	-append "console=ttyS0 panic=-1 edd=off loglevel=4 intel_iommu=on" ${QEMU_EXTRA:-}
+	-append "console=ttyS0 panic=-1 edd=off loglevel=4 intel_iommu=on ${GUEST_APPEND:-}" ${QEMU_EXTRA:-}
 log "booting (timeout ${TMO}s): $*"
 t0=$(date +%s)
 timeout --foreground -k 10 "$TMO" "$@" </dev/null 2>&1 | tr -d '\r' | tee "$LOG"
