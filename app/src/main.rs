@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use xfwd::cli::{Cli, Cmd};
 use xfwd::dataplane::Dataplane;
 use xfwd::error::{ConfigError, RunError};
-use xfwd::fwd::FwdMode;
 use xfwd::latency::{self, Summary};
 use xfwd::plan::{RunSettings, DRAIN_SECS};
 use xfwd::stats::{self, FinalInfo, Snapshot};
@@ -164,7 +163,7 @@ fn monitor(
         {
             return;
         }
-        if run.tx_count > 0 && drain.done(dp, t) {
+        if drain.done(dp, t) {
             eprintln!(
                 "xfwd: every generator sent its --tx-count and nothing arrived for {DRAIN_SECS} s: stopping"
             );
@@ -191,8 +190,8 @@ fn monitor(
     }
 }
 
-/// Watches for the end of a `--tx-count` run: every generating stream done,
-/// then RX quiet for [`DRAIN_SECS`].
+/// Watches for the end of a `--tx-count` run: every generating stream done
+/// (a stream without a count never is), then RX quiet for [`DRAIN_SECS`].
 #[derive(Debug, Default)]
 struct Drain {
     rx: u64,
@@ -204,7 +203,7 @@ impl Drain {
         let mut gens = dp
             .streams
             .iter()
-            .filter(|s| matches!(s.mode, FwdMode::TxOnly | FwdMode::FlowGen) && s.tx.is_some())
+            .filter(|s| s.mode.generates() && s.tx.is_some())
             .peekable();
         if gens.peek().is_none() || !gens.all(|s| s.counters.gen_done.get() > 0) {
             self.since = t;

@@ -74,10 +74,6 @@ pub struct RunSettings {
     pub json: bool,
     /// Telemetry socket.
     pub telemetry: Option<PathBuf>,
-    /// Packets per generating stream (`--tx-count`; 0 = no limit): when
-    /// every generator is done and RX has been quiet for [`DRAIN_SECS`],
-    /// the run ends by itself.
-    pub tx_count: u64,
 }
 
 /// How long RX must stay quiet after the last generator finished its

@@ -295,11 +295,7 @@ pub fn validate(s: &Settings) -> Result<Plan, ConfigError> {
         rate_pps: if t.rate.trim().is_empty() {
             None
         } else {
-            let mean = if gen.mix.is_empty() {
-                gen.pkt_len as f64
-            } else {
-                crate::fwd::mix::mean_len(&gen.mix)
-            };
+            let mean = crate::fwd::mix::mean_len(&gen.shares());
             match crate::fwd::txgen::parse_rate(&t.rate, link_bps, mean) {
                 Some(r) => Some(r),
                 None => {
@@ -504,7 +500,6 @@ pub fn validate(s: &Settings) -> Result<Plan, ConfigError> {
     } else {
         None
     };
-    let tx_count = gen.count;
     Ok(Plan {
         source: s.source.clone(),
         mem: ExtMemConfig {
@@ -534,7 +529,6 @@ pub fn validate(s: &Settings) -> Result<Plan, ConfigError> {
             duration: st.duration,
             json: st.json,
             telemetry: st.telemetry.clone(),
-            tx_count,
         },
     })
 }

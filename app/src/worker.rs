@@ -235,21 +235,11 @@ impl Ctx<'_> {
                 }
                 return handled;
             }
-            if cache.alloc_bulk(b, n).is_err() {
-                s.counters.nombuf.add(1);
+            if !generate(gen, n, now, &s.counters, cache, b) {
                 return handled;
             }
             gen.generated(n);
-            for m in b.iter() {
-                m.prefetch_data();
-            }
-            for m in b.iter_mut() {
-                if m.reset_len(gen.next_len()).is_ok() {
-                    gen.fill(m.data_mut(), now);
-                }
-            }
             handled += b.len() as u64;
-            s.counters.generated.add(b.len() as u64);
             self.send(s, &mut *txqs[tx], cache, b);
         }
         handled
@@ -267,18 +257,16 @@ impl Ctx<'_> {
         let (Some(mut gen), Some(tx)) = (s.first.take(), s.tx) else {
             return;
         };
-        if cache.alloc_bulk(b, self.burst).is_err() {
-            s.counters.nombuf.add(1);
-            return;
+        if generate(
+            &mut gen,
+            self.burst,
+            latency::now_ns(),
+            &s.counters,
+            cache,
+            b,
+        ) {
+            self.send(s, &mut *txqs[tx], cache, b);
         }
-        let now = latency::now_ns();
-        for m in b.iter_mut() {
-            if m.reset_len(gen.next_len()).is_ok() {
-                gen.fill(m.data_mut(), now);
-            }
-        }
-        s.counters.generated.add(b.len() as u64);
-        self.send(s, &mut *txqs[tx], cache, b);
     }
 
     /// The mode's header edits; frames it refuses leave the batch (freed).
@@ -317,6 +305,34 @@ impl Ctx<'_> {
             cache.free_batch(b);
         }
     }
+}
+
+/// Allocate `n` mbufs into `b` and write the generator's next frames into
+/// them, stamped `now` (counted as generated); false, counted as `nombuf`,
+/// when the pool cannot serve the burst.
+#[inline]
+fn generate(
+    gen: &mut Generator,
+    n: usize,
+    now: u64,
+    counters: &StreamCounters,
+    cache: &mut PoolCache,
+    b: &mut MbufBatch,
+) -> bool {
+    if cache.alloc_bulk(b, n).is_err() {
+        counters.nombuf.add(1);
+        return false;
+    }
+    for m in b.iter() {
+        m.prefetch_data();
+    }
+    for m in b.iter_mut() {
+        if m.reset_len(gen.next_len()).is_ok() {
+            gen.fill(m.data_mut(), now);
+        }
+    }
+    counters.generated.add(b.len() as u64);
+    true
 }
 
 /// Run `f` over every frame of the burst in place; the frames it does not

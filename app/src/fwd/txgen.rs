@@ -76,6 +76,20 @@ pub fn parse_rate(s: &str, link_bps: f64, pkt_len: f64) -> Option<f64> {
     (pps >= 1.0 && pps.is_finite()).then_some(pps)
 }
 
+impl GenConfig {
+    /// The sizes generated: the mix, or `pkt_len` alone.
+    pub fn shares(&self) -> Vec<Share> {
+        if self.mix.is_empty() {
+            vec![Share {
+                len: self.pkt_len,
+                weight: 1,
+            }]
+        } else {
+            self.mix.clone()
+        }
+    }
+}
+
 impl Default for GenConfig {
     fn default() -> Self {
         GenConfig {
@@ -145,21 +159,13 @@ impl Generator {
     /// Build the templates from `src` (TX port MAC) to `dst` (its peer).
     /// `vary_ip`: flowgen varies the destination IP, txonly the source port.
     pub fn new(cfg: &GenConfig, src: &[u8; 6], dst: &[u8; 6], vary_ip: bool) -> Generator {
-        let single = [Share {
-            len: cfg.pkt_len,
-            weight: 1,
-        }];
-        let shares: &[Share] = if cfg.mix.is_empty() {
-            &single
-        } else {
-            &cfg.mix
-        };
+        let shares = cfg.shares();
         Generator {
             variants: shares
                 .iter()
                 .map(|s| template(cfg, s.len, src, dst))
                 .collect(),
-            schedule: mix::schedule(shares),
+            schedule: mix::schedule(&shares),
             pos: 0,
             cur: 0,
             flows: cfg.flows.max(1),
