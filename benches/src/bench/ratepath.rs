@@ -50,8 +50,6 @@ pub struct RateTrial {
     /// Longest time the receiving lcore did not poll (ns; 0 when it never
     /// stalled for 100 µs or more).
     pub rx_gap_ns: u64,
-    /// Stalls of 100 µs or more, both lcores.
-    pub stalls: u64,
     /// CPU time other processes used during the trial, in % of the
     /// machine's CPU time (both lcores busy-poll: any of it preempted one).
     pub other_cpu_pct: f64,
@@ -107,20 +105,19 @@ impl RingPath {
             0 => g(0, "tx_packets") + g(0, "tx_dropped"),
             n => n,
         };
-        let lcores = fin["lcores"].as_array().cloned().unwrap_or_default();
-        let lc = |mode: &str, k: &str| {
-            lcores
-                .iter()
-                .filter(|l| mode.is_empty() || l["mode"] == mode)
-                .filter_map(|l| l[k].as_u64())
-                .fold(0, |a, b| if mode.is_empty() { a + b } else { a.max(b) })
-        };
+        let rx_gap_ns = fin["lcores"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|l| l["mode"] == "rxonly")
+            .filter_map(|l| l["max_gap_ns"].as_u64())
+            .max()
+            .unwrap_or(0);
         Ok(RateTrial {
             sent,
             received: g(1, "rx_packets"),
             latency: fin["latency"].clone(),
-            rx_gap_ns: lc("rxonly", "max_gap_ns"),
-            stalls: lc("", "stalls"),
+            rx_gap_ns,
             other_cpu_pct,
             steal_pct,
         })

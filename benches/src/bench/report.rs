@@ -341,7 +341,7 @@ pub fn markdown(r: &Results, img: &str, plots: &[String]) -> String {
             .iter()
             .map(|v| format!("{:.2}", v * (f64::from(x.frame) + 20.0) * 8.0 / 1e9))
             .collect();
-        let line = 10e9 / ((f64::from(x.frame) + 20.0) * 8.0);
+        let line = super::rfc2544::SearchConfig::line_rate_pps(10.0, f64::from(x.frame));
         let bound = if (x.max_pps - line).abs() < line * 0.01 {
             " = 10 GbE line rate"
         } else {

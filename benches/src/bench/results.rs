@@ -241,13 +241,41 @@ pub struct Rfc2544Outcome {
     pub capacity_pps: Vec<f64>,
 }
 
+/// (max − min) / max of `v` in %; None with fewer than two values or a max of 0.
+fn spread_pct(v: &[f64]) -> Option<f64> {
+    let lo = v.iter().copied().reduce(f64::min)?;
+    let hi = v.iter().copied().reduce(f64::max)?;
+    (v.len() > 1 && hi > 0.0).then(|| 100.0 * (hi - lo) / hi)
+}
+
 impl Rfc2544Outcome {
+    /// An outcome to fill: searches of `path` under `cfg`.
+    pub fn new(
+        path: &str,
+        mix: Option<String>,
+        frame: u32,
+        cfg: &super::rfc2544::SearchConfig,
+        noise_rule: String,
+    ) -> Rfc2544Outcome {
+        Rfc2544Outcome {
+            path: path.into(),
+            mix,
+            frame,
+            trial_s: cfg.trial_secs,
+            max_pps: cfg.max_pps,
+            resolution_pps: cfg.resolution_pps,
+            rates_pps: Vec::new(),
+            tester_limited: Vec::new(),
+            steps: Vec::new(),
+            noise_rule,
+            capacity_pps: Vec::new(),
+        }
+    }
+
     /// Largest difference between the repetitions' rates, in % of the
     /// largest (None with fewer than two).
     pub fn spread_pct(&self) -> Option<f64> {
-        let lo = self.rates_pps.iter().copied().reduce(f64::min)?;
-        let hi = self.rates_pps.iter().copied().reduce(f64::max)?;
-        (self.rates_pps.len() > 1 && hi > 0.0).then(|| 100.0 * (hi - lo) / hi)
+        spread_pct(&self.rates_pps)
     }
 
     /// The agreement the method promises: two searches that each end within
@@ -261,9 +289,7 @@ impl Rfc2544Outcome {
     /// How much the path's capacity varied between measurements in this run
     /// (% of the largest): the platform's own noise.
     pub fn capacity_noise_pct(&self) -> Option<f64> {
-        let lo = self.capacity_pps.iter().copied().reduce(f64::min)?;
-        let hi = self.capacity_pps.iter().copied().reduce(f64::max)?;
-        (self.capacity_pps.len() > 1 && hi > 0.0).then(|| 100.0 * (hi - lo) / hi)
+        spread_pct(&self.capacity_pps)
     }
 
     /// The noise the report states: the larger of the method's resolution

@@ -63,10 +63,11 @@ pub struct SearchConfig {
 }
 
 impl SearchConfig {
-    /// Line rate of a `gbps` link for `frame` bytes: the search's upper bound
-    /// (20 B of preamble, delimiter and inter-frame gap per frame).
-    pub fn line_rate_pps(gbps: f64, frame: u32) -> f64 {
-        gbps * 1e9 / ((f64::from(frame) + 20.0) * 8.0)
+    /// Line rate of a `gbps` link for `frame` bytes with FCS (a mean size
+    /// for a mix): the search's upper bound (20 B of preamble, delimiter and
+    /// inter-frame gap per frame).
+    pub fn line_rate_pps(gbps: f64, frame: f64) -> f64 {
+        gbps * 1e9 / ((frame + 20.0) * 8.0)
     }
 }
 
@@ -266,7 +267,7 @@ mod tests {
 
     #[test]
     fn finds_the_capacity_within_the_resolution() {
-        let max = SearchConfig::line_rate_pps(10.0, 64);
+        let max = SearchConfig::line_rate_pps(10.0, 64.0);
         let mut d = SimDut {
             cap: 3.3e6,
             calls: 0,

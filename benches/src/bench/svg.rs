@@ -274,7 +274,7 @@ pub fn lines(title: &str, xlabel: &str, ylabel: &str, series: &[Series]) -> Stri
 /// Theoretical packet rate of a link: bps / ((size + 20) × 8), in Mpps
 /// (20 B = preamble + start delimiter + inter-frame gap).
 pub fn line_rate_mpps(gbps: f64, size: u32) -> f64 {
-    gbps * 1e9 / ((f64::from(size) + 20.0) * 8.0) / 1e6
+    super::rfc2544::SearchConfig::line_rate_pps(gbps, f64::from(size)) / 1e6
 }
 
 #[cfg(test)]

@@ -473,7 +473,7 @@ impl Bench {
             frame: 60,
             mix: None,
         };
-        let max = SearchConfig::line_rate_pps(10.0, 64);
+        let max = SearchConfig::line_rate_pps(10.0, 64.0);
         let cfg = SearchConfig {
             max_pps: max,
             resolution_pps: max / 100.0,
@@ -484,24 +484,18 @@ impl Bench {
             retries: if self.o.quick { 1 } else { 3 },
         };
         let reps = if self.o.quick { 1 } else { 3 };
-        let mut out = Rfc2544Outcome {
-            path: "xfwd txonly --tx-rate → ring → rxonly".into(),
-            mix: None,
-            frame: 64,
-            trial_s: cfg.trial_secs,
-            max_pps: max,
-            resolution_pps: cfg.resolution_pps,
-            rates_pps: Vec::new(),
-            steps: Vec::new(),
-            capacity_pps: Vec::new(),
-            tester_limited: Vec::new(),
-            noise_rule: format!(
+        let mut out = Rfc2544Outcome::new(
+            "xfwd txonly --tx-rate → ring → rxonly",
+            None,
+            64,
+            &cfg,
+            format!(
                 "a failed trial is repeated (up to {} times) when xfwd's stall counter shows the rx lcore off-CPU longer than the rings buffer at that rate ({} descriptors), or other processes or the hypervisor (steal) took more than {} % of the CPUs",
                 cfg.retries,
                 ratepath::RING_DESC,
                 ratepath::OTHER_CPU_LIMIT_PCT
             ),
-        };
+        );
         self.searches(&mut path, &cfg, reps, "ring", &mut out);
         let mut outs = vec![out.clone()];
         outs.push(self.imix_search(&path, &cfg, reps));
@@ -558,7 +552,7 @@ impl Bench {
     fn imix_search(&mut self, ring: &RingPath, cfg: &SearchConfig, reps: usize) -> Rfc2544Outcome {
         // 60/590/1514 B + FCS at 7:4:1.
         let mean = (7.0 * 64.0 + 4.0 * 594.0 + 1518.0) / 12.0;
-        let max = 10e9 / ((mean + 20.0) * 8.0);
+        let max = SearchConfig::line_rate_pps(10.0, mean);
         let c = SearchConfig {
             max_pps: max,
             resolution_pps: max / 100.0,
@@ -568,21 +562,15 @@ impl Bench {
             mix: Some("imix".into()),
             ..ring.clone()
         };
-        let mut out = Rfc2544Outcome {
-            path: "xfwd txonly --tx-rate --tx-mix imix → ring → rxonly".into(),
-            mix: Some(format!(
+        let mut out = Rfc2544Outcome::new(
+            "xfwd txonly --tx-rate --tx-mix imix → ring → rxonly",
+            Some(format!(
                 "simple IMIX 64:7,594:4,1518:1 B with FCS (mean {mean:.1} B)"
             )),
-            frame: mean.round() as u32,
-            trial_s: c.trial_secs,
-            max_pps: max,
-            resolution_pps: c.resolution_pps,
-            rates_pps: Vec::new(),
-            steps: Vec::new(),
-            capacity_pps: Vec::new(),
-            tester_limited: Vec::new(),
-            noise_rule: "as the 64 B ring search".into(),
-        };
+            mean.round() as u32,
+            &c,
+            "as the 64 B ring search".into(),
+        );
         self.searches(&mut path, &c, reps.min(2), "ring-imix", &mut out);
         out
     }
@@ -702,19 +690,14 @@ impl Bench {
             resolution_pps: 2e6 / 200.0,
             ..*cfg
         };
-        let mut out = Rfc2544Outcome {
-            path: "xfwd txonly --tx-rate (af_xdp g0) → xfwd io af_packet d0→d1 → s1".into(),
-            mix: None,
-            frame: 64,
-            trial_s: c.trial_secs,
-            max_pps: c.max_pps,
-            resolution_pps: c.resolution_pps,
-            rates_pps: Vec::new(),
-            steps: Vec::new(),
-            capacity_pps: Vec::new(),
-            tester_limited: Vec::new(),
-            noise_rule: "none: trials are taken as they are (the DUT runs in its own process; its stalls are not read)".into(),
-        };
+        let mut out = Rfc2544Outcome::new(
+            "xfwd txonly --tx-rate (af_xdp g0) → xfwd io af_packet d0→d1 → s1",
+            None,
+            64,
+            &c,
+            "none: trials are taken as they are (the DUT runs in its own process; its stalls are not read)"
+                .into(),
+        );
         self.searches(&mut path, &c, reps, "veth", &mut out);
         runner::stop(&mut dut, std::time::Duration::from_secs(10));
         runner::stop(&mut sink, std::time::Duration::from_secs(2));
