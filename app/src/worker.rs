@@ -13,7 +13,7 @@ use hdrhistogram::Histogram;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use xfwd_mempool::{MbufBatch, PoolCache, MAX_BURST};
-use xfwd_pmd::{RxQueue, TxQueue};
+use xfwd_pmd::{RxQueue, TxQueue, TX_DRAIN_NS};
 
 /// One stream of a worker: indexes into the worker's queue tables.
 #[derive(Debug)]
@@ -135,6 +135,8 @@ impl Worker {
         let mut hist = latency::histogram();
         let mut b = MbufBatch::new(burst);
         let mut last = latency::now_ns();
+        let mut last_drain = last;
+        let mut last_work = last;
         let mut ctx = Ctx {
             mode,
             burst,
@@ -164,8 +166,22 @@ impl Worker {
             } else {
                 counters.idle_ns.add(dt);
             }
+            // TX queues may hold accepted packets back to batch their kicks:
+            // hand them over once the lcore found no work for TX_QUIET_NS
+            // (flushing at every empty round would kick after every few
+            // packets: the loop catches up with a steady stream all the
+            // time), and at least every TX_DRAIN_NS while busy.
+            if work > 0 {
+                last_work = now;
+            }
+            let quiet = work == 0 && now.saturating_sub(last_work) >= TX_QUIET_NS;
+            if quiet || now.saturating_sub(last_drain) >= TX_DRAIN_NS {
+                last_drain = now;
+                txqs.iter_mut().for_each(|q| q.flush());
+            }
             counters.loops.add(1);
         }
+        txqs.iter_mut().for_each(|q| q.flush());
         // Drop order: queue handles first (the port's stop() waits for
         // them), then the cache (flushes to the shared ring).
         drop(b);
@@ -178,6 +194,9 @@ impl Worker {
         Ok(WorkerResult { cpu, latency: hist })
     }
 }
+
+/// Quiet time after which held-back TX is flushed (see `TxQueue::flush`).
+const TX_QUIET_NS: u64 = 5_000;
 
 struct Ctx<'h> {
     mode: FwdMode,

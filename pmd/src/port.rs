@@ -180,7 +180,19 @@ pub trait TxQueue: Send + fmt::Debug {
     /// Send packets from the front of `pkts`; sent ones leave the batch, the
     /// rest stay (moved to the front). Returns how many were sent.
     fn tx_burst(&mut self, pkts: &mut MbufBatch) -> usize;
+
+    /// Hand to the device anything `tx_burst` accepted but held back to
+    /// batch its doorbell (AF_XDP: the `sendto` kick). The forward loop calls
+    /// it when a poll round found no work and at least every
+    /// [`TX_DRAIN_NS`], like l2fwd's TX drain. Queues that hold nothing back
+    /// keep this default.
+    #[inline]
+    fn flush(&mut self) {}
 }
+
+/// The longest a TX queue may hold back accepted packets while its lcore is
+/// busy (l2fwd drains its TX buffers every 100 µs).
+pub const TX_DRAIN_NS: u64 = 100_000;
 
 /// The queue handles a started port hands out.
 #[derive(Debug, Default)]

@@ -102,6 +102,7 @@ fn forward(mode: &str, foreign: bool, what: &str) {
         while fwd < N as usize && Instant::now() < deadline {
             let n = qa.rx[0].rx_burst(&mut burst);
             if n == 0 {
+                qb.tx[0].flush(); // kick what waits for a batch
                 qb.tx[0].tx_burst(&mut copies); // drive completions
                 std::thread::sleep(Duration::from_micros(50));
                 continue;
@@ -123,6 +124,7 @@ fn forward(mode: &str, foreign: bool, what: &str) {
         }
         // Let the last completions come back.
         for _ in 0..100 {
+            qb.tx[0].flush();
             qb.tx[0].tx_burst(&mut copies);
             std::thread::sleep(Duration::from_millis(1));
         }
@@ -188,6 +190,7 @@ fn af_xdp_devargs_and_configure_errors_are_clear() {
             ("af_xdp:iface=e0,mode=fast", "expected drv or skb"),
             ("af_xdp:iface=e0,bogus=1", "unknown key `bogus`"),
             ("af_xdp:iface=e0,queues=0", "queues=0"),
+            ("af_xdp:iface=e0,tx_kick_batch=0", "tx_kick_batch"),
         ] {
             let e = probe(d).unwrap_err().to_string();
             assert!(e.contains(frag), "{d}: {e}");
@@ -220,4 +223,69 @@ fn af_xdp_devargs_and_configure_errors_are_clear() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("MTU") && e.contains("4000"), "{e}");
+}
+
+/// TX kicks are batched: bursts below `tx_kick_batch` wait in the TX ring
+/// (copy mode sends nothing without a `sendto`), a full batch goes with one
+/// kick, `flush()` hands over the rest; `tx_kick_batch=1` kicks every burst.
+#[test]
+fn af_xdp_tx_kicks_are_batched_and_flushed() {
+    if !env_ok("af_xdp TX kick batching") {
+        return;
+    }
+    let dut = Netns::new("xk");
+    let sink = Netns::new("xk2");
+    dut.veth("k1", &sink, "s1");
+    let pool = huge_pool("kick_pool", 2048);
+    let s_pkt = sink.run(|| PacketSocket::bind(netdev::ifindex("s1").unwrap()));
+    let mac = dut.run(|| netdev::mac("k1").unwrap());
+    for (devargs, kicks_per_32) in [
+        ("af_xdp:iface=k1,mode=skb", 1),
+        ("af_xdp:iface=k1,mode=skb,tx_kick_batch=1", 4),
+    ] {
+        let mut p = dut.run(|| probe(devargs).unwrap());
+        p.configure(&PortConf::simple(&pool)).unwrap();
+        let mut q = dut.run(|| p.start().unwrap());
+        let mut cache = pool.cache();
+        let mut seq = 0u32;
+        let mut burst = |q: &mut xfwd_pmd::PortQueues, n: usize| {
+            let mut b = MbufBatch::new(32);
+            for _ in 0..n {
+                let mut m = cache.alloc().unwrap();
+                m.set_data(&test_frame([2, 0, 0, 0, 0, 9], mac, seq, 60))
+                    .unwrap();
+                seq += 1;
+                b.push(m).unwrap();
+            }
+            assert_eq!(q.tx[0].tx_burst(&mut b), n);
+        };
+        // Three bursts of 8: below the batch, nothing is sent yet (unless kicks are per burst).
+        for _ in 0..3 {
+            burst(&mut q, 8);
+        }
+        let early = s_pkt.recv_frames(24, Duration::from_millis(200)).len();
+        // The fourth completes the batch of 32: one kick sends all of it.
+        burst(&mut q, 8);
+        let full = s_pkt.recv_frames(32 - early, Duration::from_secs(2)).len() + early;
+        assert_eq!(full, 32, "{devargs}: a full batch goes out");
+        assert_eq!(xstat(p.as_ref(), "tx_kicks"), kicks_per_32, "{devargs}");
+        if kicks_per_32 == 1 {
+            assert_eq!(early, 0, "{devargs}: bursts below the batch wait for it");
+        } else {
+            assert_eq!(early, 24, "{devargs}: every burst is kicked at once");
+        }
+        // A partial batch leaves with flush().
+        burst(&mut q, 5);
+        q.tx[0].flush();
+        assert_eq!(
+            s_pkt.recv_frames(5, Duration::from_secs(2)).len(),
+            5,
+            "{devargs}: flushed"
+        );
+        drop(cache);
+        drop(q);
+        p.stop().unwrap();
+        assert_eq!(p.stats().opackets, 37);
+    }
+    pool.leak_check().unwrap();
 }

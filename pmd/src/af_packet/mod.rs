@@ -4,6 +4,7 @@
 //! ```text
 //! af_packet:iface=NAME[,qpairs=N][,blocksz=B][,framesz=F][,framecnt=C]
 //!          [,qdisc_bypass=0|1][,fanout=hash|lb|cpu][,promisc=0|1][,blk_tov=MS]
+//!          [,tx_kick_batch=N]
 //! ```
 //!
 //! | key | default | meaning |
@@ -17,6 +18,7 @@
 //! | `fanout` (`fanout_mode`) | hash | how RX frames spread over the queues: flow hash, round robin, or receiving CPU |
 //! | `promisc` | 1 | promiscuous mode (a `PACKET_ADD_MEMBERSHIP`) while started; dropped at stop |
 //! | `blk_tov` | 1 | ms after which a partly filled RX block is handed to user space (latency bound) |
+//! | `tx_kick_batch` | 32 | TX frames that wait in the ring before a `sendto` kick; the forward loop flushes the rest when it goes quiet and at least every 100 µs ([`crate::port::TX_DRAIN_NS`]); 1 = kick after every burst, as DPDK's `net_af_packet` does |
 //!
 //! Every frame is copied (RX: kernel block → mbuf from the queue's pool; TX:
 //! mbuf → TX slot), counted in the `rx_copies` / `tx_copies` xstats; the
@@ -68,6 +70,8 @@ pub struct AfPacketArgs {
     pub promisc: bool,
     /// RX block retire timeout in ms.
     pub blk_tov: u32,
+    /// Kick (`sendto`) once this many frames wait in the TX ring.
+    pub tx_kick_batch: usize,
 }
 
 impl AfPacketArgs {
@@ -87,6 +91,7 @@ impl AfPacketArgs {
             "fanout_mode",
             "promisc",
             "blk_tov",
+            "tx_kick_batch",
         ])?;
         let bad = |why: String| PortError::Devargs {
             devargs: d.raw.clone(),
@@ -143,6 +148,7 @@ impl AfPacketArgs {
             fanout,
             promisc: d.flag("promisc", true)?,
             blk_tov: d.num("blk_tov", 1u32, 1..=1000)?,
+            tx_kick_batch: d.num("tx_kick_batch", 32usize, 1..=4096)?,
         })
     }
 
@@ -471,6 +477,8 @@ impl Port for AfPacketPort {
                     counters: self.core.counters.tx[i].clone(),
                     x: self.tx_x[i].clone(),
                     need_kick: false,
+                    kick_batch: self.args.tx_kick_batch,
+                    unkicked: 0,
                     dead: false,
                     _token: self.core.token(),
                 }));

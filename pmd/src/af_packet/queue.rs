@@ -181,6 +181,11 @@ pub struct AfpTx {
     pub(super) counters: Arc<QueueCounters>,
     pub(super) x: Arc<QueueX>,
     pub(super) need_kick: bool,
+    /// Kick once this many frames were placed since the last kick (see
+    /// `TxQueue::flush`).
+    pub(super) kick_batch: usize,
+    /// Frames placed since the last successful kick.
+    pub(super) unkicked: usize,
     pub(super) dead: bool,
     pub(super) _token: QueueToken,
 }
@@ -199,7 +204,10 @@ impl AfpTx {
     fn kick(&mut self) {
         bump(&self.x.rounds, 1);
         match self.sock.fd.kick() {
-            Ok(()) => self.need_kick = false,
+            Ok(()) => {
+                self.need_kick = false;
+                self.unkicked = 0;
+            }
             Err(e) => match e.raw_os_error() {
                 Some(libc::ENXIO | libc::ENODEV) => self.went_away(&e),
                 _ => {
@@ -220,6 +228,7 @@ impl AfpTx {
         }
         self.dead = true;
         self.need_kick = false;
+        self.unkicked = 0;
         self.sock.gone.store(true, Ordering::Relaxed);
         let n = self.ring.revoke_unsent();
         bump(&self.x.lost, n as u64);
@@ -251,7 +260,10 @@ impl TxQueue for AfpTx {
             }
             taken += 1;
         }
-        if placed > 0 || self.need_kick {
+        self.unkicked += placed as usize;
+        if self.need_kick
+            || (placed > 0 && (self.unkicked >= self.kick_batch || self.ring.room() == 0))
+        {
             self.kick();
         }
         if taken == pkts.len() {
@@ -263,6 +275,13 @@ impl TxQueue for AfpTx {
         self.counters.add_errors(bad);
         bump(&self.x.copies, placed);
         taken
+    }
+
+    #[inline]
+    fn flush(&mut self) {
+        if !self.dead && self.unkicked > 0 {
+            self.kick();
+        }
     }
 }
 
