@@ -41,6 +41,8 @@ check devbind_bind $r "(rc $rc, $bound/4 on vfio-pci, /dev/vfio: $(ls /dev/vfio 
 # --- peer: DPDK testpmd on the same NICs (when the initramfs has it) -------
 if [ -x /dpdk/dpdk-testpmd ]; then
 	/bin/sh /dpdk/run-testpmd.sh $A $C
+	# GUEST_APPEND=xfwd.peer_only: stop after the peer (for debugging it).
+	grep -q 'xfwd.peer_only' /proc/cmdline && { echo "GUEST: peer only, done at $(up)s"; poweroff -f; }
 fi
 
 # --- the driver through the pmd API (test binary) ------------------------
