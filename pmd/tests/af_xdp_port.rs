@@ -286,6 +286,9 @@ fn af_xdp_tx_kicks_are_batched_and_flushed() {
         drop(q);
         p.stop().unwrap();
         assert_eq!(p.stats().opackets, 37);
+        drop(p);
+        // Teardown is asynchronous: the next round attaches to the same device.
+        assert!(dut.xdp_detached_within("k1", Duration::from_secs(2)));
     }
     pool.leak_check().unwrap();
 }
