@@ -81,12 +81,16 @@ X="/xfwd --nb-mbufs 4096 --json --stats-period 0"
 
 # --- xfwd txonly on C, rxonly on A (same hub): counts must match ---------
 echo "GUEST: xfwd rxonly $A / txonly $C at $(up)s"
-$X --port vfio:$A --forward-mode rxonly -l 1 --duration 25 > /tmp/rx.json 2> /tmp/rx.log &
+# Receivers get a long --duration and are ended by SIGTERM once the sender is done (a
+# background job of a non-interactive shell ignores SIGINT; a busy TCG guest can take
+# longer to start the sender than a short duration would allow).
+$X --port vfio:$A --forward-mode rxonly -l 1 --duration 300 > /tmp/rx.json 2> /tmp/rx.log &
 rxpid=$!
 start_wait /tmp/rx.log
 $X --port vfio:$C --forward-mode txonly -l 0 --duration 4 > /tmp/tx.json 2> /tmp/tx.log
 txrc=$?
-kill -INT $rxpid 2>/dev/null; wait $rxpid; rxrc=$?
+sleep 1
+kill -TERM $rxpid 2>/dev/null; wait $rxpid; rxrc=$?
 tx=$(jnum /tmp/tx.json 0 tx_packets); rx=$(jnum /tmp/rx.json 0 rx_packets)
 if [ $txrc = 0 ] && [ $rxrc = 0 ] && [ "${tx:-0}" -gt 0 ] && [ "${tx:-0}" = "${rx:-x}" ]; then r=PASS; else
 	r=FAIL; tail -5 /tmp/tx.log /tmp/rx.log; fi
@@ -102,17 +106,18 @@ check xfwd_no_leak $r "(leaked_mbufs 0 in $l of 2 runs)"
 
 # --- io forwarding: C txonly -> A (io) -> B -> D rxonly -----------------
 echo "GUEST: xfwd io $A<->$B at $(up)s"
-$X --port vfio:$D --forward-mode rxonly -l 0 --duration 30 > /tmp/d.json 2> /tmp/d.log &
+$X --port vfio:$D --forward-mode rxonly -l 0 --duration 300 > /tmp/d.json 2> /tmp/d.log &
 dpid=$!
 start_wait /tmp/d.log
-$X --port vfio:$A --port vfio:$B --forward-mode io --tx-retry 64 -l 1 --duration 30 > /tmp/io.json 2> /tmp/io.log &
+$X --port vfio:$A --port vfio:$B --forward-mode io --tx-retry 64 -l 1 --duration 300 > /tmp/io.json 2> /tmp/io.log &
 iopid=$!
 start_wait /tmp/io.log
 $X --port vfio:$C --forward-mode txonly -l 0 --duration 4 > /tmp/c.json 2> /tmp/c.log
 crc=$?
 sleep 1
-kill -INT $iopid 2>/dev/null; wait $iopid; iorc=$?
-kill -INT $dpid 2>/dev/null; wait $dpid; drc=$?
+kill -TERM $iopid 2>/dev/null; wait $iopid; iorc=$?
+sleep 1
+kill -TERM $dpid 2>/dev/null; wait $dpid; drc=$?
 ctx=$(jnum /tmp/c.json 0 tx_packets); arx=$(jnum /tmp/io.json 0 rx_packets)
 btx=$(jnum /tmp/io.json 1 tx_packets); drx=$(jnum /tmp/d.json 0 rx_packets)
 bdrop=$(jfwd /tmp/io.json 1 tx_dropped)
