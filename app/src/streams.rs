@@ -200,7 +200,11 @@ pub(crate) fn explicit(
                     "an RX queue P.Q: this mode receives",
                 );
             }
-            if mode.transmits() && tx.is_none() {
+            // A txonly lcore may also sink a queue: a stream with `rx` and no
+            // `tx` is read like rxonly (latency from the generator's stamps),
+            // so one lcore can be both ends of a test path.
+            let sink = mode == FwdMode::TxOnly && rx.is_some() && tx.is_none();
+            if mode.transmits() && tx.is_none() && !sink {
                 return v.bad(
                     "lcore.streams.tx",
                     format!("missing (lcore {}, mode {mode})", l.id),
@@ -208,7 +212,7 @@ pub(crate) fn explicit(
                 );
             }
             streams.push(StreamPlan {
-                rx: rx.filter(|_| mode.receives()),
+                rx: rx.filter(|_| mode.receives() || sink),
                 tx: tx.filter(|_| mode.transmits()),
             });
         }

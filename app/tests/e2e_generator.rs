@@ -148,3 +148,55 @@ fn tx_first_seeds_a_ring_loop_with_one_burst_per_stream() {
         assert_eq!(fwd["tx_dropped"], 0);
     }
 }
+
+#[test]
+fn a_txonly_lcore_also_sinks_a_receive_only_stream_with_latency() {
+    // One lcore as both ends of a path (scripts/demo's generator): it
+    // generates on ring port 0 and reads port 1 (joined to port 0) in a
+    // stream without `tx`, timing each frame from the generator's stamp.
+    let dir = std::env::temp_dir().join(format!("xfwd-sink-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("sink.toml");
+    std::fs::write(
+        &cfg,
+        r#"
+[[port]]
+devargs = "ring:sinkpair"
+[[port]]
+devargs = "ring:sinkpair"
+[[lcore]]
+id = 0
+mode = "txonly"
+streams = [{ tx = "0.0" }, { rx = "1.0" }]
+"#,
+    )
+    .unwrap();
+    let o = run(
+        &[
+            "-c",
+            cfg.to_str().unwrap(),
+            "--no-huge",
+            "--tx-count",
+            "5000",
+            "--duration",
+            "10",
+            "--json",
+            "--stats-period",
+            "0",
+        ],
+        Duration::from_secs(30),
+    );
+    std::fs::remove_dir_all(&dir).ok();
+    let (so, se) = text(&o);
+    assert!(o.status.success(), "{so}\n{se}");
+    let f = final_json(&o);
+    assert_eq!(f["leaked_mbufs"], 0);
+    let p = f["ports"].as_array().unwrap();
+    assert_eq!(p[0]["fwd"]["generated"], 5000, "{f}");
+    assert_eq!(
+        p[1]["rx_packets"], 5000,
+        "every generated frame read back: {f}"
+    );
+    assert_eq!(p[1]["fwd"]["consumed"], 5000, "{f}");
+    assert_eq!(f["latency"]["samples"], 5000, "each one timed: {f}");
+}
