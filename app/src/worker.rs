@@ -13,7 +13,7 @@ use hdrhistogram::Histogram;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use xfwd_mempool::{MbufBatch, PoolCache, MAX_BURST};
-use xfwd_pmd::{RxQueue, TxQueue, TX_DRAIN_NS};
+use xfwd_pmd::{RxQueue, TxQueue, TX_DRAIN_NS, TX_QUIET_NS};
 
 /// One stream of a worker: indexes into the worker's queue tables.
 #[derive(Debug)]
@@ -167,10 +167,8 @@ impl Worker {
                 counters.idle_ns.add(dt);
             }
             // TX queues may hold accepted packets back to batch their kicks:
-            // hand them over once the lcore found no work for TX_QUIET_NS
-            // (flushing at every empty round would kick after every few
-            // packets: the loop catches up with a steady stream all the
-            // time), and at least every TX_DRAIN_NS while busy.
+            // hand them over once the lcore found no work for TX_QUIET_NS,
+            // and at least every TX_DRAIN_NS while busy.
             if work > 0 {
                 last_work = now;
             }
@@ -194,12 +192,6 @@ impl Worker {
         Ok(WorkerResult { cpu, latency: hist })
     }
 }
-
-/// Quiet time after which held-back TX is flushed (see `TxQueue::flush`).
-/// Measured on the veth forward: 0.5 µs keeps the batching a steady 2 Mpps
-/// stream allows (one kick per 32 frames) and adds ~1 µs of latency at
-/// 150 kpps (5 µs added ~11 µs over two hops).
-const TX_QUIET_NS: u64 = 500;
 
 struct Ctx<'h> {
     mode: FwdMode,

@@ -27,7 +27,9 @@ pub mod vfio;
 
 pub use devargs::Devargs;
 pub use error::PortError;
-pub use port::{Link, Port, PortConf, PortId, PortInfo, PortQueues, RxQueue, TxQueue, TX_DRAIN_NS};
+pub use port::{
+    Link, Port, PortConf, PortId, PortInfo, PortQueues, RxQueue, TxQueue, TX_DRAIN_NS, TX_QUIET_NS,
+};
 pub use stats::{PortStats, QueueStats};
 
 /// Drivers [`probe`] knows.

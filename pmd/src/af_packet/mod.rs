@@ -18,7 +18,7 @@
 //! | `fanout` (`fanout_mode`) | hash | how RX frames spread over the queues: flow hash, round robin, or receiving CPU |
 //! | `promisc` | 1 | promiscuous mode (a `PACKET_ADD_MEMBERSHIP`) while started; dropped at stop |
 //! | `blk_tov` | 1 | ms after which a partly filled RX block is handed to user space (latency bound) |
-//! | `tx_kick_batch` | 32 | TX frames that wait in the ring before a `sendto` kick; the forward loop flushes the rest when it goes quiet and at least every 100 µs ([`crate::port::TX_DRAIN_NS`]); 1 = kick after every burst, as DPDK's `net_af_packet` does |
+//! | `tx_kick_batch` | 32 | TX frames that wait in the ring before a `sendto` kick; the forward loop flushes the rest after 0.5 µs without work ([`crate::port::TX_QUIET_NS`]) and at least every 100 µs ([`crate::port::TX_DRAIN_NS`]); 1 = kick after every burst, as DPDK's `net_af_packet` does |
 //!
 //! Every frame is copied (RX: kernel block → mbuf from the queue's pool; TX:
 //! mbuf → TX slot), counted in the `rx_copies` / `tx_copies` xstats; the
