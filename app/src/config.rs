@@ -107,6 +107,9 @@ pub struct FwdCfg {
     pub portmask: Option<String>,
     /// TX retries.
     pub tx_retry: u32,
+    /// Microseconds a receiving lcore sleeps when a round over its queues
+    /// found nothing; 0 = busy poll.
+    pub idle_sleep_us: u32,
     /// Latency in forwarding modes too.
     pub latency: bool,
     /// Send one generated burst per forwarding stream before forwarding
@@ -127,6 +130,7 @@ impl Default for FwdCfg {
             port_topology: "paired".into(),
             portmask: None,
             tx_retry: 0,
+            idle_sleep_us: 0,
             latency: false,
             tx_first: false,
         }
@@ -332,6 +336,12 @@ pub fn settings(path: Option<&Path>, o: &Opts) -> Result<Settings, ConfigError> 
         cfg.fwd.port_topology
     );
     set!(o.tx_retry, "fwd.tx_retry", "--tx-retry", cfg.fwd.tx_retry);
+    set!(
+        o.idle_sleep,
+        "fwd.idle_sleep_us",
+        "--idle-sleep",
+        cfg.fwd.idle_sleep_us
+    );
     set!(o.nb_mbufs, "pool.nb_mbufs", "--nb-mbufs", cfg.pool.nb_mbufs);
     set!(
         o.mbuf_size,

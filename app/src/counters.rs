@@ -117,8 +117,13 @@ pub struct LcoreCounters {
     /// stalls: how long the lcore was away (preempted, interrupted) at
     /// worst; 0 when no gap reached [`STALL_NS`].
     pub max_gap_ns: Counter,
-    /// Iterations that started more than [`STALL_NS`] after the previous one.
+    /// Iterations that started more than [`STALL_NS`] after the previous one
+    /// (after an idle sleep: woke that much later than asked).
     pub stalls: Counter,
+    /// Idle sleeps (`--idle-sleep`).
+    pub sleeps: Counter,
+    /// Nanoseconds asleep in them.
+    pub slept_ns: Counter,
 }
 
 /// A loop iteration this much later than the previous one is a stall: the
@@ -140,6 +145,10 @@ pub struct LcoreStats {
     pub max_gap_ns: u64,
     /// Gaps over [`STALL_NS`].
     pub stalls: u64,
+    /// Idle sleeps.
+    pub sleeps: u64,
+    /// Nanoseconds asleep.
+    pub slept_ns: u64,
 }
 
 impl LcoreCounters {
@@ -152,6 +161,8 @@ impl LcoreCounters {
             loops: self.loops.get(),
             max_gap_ns: self.max_gap_ns.get(),
             stalls: self.stalls.get(),
+            sleeps: self.sleeps.get(),
+            slept_ns: self.slept_ns.get(),
         }
     }
 }

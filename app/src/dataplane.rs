@@ -214,6 +214,11 @@ impl Dataplane {
                 cache: pool.cache(),
                 burst: plan.burst,
                 tx_retry: plan.tx_retry,
+                idle_sleep_ns: if l.mode.generates() {
+                    0
+                } else {
+                    plan.idle_sleep_ns
+                },
                 latency: plan.latency,
                 counters: counters.clone(),
                 stop: stop.clone(),

@@ -107,6 +107,8 @@ pub struct Plan {
     pub burst: usize,
     /// TX retries.
     pub tx_retry: u32,
+    /// Idle sleep of receiving lcores (ns), 0 = busy poll.
+    pub idle_sleep_ns: u64,
     /// Latency in forwarding modes too.
     pub latency: bool,
     /// One generated burst per forwarding stream first (`--tx-first`).
@@ -209,7 +211,14 @@ impl fmt::Display for Plan {
                 )?;
             }
         }
-        writeln!(f, "  lcores : {} workers", self.lcores.len())?;
+        let polling = match self.idle_sleep_ns {
+            0 => "busy poll".to_string(),
+            ns => format!(
+                "sleep {} µs when a round finds nothing (receiving lcores)",
+                ns / 1000
+            ),
+        };
+        writeln!(f, "  lcores : {} workers, {polling}", self.lcores.len())?;
         for l in &self.lcores {
             let s: Vec<String> = l
                 .streams

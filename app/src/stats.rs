@@ -110,12 +110,26 @@ fn lcore_json(dp: &Dataplane, cur: &Snapshot, prev: Option<&Snapshot>, mhz: f64)
             let p = prev.map(|p| p.lcores[i]).unwrap_or_default();
             let busy = c.busy_ns - p.busy_ns;
             let idle = c.idle_ns - p.idle_ns;
+            let slept = c.slept_ns - p.slept_ns;
+            let all = busy + idle + slept;
+            let pct = |x: u64| {
+                if all > 0 {
+                    100.0 * x as f64 / all as f64
+                } else {
+                    0.0
+                }
+            };
             let pkts = c.packets - p.packets;
-            let ns_pp = if pkts > 0 { busy as f64 / pkts as f64 } else { 0.0 };
+            let ns_pp = if pkts > 0 {
+                busy as f64 / pkts as f64
+            } else {
+                0.0
+            };
             json!({
                 "lcore": l.cpu, "mode": l.mode, "packets": pkts,
-                "busy_ns": busy, "idle_ns": idle,
-                "busy_pct": if busy + idle > 0 { 100.0 * busy as f64 / (busy + idle) as f64 } else { 0.0 },
+                "busy_ns": busy, "idle_ns": idle, "slept_ns": slept,
+                "busy_pct": pct(busy), "slept_pct": pct(slept),
+                "sleeps": c.sleeps - p.sleeps,
                 "busy_cycles": (busy as f64 * mhz / 1000.0) as u64,
                 "idle_cycles": (idle as f64 * mhz / 1000.0) as u64,
                 "ns_per_pkt": ns_pp,
@@ -292,6 +306,13 @@ pub fn print_final(dp_ports: &[(u16, PortStats, PortFwd)], last: &FinalInfo, jso
             lc["ns_per_pkt"].as_f64().unwrap_or(0.0),
             lc["cycles_per_pkt"].as_f64().unwrap_or(0.0)
         );
+        if lc["sleeps"].as_u64().unwrap_or(0) > 0 {
+            println!(
+                "            asleep {:.1}% in {} idle sleeps",
+                lc["slept_pct"].as_f64().unwrap_or(0.0),
+                lc["sleeps"]
+            );
+        }
         if lc["stalls"].as_u64().unwrap_or(0) > 0 {
             println!(
                 "            {} stalls ≥ {} µs (the lcore did not poll; longest {} µs)",

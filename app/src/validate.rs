@@ -51,6 +51,9 @@ impl V<'_> {
     }
 }
 
+/// Longest idle sleep (`fwd.idle_sleep_us`): 100 ms.
+const IDLE_SLEEP_MAX_US: u64 = 100_000;
+
 /// Validate `s` and probe its ports.
 ///
 /// # Errors
@@ -181,6 +184,13 @@ pub fn validate(s: &Settings) -> Result<Plan, ConfigError> {
         );
     }
     v.range("fwd.tx_retry", f.tx_retry.into(), 0, 1_000_000, "retries")?;
+    v.range(
+        "fwd.idle_sleep_us",
+        f.idle_sleep_us.into(),
+        0,
+        IDLE_SLEEP_MAX_US,
+        "microseconds (0 = busy poll)",
+    )?;
     let topology: &'static str = match f.port_topology.as_str() {
         "paired" => "paired",
         "chained" => "chained",
@@ -519,6 +529,7 @@ pub fn validate(s: &Settings) -> Result<Plan, ConfigError> {
         txd: f.txd as u16,
         burst: f.burst as usize,
         tx_retry: f.tx_retry,
+        idle_sleep_ns: u64::from(f.idle_sleep_us) * 1000,
         latency: f.latency,
         tx_first: f.tx_first,
         topology,

@@ -20,6 +20,10 @@ fn flag_cases(garbage_pcap: &str) -> Vec<(Vec<String>, Vec<&'static str>)> {
         ),
         (vec!["--burst", "abc"], vec!["--burst", "abc"]),
         (
+            vec!["--idle-sleep", "200000"],
+            vec!["`--idle-sleep`", "200000", "0 ..= 100000"],
+        ),
+        (
             vec!["--forward-mode", "txonly", "--tx-mix", "64:0"],
             vec!["`--tx-mix`", "64:0", "at least 1"],
         ),

@@ -138,15 +138,21 @@ fn null_io_json_per_period_and_final_add_up() {
     assert!(n(&f["lcores"][0]["packets"]) > 0);
 }
 
-#[test]
-fn ring_chain_with_forwarding_latency() {
-    // lcore A: txonly into ring:x; lcore B: io from its peer port into a
-    // null sink, measuring latency on the way (--latency).
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("chain.toml");
+/// A two-lcore chain on ring ports: lcore A runs txonly into `ring:NAME`
+/// (port 0), lcore B forwards (io) from its peer (port 1) into a null sink
+/// (port 2) with latency on. `fwd_extra`: more `[fwd]` keys; `tables`:
+/// more whole tables.
+/// None (with the reason printed) when fewer than two CPUs are allowed.
+fn ring_chain_config(
+    dir: &std::path::Path,
+    name: &str,
+    fwd_extra: &str,
+    tables: &str,
+) -> Option<std::path::PathBuf> {
+    let cfg = dir.join(format!("{name}.toml"));
     let cpus = xfwd::cpu::allowed();
     if !xfwd_mempool::caps::require(cpus.len() >= 2, "two CPUs", "two pinned lcores") {
-        return;
+        return None;
     }
     std::fs::write(
         &cfg,
@@ -161,14 +167,16 @@ mbcache = 128
 rxd = 512
 txd = 512
 latency = true
+{fwd_extra}
 [stats]
 period = 0
 duration = 1
 json = true
+{tables}
 [[port]]
-devargs = "ring:chain"
+devargs = "ring:{name}"
 [[port]]
-devargs = "ring:chain"
+devargs = "ring:{name}"
 [[port]]
 devargs = "null:"
 [[lcore]]
@@ -185,18 +193,30 @@ streams = [{{ rx = "1.0", tx = "2.0" }}]
         ),
     )
     .unwrap();
+    Some(cfg)
+}
+
+/// Run a [`ring_chain_config`] file; its final JSON.
+fn run_chain(cfg: &std::path::Path) -> serde_json::Value {
     let o = run(
         &["--config", cfg.to_str().unwrap()],
         Duration::from_secs(60),
     );
     let (so, se) = text(&o);
     assert!(o.status.success(), "{so}\n{se}");
-    let f = final_json(&o);
-    let (p0, p1, p2) = (
-        &f["ports"][0]["fwd"],
-        &f["ports"][1]["fwd"],
-        &f["ports"][2]["fwd"],
-    );
+    final_json(&o)
+}
+
+#[test]
+fn ring_chain_with_forwarding_latency() {
+    // lcore A: txonly into ring:x; lcore B: io from its peer port into a
+    // null sink, measuring latency on the way (--latency).
+    let dir = tempfile::tempdir().unwrap();
+    let Some(cfg) = ring_chain_config(dir.path(), "chain", "", "") else {
+        return;
+    };
+    let f = run_chain(&cfg);
+    let [p0, p1, p2] = [0, 1, 2].map(|i| &f["ports"][i]["fwd"]);
     assert!(n(&p1["rx_packets"]) > 0, "{f}");
     assert_eq!(
         n(&p1["rx_packets"]),
@@ -470,4 +490,51 @@ fn descriptors_above_a_port_max_are_clamped_and_shown() {
         "{se}"
     );
     assert!(so.contains("0 mbufs leaked"), "{so}");
+}
+
+#[test]
+fn idle_sleep_forwarding_lcore_sleeps_below_capacity_and_forwards_everything() {
+    // lcore A: txonly at 20 kpps into ring:idle; lcore B: io from its peer
+    // port into a null sink with --idle-sleep: B sleeps most of the run (a
+    // frame every 50 µs), A (a generator) never does, nothing is lost.
+    let dir = tempfile::tempdir().unwrap();
+    let Some(cfg) = ring_chain_config(
+        dir.path(),
+        "idle",
+        "idle_sleep_us = 50",
+        "[txonly]\nrate = \"20k\"",
+    ) else {
+        return;
+    };
+    let path = cfg.to_str().unwrap();
+    let c = run(&["check", path], Duration::from_secs(30));
+    let (so, se) = text(&c);
+    assert!(c.status.success(), "{so}\n{se}");
+    assert!(
+        so.contains("sleep 50 µs when a round finds nothing"),
+        "check shows the polling mode:\n{so}"
+    );
+    let f = run_chain(&cfg);
+    let [p0, p1, p2] = [0, 1, 2].map(|i| &f["ports"][i]["fwd"]);
+    let sent = n(&p0["tx_packets"]);
+    assert!(sent > 5_000, "the generator kept its pace: {f}");
+    // A ring loses nothing: what the forwarder did not take before it
+    // stopped (at most a ring's worth) went back to the pool (leak audit).
+    let rx = n(&p1["rx_packets"]);
+    assert!(
+        rx <= sent && sent - rx <= 512,
+        "sent {sent}, received {rx}: {f}"
+    );
+    assert_eq!(n(&p2["tx_packets"]), rx, "{f}");
+    assert_eq!(n(&p2["tx_dropped"]), 0, "{f}");
+    let (gen, fwd) = (&f["lcores"][0], &f["lcores"][1]);
+    assert_eq!(
+        n(&gen["sleeps"]),
+        0,
+        "a generator lcore never sleeps: {gen}"
+    );
+    assert!(n(&fwd["sleeps"]) > 1000, "{fwd}");
+    assert!(fwd["slept_pct"].as_f64().unwrap() > 50.0, "{fwd}");
+    assert!(n(&f["latency"]["samples"]) > 0, "{f}");
+    assert_eq!(f["leaked_mbufs"], 0);
 }
