@@ -14,7 +14,12 @@ pub const ALL: &[&str] = &[
     "ring",
     "af_xdp-veth",
     "af_packet-veth",
+    "af_xdp-veth-idle",
+    "af_packet-veth-idle",
 ];
+
+/// The `--idle-sleep` of xfwd in the `*-veth-idle` scenarios (µs).
+pub const IDLE_SLEEP_US: u32 = 50;
 
 /// Topology name (namespaces xbench-gen, xbench-dut, xbench-sink).
 pub const TOPO: &str = "xbench";
@@ -191,7 +196,9 @@ impl Env {
     /// Forwarding between the two veth ends of the DUT namespace over
     /// `driver` (`af_xdp` or `af_packet`); the generator is testpmd txonly
     /// on the same driver in the generator namespace, for both tools.
-    pub fn veth(&self, tool: Tool, driver: &str, mode: &str) -> TrialSpec {
+    /// `idle_sleep_us` > 0: xfwd polls adaptively (`--idle-sleep`); testpmd
+    /// has no such mode and busy-polls either way.
+    pub fn veth(&self, tool: Tool, driver: &str, mode: &str, idle_sleep_us: u32) -> TrialSpec {
         let dut = format!("{TOPO}-dut");
         let (gen_vdev, dut_vdevs) = match driver {
             "af_xdp" => (
@@ -207,6 +214,7 @@ impl Env {
             Tool::Xfwd => {
                 let l = self.fwd_cpu.to_string();
                 let (p0, p1) = (format!("{driver}:iface=d0"), format!("{driver}:iface=d1"));
+                let idle = idle_sleep_us.to_string();
                 Cmd::new(self.xfwd_base(&s(&[
                     "--port",
                     &p0,
@@ -218,6 +226,8 @@ impl Env {
                     &l,
                     "--nb-mbufs",
                     "32768",
+                    "--idle-sleep",
+                    &idle,
                 ])))
             }
             Tool::Testpmd => Cmd::new(self.testpmd(

@@ -44,7 +44,8 @@ struct Opts {
 
 const USAGE: &str = "usage: xfwd-bench [--quick] [--runs N] [--warmup S] [--measure S] [--scenarios a,b] \
 [--no-sweep] [--no-latency] [--noise-limit PCT] [--reruns N] [--xfwd PATH] [--out DIR] [--md PATH] [--report-only] [--rate-only]\n\
-scenarios: null-io, null-macswap, null-io-xmem, null-macswap-xmem, ring, af_xdp-veth, af_packet-veth";
+scenarios: null-io, null-macswap, null-io-xmem, null-macswap-xmem, ring, af_xdp-veth, af_packet-veth, \
+af_xdp-veth-idle, af_packet-veth-idle (xfwd with --idle-sleep 50)";
 
 fn parse(root: &Path) -> Result<Opts, String> {
     let a: Vec<String> = std::env::args().skip(1).collect();
@@ -316,18 +317,22 @@ impl Bench {
                 self.alternate(name, &|t| env.ring(t, 64).map_err(|e| e.to_string())),
             ),
             veth => {
-                let driver = veth.trim_end_matches("-veth").to_string();
-                let what = if driver == "af_xdp" {
-                    "veth gen→dut→sink, AF_XDP io, 64 B"
-                } else {
-                    "veth gen→dut→sink, AF_PACKET io, 64 B"
+                let (driver, idle) = match veth.strip_suffix("-veth-idle") {
+                    Some(d) => (d.to_string(), scenario::IDLE_SLEEP_US),
+                    None => (veth.trim_end_matches("-veth").to_string(), 0),
+                };
+                let what = match (driver.as_str(), idle) {
+                    ("af_xdp", 0) => "veth gen→dut→sink, AF_XDP io, 64 B",
+                    ("af_packet", 0) => "veth gen→dut→sink, AF_PACKET io, 64 B",
+                    ("af_xdp", _) => "as af_xdp-veth, xfwd --idle-sleep 50 (testpmd busy-polls: it has no idle mode)",
+                    _ => "as af_packet-veth, xfwd --idle-sleep 50 (testpmd busy-polls: it has no idle mode)",
                 };
                 match Topology::up(&self.env.root) {
                     Ok(topo) => (
                         what,
                         self.alternate(name, &|t| {
                             topo.ensure_up().map_err(|e| format!("topology: {e}"))?;
-                            Ok(env.veth(t, &driver, "io"))
+                            Ok(env.veth(t, &driver, "io", idle))
                         }),
                     ),
                     Err(e) => {
