@@ -78,9 +78,9 @@ pub struct Opts {
     /// Adaptive polling: a receiving lcore whose round over its queues found
     /// nothing hands over held TX frames and sleeps this many microseconds
     /// (0, the default, busy-polls like testpmd). Saves the CPU an lcore
-    /// spins away below its capacity, and makes bigger bursts; costs up to
-    /// this much latency per hop at low load. Generator lcores never sleep.
-    /// 10–100 is a sane range  [fwd.idle_sleep_us].
+    /// spins away below its capacity, and makes bigger bursts; costs latency:
+    /// up to this long plus the host's wake-up time per hop. Generator lcores
+    /// never sleep. 10–100 is a sane range  [fwd.idle_sleep_us].
     #[arg(long, global = true, value_name = "US")]
     pub idle_sleep: Option<u32>,
     /// Measure latency from generator timestamps also in forwarding modes  [fwd.latency].
