@@ -117,10 +117,7 @@ impl Ring {
                 Err(h) => head = h,
             }
         }
-        for (i, &o) in objs[..n as usize].iter().enumerate() {
-            self.slots[(head.wrapping_add(i as u32) & self.mask) as usize]
-                .store(o, Ordering::Relaxed);
-        }
+        self.fill(head, &objs[..n as usize]);
         wait_turn(&self.prod.tail, head);
         self.prod
             .tail
@@ -152,15 +149,49 @@ impl Ring {
                 Err(h) => head = h,
             }
         }
-        for (i, o) in out[..n as usize].iter_mut().enumerate() {
-            *o = self.slots[(head.wrapping_add(i as u32) & self.mask) as usize]
-                .load(Ordering::Relaxed);
-        }
+        self.take(head, &mut out[..n as usize]);
         wait_turn(&self.cons.tail, head);
         self.cons
             .tail
             .store(head.wrapping_add(n), Ordering::Release);
         n as usize
+    }
+}
+
+impl Ring {
+    /// The `n` slots from index `head` on, as at most two contiguous runs
+    /// (the second when they wrap): no mask or bounds check per slot.
+    #[inline]
+    fn span(&self, head: u32, n: usize) -> (&[AtomicPtr<MbufHeader>], &[AtomicPtr<MbufHeader>]) {
+        let i = (head & self.mask) as usize;
+        let first = n.min(self.slots.len() - i);
+        (&self.slots[i..i + first], &self.slots[..n - first])
+    }
+
+    /// Store `objs` in the reserved slots from `head` on.
+    #[inline]
+    fn fill(&self, head: u32, objs: &[Obj]) {
+        let (a, b) = self.span(head, objs.len());
+        let (oa, ob) = objs.split_at(a.len());
+        for (s, &o) in a.iter().zip(oa) {
+            s.store(o, Ordering::Relaxed);
+        }
+        for (s, &o) in b.iter().zip(ob) {
+            s.store(o, Ordering::Relaxed);
+        }
+    }
+
+    /// Load the reserved slots from `head` on into `out`.
+    #[inline]
+    fn take(&self, head: u32, out: &mut [Obj]) {
+        let (a, b) = self.span(head, out.len());
+        let (oa, ob) = out.split_at_mut(a.len());
+        for (o, s) in oa.iter_mut().zip(a) {
+            *o = s.load(Ordering::Relaxed);
+        }
+        for (o, s) in ob.iter_mut().zip(b) {
+            *o = s.load(Ordering::Relaxed);
+        }
     }
 }
 
