@@ -192,8 +192,12 @@ pub fn print_period(dp: &Dataplane, cur: &Snapshot, prev: &Snapshot, json_out: b
         println!("{v}");
     } else {
         for l in &lc {
+            let asleep = match l["sleeps"].as_u64().unwrap_or(0) {
+                0 => String::new(),
+                _ => format!("  asleep {:.1}%", l["slept_pct"].as_f64().unwrap_or(0.0)),
+            };
             println!(
-                "  lcore {:<3} {:<8} busy {:>5.1}%  {:>8.1} ns/pkt  ~{:.0} cycles/pkt",
+                "  lcore {:<3} {:<8} busy {:>5.1}%  {:>8.1} ns/pkt  ~{:.0} cycles/pkt{asleep}",
                 l["lcore"],
                 l["mode"].as_str().unwrap_or(""),
                 l["busy_pct"].as_f64().unwrap_or(0.0),
