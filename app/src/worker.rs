@@ -178,22 +178,21 @@ impl Worker {
             }
             // TX queues may hold accepted packets back to batch their kicks:
             // hand them over once the lcore found no work for TX_QUIET_NS,
-            // and at least every TX_DRAIN_NS while busy.
+            // at least every TX_DRAIN_NS while busy, and before an idle
+            // sleep (nothing may wait in a TX ring while the lcore sleeps).
             if work > 0 {
                 last_work = now;
             }
+            let sleep = idle_sleep_ns > 0 && work == 0;
             let quiet = work == 0 && now.saturating_sub(last_work) >= TX_QUIET_NS;
-            if quiet || now.saturating_sub(last_drain) >= TX_DRAIN_NS {
+            if sleep || quiet || now.saturating_sub(last_drain) >= TX_DRAIN_NS {
                 last_drain = now;
                 txqs.iter_mut().for_each(|q| q.flush());
             }
             counters.loops.add(1);
-            if idle_sleep_ns > 0 && work == 0 {
-                // Adaptive polling: nothing came in, so nothing may wait in a
-                // TX ring while the lcore sleeps; what arrives meanwhile is
-                // taken in full bursts on waking.
-                txqs.iter_mut().for_each(|q| q.flush());
-                last_drain = now;
+            if sleep {
+                // Adaptive polling: nothing came in; what arrives meanwhile
+                // is taken in full bursts on waking.
                 std::thread::sleep(std::time::Duration::from_nanos(idle_sleep_ns));
                 let woke = latency::now_ns();
                 let slept = woke.saturating_sub(now);
