@@ -138,7 +138,9 @@ impl Worker {
         if idle_sleep_ns > 0 {
             // Wake close to the asked time: the default 50 µs timer slack
             // would make a 10 µs sleep a 60 µs one.
-            let _ = nix::sys::prctl::set_timerslack((idle_sleep_ns / 10).max(1000));
+            if let Err(e) = nix::sys::prctl::set_timerslack((idle_sleep_ns / 10).max(1000)) {
+                log::warn!("lcore {cpu}: timer slack not set ({e}): idle sleeps may last ~50 µs longer than asked");
+            }
         }
         gate.arrive_and_wait(&stop);
         let measure = mode == FwdMode::RxOnly || (lat_fwd && mode != FwdMode::TxOnly);

@@ -183,8 +183,9 @@ pub trait TxQueue: Send + fmt::Debug {
 
     /// Hand to the device anything `tx_burst` accepted but held back to
     /// batch its doorbell (AF_XDP: the `sendto` kick). The forward loop calls
-    /// it once its lcore has found no work for [`TX_QUIET_NS`], at least every
-    /// [`TX_DRAIN_NS`] while busy (l2fwd's TX drain), and when it stops.
+    /// it once its lcore has found no work for [`TX_QUIET_NS`] (at once before
+    /// an idle sleep), at least every [`TX_DRAIN_NS`] while busy (l2fwd's TX
+    /// drain), and when it stops.
     /// Queues that hold nothing back keep this default.
     #[inline]
     fn flush(&mut self) {}

@@ -45,7 +45,7 @@ struct Opts {
 const USAGE: &str = "usage: xfwd-bench [--quick] [--runs N] [--warmup S] [--measure S] [--scenarios a,b] \
 [--no-sweep] [--no-latency] [--noise-limit PCT] [--reruns N] [--xfwd PATH] [--out DIR] [--md PATH] [--report-only] [--rate-only]\n\
 scenarios: null-io, null-macswap, null-io-xmem, null-macswap-xmem, ring, af_xdp-veth, af_packet-veth, \
-af_xdp-veth-idle, af_packet-veth-idle (xfwd with --idle-sleep 50)";
+af_xdp-veth-idle, af_packet-veth-idle (the veth ones with xfwd --idle-sleep)";
 
 fn parse(root: &Path) -> Result<Opts, String> {
     let a: Vec<String> = std::env::args().skip(1).collect();
@@ -297,23 +297,24 @@ impl Bench {
         let env = self.env.clone();
         let (what, (ours, peer)) = match name {
             "null-io" => (
-                "2 null ports, io, 64 B, burst 32",
+                "2 null ports, io, 64 B, burst 32".into(),
                 self.alternate(name, &|t| Ok(env.null(t, "io", 64, "native"))),
             ),
             "null-macswap" => (
-                "2 null ports, macswap, 64 B",
+                "2 null ports, macswap, 64 B".into(),
                 self.alternate(name, &|t| Ok(env.null(t, "macswap", 64, "native"))),
             ),
             "null-io-xmem" => (
-                "as null-io, testpmd --mp-alloc=xmemhuge (external hugepage memory, like xfwd)",
+                "as null-io, testpmd --mp-alloc=xmemhuge (external hugepage memory, like xfwd)"
+                    .into(),
                 self.alternate(name, &|t| Ok(env.null(t, "io", 64, "xmemhuge"))),
             ),
             "null-macswap-xmem" => (
-                "as null-macswap, testpmd --mp-alloc=xmemhuge",
+                "as null-macswap, testpmd --mp-alloc=xmemhuge".into(),
                 self.alternate(name, &|t| Ok(env.null(t, "macswap", 64, "xmemhuge"))),
             ),
             "ring" => (
-                "64 frames looping through a ring pair, io",
+                "64 frames looping through a ring pair, io".into(),
                 self.alternate(name, &|t| env.ring(t, 64).map_err(|e| e.to_string())),
             ),
             veth => {
@@ -321,11 +322,14 @@ impl Bench {
                     Some(d) => (d.to_string(), scenario::IDLE_SLEEP_US),
                     None => (veth.trim_end_matches("-veth").to_string(), 0),
                 };
-                let what = match (driver.as_str(), idle) {
-                    ("af_xdp", 0) => "veth gen→dut→sink, AF_XDP io, 64 B",
-                    ("af_packet", 0) => "veth gen→dut→sink, AF_PACKET io, 64 B",
-                    ("af_xdp", _) => "as af_xdp-veth, xfwd --idle-sleep 50 (testpmd busy-polls: it has no idle mode)",
-                    _ => "as af_packet-veth, xfwd --idle-sleep 50 (testpmd busy-polls: it has no idle mode)",
+                let what = match idle {
+                    0 => format!(
+                        "veth gen→dut→sink, {} io, 64 B",
+                        driver.to_uppercase()
+                    ),
+                    us => format!(
+                        "as {driver}-veth, xfwd --idle-sleep {us} (testpmd busy-polls: it has no idle mode)"
+                    ),
                 };
                 match Topology::up(&self.env.root) {
                     Ok(topo) => (
@@ -346,7 +350,7 @@ impl Bench {
                 }
             }
         };
-        ScenarioResult::new(name, what, ours, peer)
+        ScenarioResult::new(name, &what, ours, peer)
     }
 
     fn sweep(&self) -> Vec<SweepPoint> {
