@@ -12,6 +12,7 @@ use crate::hostcfg::{self, HostConfig};
 use crate::hugepages::{
     self, CommandMounter, HugeStatus, MountOutcome, MountOwner, Mounter, Reservation,
 };
+use crate::nics::XfwdSupport;
 use crate::size::{format_size, parse_size};
 use crate::sysfs::{RealSysfs, Sysfs};
 
@@ -332,6 +333,7 @@ pub fn status_text(s: &Status) -> String {
             l.push_str(&format!(" drv={drv}"));
         }
         l.push_str(&format!(" unused={}", d.possible_drivers.join(",")));
+        l.push_str(&format!(" xfwd={}", d.xfwd.short()));
         if let Some(n) = dev.numa_node {
             l.push_str(&format!(" numa_node={n}"));
         }
@@ -404,6 +406,25 @@ pub fn status_text(s: &Status) -> String {
         }
     }
     t.push_str(&section("IOMMU", &io));
+    let xfwd: Vec<String> = s
+        .devices
+        .iter()
+        .map(|d| {
+            let dev = &d.device;
+            match &d.xfwd {
+                XfwdSupport::Vfio { driver, model } => {
+                    format!("{}: vfio:{} ({driver} driver, {model})", dev.pci, dev.pci)
+                }
+                other => format!(
+                    "warning: {}",
+                    other
+                        .bind_warning(&dev.pci, &dev.vendor, &dev.device)
+                        .unwrap_or_default()
+                ),
+            }
+        })
+        .collect();
+    t.push_str(&section("xfwd user-space drivers", &xfwd));
     t
 }
 

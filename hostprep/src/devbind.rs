@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::error::{GroupMember, HostError};
 use crate::iommu::{self, IommuMode, IommuStatus};
+use crate::nics::{self, XfwdSupport};
 use crate::pci::{self, PciDevice, DPDK_DRIVERS};
 use crate::sysfs::Sysfs;
 
@@ -63,6 +64,8 @@ pub struct DeviceStatus {
     pub possible_drivers: Vec<String>,
     /// Its IOMMU group.
     pub iommu_group_status: Option<GroupStatus>,
+    /// Whether one of xfwd's `vfio:` drivers drives it.
+    pub xfwd: XfwdSupport,
 }
 
 /// The `--status` report.
@@ -109,6 +112,7 @@ pub fn status(fs: &dyn Sysfs, all: bool) -> Status {
             });
             DeviceStatus {
                 active: d.interfaces.iter().any(|i| active.contains(i)),
+                xfwd: nics::support(&d.vendor, &d.device),
                 category,
                 possible_drivers: possible,
                 iommu_group_status: group,
@@ -231,6 +235,12 @@ pub fn bind(
             o.vfio_node = Some(chown_vfio_node(fs, &dev.pci, opts)?);
         }
         o.warnings.extend(warnings.iter().cloned());
+        if vfio {
+            let support = nics::support(&dev.vendor, &dev.device);
+            if let Some(w) = support.bind_warning(&dev.pci, &dev.vendor, &dev.device) {
+                o.warnings.push(w);
+            }
+        }
         out.push(o);
     }
     Ok(out)

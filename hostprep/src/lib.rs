@@ -17,6 +17,7 @@ pub mod error;
 pub mod hostcfg;
 pub mod hugepages;
 pub mod iommu;
+pub mod nics;
 pub mod pci;
 pub mod size;
 pub mod sysfs;

@@ -65,6 +65,7 @@ fn status_json_has_the_documented_fields() {
         "active",
         "possible_drivers",
         "iommu_group_status",
+        "xfwd",
     ] {
         assert!(d.get(field).is_some(), "missing {field} in {d}");
     }
@@ -82,6 +83,7 @@ fn status_json_has_the_documented_fields() {
     assert_eq!(g["members"][1]["driver"], Value::Null);
     assert_eq!(g["members"][1]["bridge"], false);
     assert_eq!(v["devices"][1]["category"], "unbound");
+    assert_eq!(d["xfwd"]["support"], "none");
 }
 
 #[test]

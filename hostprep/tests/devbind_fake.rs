@@ -6,6 +6,7 @@ use common::{iommu_host, FakeKernel, Tree};
 use xfwd_hostprep::devbind::{self, BindOptions, Category};
 use xfwd_hostprep::error::HostError;
 use xfwd_hostprep::iommu::IommuMode;
+use xfwd_hostprep::nics::XfwdSupport;
 use xfwd_hostprep::{Action, Sysfs};
 
 const NIC0: &str = "0000:01:00.0";
@@ -461,4 +462,74 @@ fn status_sorts_devices_by_category() {
     assert!(!s.devices[0].possible_drivers.contains(&"ixgbe".to_string()));
     assert_eq!(devbind::status(&k, true).devices.len(), 4);
     assert_eq!(k.root(), t.root());
+}
+
+#[test]
+fn igb_family_members_are_known_and_nics_without_an_xfwd_driver_warn() {
+    let (t, k) = kernel_nic_host();
+    // NIC0 stays an 82599 (8086:10fb, ixgbe): xfwd has no vfio: driver for it.
+    t.device(NIC1, 0x020000, Some("igb"), Some("eth2"), Some(8));
+    t.ids(NIC1, 0x8086, 0x10c9); // 82576: the igb driver drives it
+    t.device("0000:02:00.0", 0x020000, Some("igb"), Some("eth3"), Some(9));
+    t.ids("0000:02:00.0", 0x8086, 0x1521); // I350: known, refused
+    t.device("0000:03:00.0", 0x020000, Some("virtio-pci"), None, Some(10));
+    t.ids("0000:03:00.0", 0x1af4, 0x1041);
+    t.driver("igb").driver("virtio-pci");
+    let s = devbind::status(&k, false);
+    let sup: Vec<String> = s.devices.iter().map(|d| d.xfwd.short()).collect();
+    assert_eq!(
+        sup,
+        ["none", "vfio/igb", "refused(I350)", "vfio/virtio-net"]
+    );
+    assert_eq!(
+        s.devices[1].xfwd,
+        XfwdSupport::Vfio {
+            driver: "igb",
+            model: "82576"
+        }
+    );
+    let text = xfwd_hostprep::cli::status_text(&s);
+    assert!(
+        text.contains(&format!("{NIC1}: vfio:{NIC1} (igb driver, 82576)")),
+        "{text}"
+    );
+    assert!(text.contains("xfwd=refused(I350)"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "warning: xfwd has no vfio: driver for {NIC0} (8086:10fb"
+        )),
+        "{text}"
+    );
+
+    // Binding the 82576 to vfio-pci: no warning. The 82599 and the I350: bound, with a warning.
+    let out = devbind::bind(&k, &names(&[NIC1]), "vfio-pci", &BindOptions::default()).unwrap();
+    assert!(out[0].warnings.is_empty(), "{:?}", out[0].warnings);
+    let out = devbind::bind(
+        &k,
+        &names(&["eth1", "eth3"]),
+        "vfio-pci",
+        &BindOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(t.driver_of(NIC0).as_deref(), Some("vfio-pci"));
+    assert_eq!(t.driver_of("0000:02:00.0").as_deref(), Some("vfio-pci"));
+    assert!(
+        out[0]
+            .warnings
+            .iter()
+            .any(|w| w.contains("no vfio: driver") && w.contains("af_xdp")),
+        "{:?}",
+        out[0].warnings
+    );
+    assert!(
+        out[1]
+            .warnings
+            .iter()
+            .any(|w| w.contains("igb family I350") && w.contains("82576 register model")),
+        "{:?}",
+        out[1].warnings
+    );
+    // Binding to a kernel driver says nothing about xfwd's drivers.
+    let out = devbind::bind(&k, &names(&[NIC0]), "ixgbe", &BindOptions::default()).unwrap();
+    assert!(out[0].warnings.is_empty(), "{:?}", out[0].warnings);
 }

@@ -114,6 +114,17 @@ impl Tree {
         self
     }
 
+    /// Give a device other vendor/device ids (and the matching modalias).
+    pub fn ids(&self, pci: &str, vendor: u16, device: u16) {
+        let base = self.p(&format!("sys/bus/pci/devices/{pci}"));
+        write(&base.join("vendor"), &format!("0x{vendor:04x}\n"));
+        write(&base.join("device"), &format!("0x{device:04x}\n"));
+        write(
+            &base.join("modalias"),
+            &format!("pci:v0000{vendor:04X}d0000{device:04X}sv00008086sd00000003bc02sc00i00\n"),
+        );
+    }
+
     pub fn join_group(&self, pci: &str, g: u32) {
         let gdir = self.p(&format!("sys/kernel/iommu_groups/{g}/devices"));
         fs::create_dir_all(&gdir).unwrap();
