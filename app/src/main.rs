@@ -165,7 +165,7 @@ fn monitor(
         }
         if drain.done(dp, t) {
             eprintln!(
-                "xfwd: every generator sent its --tx-count and nothing arrived for {DRAIN_SECS} s: stopping"
+                "xfwd: every finite source is done (every generator sent its --tx-count, every pcap RX replayed its loops) and nothing arrived for {DRAIN_SECS} s: stopping"
             );
             return;
         }
@@ -190,8 +190,11 @@ fn monitor(
     }
 }
 
-/// Watches for the end of a `--tx-count` run: every generating stream done
-/// (a stream without a count never is), then RX quiet for [`DRAIN_SECS`].
+/// Watches for the end of a run whose sources are finite: at least one
+/// finite source (a generating stream with a `--tx-count`, a port whose RX
+/// is a finite replay such as `pcap:rx=..` with a `loop` count) and every
+/// one of them done (a generator without a count never is), then RX quiet
+/// for [`DRAIN_SECS`] (what was sent has come back, TX queues are flushed).
 #[derive(Debug, Default)]
 struct Drain {
     rx: u64,
@@ -200,12 +203,18 @@ struct Drain {
 
 impl Drain {
     fn done(&mut self, dp: &Dataplane, t: f64) -> bool {
-        let mut gens = dp
+        let gens = dp
             .streams
             .iter()
             .filter(|s| s.mode.generates() && s.tx.is_some())
-            .peekable();
-        if gens.peek().is_none() || !gens.all(|s| s.counters.gen_done.get() > 0) {
+            .map(|s| s.counters.gen_done.get() > 0);
+        let ports = dp.ports.iter().filter_map(|p| p.port.rx_finished());
+        let (mut sources, mut all_done) = (0usize, true);
+        for done in gens.chain(ports) {
+            sources += 1;
+            all_done &= done;
+        }
+        if sources == 0 || !all_done {
             self.since = t;
             return false;
         }

@@ -606,3 +606,50 @@ fn faults_never_panic_and_stats_still_add_up() {
         );
     }
 }
+
+/// A pcap port with a finite `loop` count is a complete command: no
+/// `--duration`, the run ends by itself once every replayed frame went out,
+/// and the output holds `loop` passes of the edited frames.
+#[test]
+fn finite_pcap_replay_ends_the_run_by_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let inp = dir.path().join("in.pcap");
+    let out = dir.path().join("out.pcap");
+    let fr = vec![udp4(), tcp6(), ping4()];
+    write_pcap(&inp, &fr);
+    for (loops, mode) in [(None, "5tswap"), (Some(3), "io")] {
+        let mut port = format!("pcap:rx={},tx={}", inp.display(), out.display());
+        if let Some(n) = loops {
+            port.push_str(&format!(",loop={n}"));
+        }
+        let t = std::time::Instant::now();
+        let o = run(
+            &["--port", &port, "--forward-mode", mode, "--no-huge", "--json"],
+            Duration::from_secs(30),
+        );
+        let (so, se) = text(&o);
+        assert!(o.status.success(), "{so}\n{se}");
+        assert!(se.contains("every finite source is done"), "{se}");
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+        let fin = final_json(&o);
+        assert_eq!(fin["leaked_mbufs"], 0, "{fin}");
+        let got = read_pcap(&out);
+        let passes = loops.unwrap_or(1);
+        assert_eq!(got.len(), fr.len() * passes, "{fin}");
+        if mode == "io" {
+            assert_eq!(got[..fr.len()], fr[..]);
+        } else {
+            // 5tswap: the UDP ports came back swapped.
+            assert_eq!(&got[0][34..36], &fr[0][36..38]);
+        }
+    }
+    // `loop=infinite` keeps going until --duration.
+    let port = format!("pcap:rx={},loop=infinite", inp.display());
+    let t = std::time::Instant::now();
+    let o = run(
+        &["--port", &port, "--no-huge", "--duration", "1", "--json"],
+        Duration::from_secs(30),
+    );
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(t.elapsed() >= Duration::from_millis(900));
+}

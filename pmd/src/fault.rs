@@ -336,6 +336,10 @@ impl Port for FaultInjector {
         self.inner.stats()
     }
 
+    fn rx_finished(&self) -> Option<bool> {
+        self.inner.rx_finished()
+    }
+
     fn xstats(&self) -> Vec<(String, u64)> {
         let c = self.counts();
         let mut x = self.inner.xstats();

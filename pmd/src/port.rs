@@ -248,6 +248,13 @@ pub trait Port: Send + fmt::Debug {
         Vec::new()
     }
 
+    /// `Some(done)` for a port whose RX is a finite source (a pcap file
+    /// replayed a finite number of times): `done` once every frame was
+    /// delivered. `None` (the default): RX may deliver forever.
+    fn rx_finished(&self) -> Option<bool> {
+        None
+    }
+
     /// The device's DMA mapper.
     fn mapper(&self) -> Arc<dyn DmaMapper>;
 

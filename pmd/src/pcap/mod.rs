@@ -10,7 +10,9 @@
 //!   reason), and `rx_burst` does no I/O: it copies frames from the
 //!   preloaded file into mbufs of the queue's pool (a frame larger than the
 //!   data room becomes a chain). Each `start` replays from the first frame;
-//!   after `loop` passes (default 1) RX returns 0.
+//!   after `loop` passes (default 1) RX returns 0 and the port reports its
+//!   source finished ([`Port::rx_finished`]), so a run ends by itself once
+//!   the replayed frames are forwarded (`loop=infinite` never finishes).
 //! - TX writes a classic pcap ([`writer`]: Ethernet, microsecond stamps,
 //!   snaplen 65535 unless `snaplen=` says otherwise) through a `BufWriter`,
 //!   flushed at `stop`; the file is created (truncated) at `start`. Sent
@@ -38,7 +40,7 @@ use crate::stats::{PortStats, QueueCounters};
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 use xfwd_mempool::{MbufBatch, PoolCache};
@@ -88,6 +90,8 @@ pub struct PcapPort {
     capture: Option<Arc<Capture>>,
     slot: Arc<Mutex<TxSlot>>,
     xc: Arc<PcapCounters>,
+    /// Set by the RX queue once its last pass delivered the last frame.
+    rx_done: Arc<AtomicBool>,
 }
 
 impl PcapPort {
@@ -155,6 +159,7 @@ impl PcapPort {
             capture: None,
             slot: Arc::default(),
             xc: Arc::default(),
+            rx_done: Arc::default(),
         })
     }
 
@@ -235,6 +240,8 @@ impl Port for PcapPort {
         };
         *self.slot() = TxSlot::default();
         let conf = self.core.start()?;
+        let empty = self.capture.as_ref().map_or(true, |c| c.is_empty());
+        self.rx_done.store(empty, Ordering::Release);
         let mut q = PortQueues::default();
         q.rx.push(Box::new(PcapRx {
             cache: conf.pool(0).expect("checked: at least one pool").cache(),
@@ -242,6 +249,7 @@ impl Port for PcapPort {
             capture: self.capture.clone(),
             pos: 0,
             passes_left: self.loops,
+            done: self.rx_done.clone(),
             counters: self.core.counters.rx[0].clone(),
             xc: self.xc.clone(),
             _token: self.core.token(),
@@ -314,6 +322,13 @@ impl Port for PcapPort {
     fn mapper(&self) -> Arc<dyn DmaMapper> {
         self.core.mapper.clone()
     }
+
+    fn rx_finished(&self) -> Option<bool> {
+        // A port without `rx=` is no source; `loop=infinite` never ends.
+        self.rx_path.as_ref()?;
+        self.loops?;
+        Some(self.rx_done.load(Ordering::Acquire))
+    }
 }
 
 #[derive(Debug)]
@@ -324,6 +339,8 @@ struct PcapRx {
     pos: usize,
     /// Passes left including the current one; `None` = forever.
     passes_left: Option<u64>,
+    /// Set once `passes_left` reaches 0.
+    done: Arc<AtomicBool>,
     counters: Arc<QueueCounters>,
     xc: Arc<PcapCounters>,
     _token: QueueToken,
@@ -408,6 +425,9 @@ impl RxQueue for PcapRx {
                 bump(&self.xc.rx_loops, 1);
                 if let Some(p) = self.passes_left.as_mut() {
                     *p -= 1;
+                    if *p == 0 {
+                        self.done.store(true, Ordering::Release);
+                    }
                 }
             }
         }
