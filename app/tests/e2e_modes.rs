@@ -624,7 +624,14 @@ fn finite_pcap_replay_ends_the_run_by_itself() {
         }
         let t = std::time::Instant::now();
         let o = run(
-            &["--port", &port, "--forward-mode", mode, "--no-huge", "--json"],
+            &[
+                "--port",
+                &port,
+                "--forward-mode",
+                mode,
+                "--no-huge",
+                "--json",
+            ],
             Duration::from_secs(30),
         );
         let (so, se) = text(&o);

@@ -240,7 +240,7 @@ impl Port for PcapPort {
         };
         *self.slot() = TxSlot::default();
         let conf = self.core.start()?;
-        let empty = self.capture.as_ref().map_or(true, |c| c.is_empty());
+        let empty = self.capture.as_ref().is_none_or(|c| c.is_empty());
         self.rx_done.store(empty, Ordering::Release);
         let mut q = PortQueues::default();
         q.rx.push(Box::new(PcapRx {
