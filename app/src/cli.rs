@@ -45,8 +45,17 @@ pub struct Opts {
     /// Hex mask of the ports to forward on, e.g. 0x3  [fwd.portmask].
     #[arg(long, short = 'p', global = true, value_name = "MASK")]
     pub portmask: Option<String>,
-    /// io|mac|macswap|5tswap|rxonly|txonly|flowgen|icmpecho  [fwd.forward_mode].
-    #[arg(long, global = true, value_name = "MODE")]
+    /// Forwarding mode  [fwd.forward_mode]; each mode's rules (what it reads,
+    /// writes, forwards, drops and why it differs from testpmd) are in docs/forwarding.md:
+    ///   io        forward untouched                        (docs/forwarding.md#io)
+    ///   mac       src = port MAC, dst = peer               (docs/forwarding.md#mac)
+    ///   macswap   swap the MACs                            (docs/forwarding.md#macswap)
+    ///   5tswap    swap MACs, IPs, ports; walks VLAN/QinQ   (docs/forwarding.md#5tswap)
+    ///   rxonly    receive and free                         (docs/forwarding.md#rxonly)
+    ///   txonly    generate UDP                             (docs/forwarding.md#txonly)
+    ///   flowgen   generate UDP over many flows             (docs/forwarding.md#flowgen)
+    ///   icmpecho  answer ARP and ICMP/ICMPv6 echo          (docs/forwarding.md#icmpecho)
+    #[arg(long, global = true, value_name = "MODE", verbatim_doc_comment)]
     pub forward_mode: Option<String>,
     /// Packets per burst  [fwd.burst].
     #[arg(long, global = true, value_name = "N")]

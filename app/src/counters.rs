@@ -2,6 +2,7 @@
 //! (the worker), read by the main thread for stats and telemetry. No
 //! read-modify-write, no lock.
 
+use crate::fwd::{Reason, N_REASONS};
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -46,8 +47,12 @@ pub struct StreamCounters {
     pub tx: Counter,
     /// Not taken by the TX queue after retries: freed.
     pub tx_dropped: Counter,
-    /// Too short or malformed for the mode: freed.
+    /// Dropped by the mode (every reason): freed.
     pub malformed: Counter,
+    /// Of those, per [`crate::fwd::Reason`] (by its index).
+    pub drops: [Counter; N_REASONS],
+    /// Forwarded with fewer layers edited than announced (5tswap).
+    pub partial: Counter,
     /// Not for this mode (icmpecho) or consumed (rxonly, flowgen RX): freed.
     pub consumed: Counter,
     /// Generator bursts the pool could not serve.
@@ -67,8 +72,12 @@ pub struct StreamStats {
     pub tx: u64,
     /// Dropped at TX.
     pub tx_dropped: u64,
-    /// Malformed.
+    /// Dropped by the mode.
     pub malformed: u64,
+    /// Of those, per reason.
+    pub drops: Drops,
+    /// Forwarded with fewer layers edited (5tswap).
+    pub partial: u64,
     /// Consumed or ignored.
     pub consumed: u64,
     /// Generator allocation failures (bursts).
@@ -84,6 +93,8 @@ impl StreamCounters {
             tx: self.tx.get(),
             tx_dropped: self.tx_dropped.get(),
             malformed: self.malformed.get(),
+            drops: Drops(std::array::from_fn(|i| self.drops[i].get())),
+            partial: self.partial.get(),
             consumed: self.consumed.get(),
             nombuf: self.nombuf.get(),
         }
@@ -97,8 +108,49 @@ impl std::ops::AddAssign for StreamStats {
         self.tx += o.tx;
         self.tx_dropped += o.tx_dropped;
         self.malformed += o.malformed;
+        self.drops += o.drops;
+        self.partial += o.partial;
         self.consumed += o.consumed;
         self.nombuf += o.nombuf;
+    }
+}
+
+/// Frames a mode dropped, per [`Reason`]; serialized as a map from the
+/// reason's name to its count (zeros left out).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Drops(pub [u64; N_REASONS]);
+
+impl Drops {
+    /// The count for `r`.
+    pub fn get(&self, r: Reason) -> u64 {
+        self.0[r.index()]
+    }
+
+    /// Non-zero counts with their names.
+    pub fn nonzero(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        Reason::ALL
+            .iter()
+            .map(|r| (r.name(), self.get(*r)))
+            .filter(|(_, n)| *n > 0)
+    }
+}
+
+impl std::ops::AddAssign for Drops {
+    fn add_assign(&mut self, o: Drops) {
+        for (a, b) in self.0.iter_mut().zip(o.0) {
+            *a += b;
+        }
+    }
+}
+
+impl Serialize for Drops {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        for (k, v) in self.nonzero() {
+            m.serialize_entry(k, &v)?;
+        }
+        m.end()
     }
 }
 

@@ -1,7 +1,7 @@
 //! Statistics: snapshots of ports, streams and lcores; testpmd-like text
 //! tables or one JSON object per line (`--json`).
 
-use crate::counters::{LcoreStats, StreamStats};
+use crate::counters::{Drops, LcoreStats, StreamStats};
 use crate::dataplane::{Dataplane, Teardown};
 use crate::latency::Summary;
 use serde::Serialize;
@@ -40,6 +40,8 @@ impl Snapshot {
             if s.rx.is_some_and(|q| q.port == id) {
                 f.rx_packets += st.rx;
                 f.malformed += st.malformed;
+                f.drops += st.drops;
+                f.partial += st.partial;
                 f.consumed += st.consumed;
             }
             if s.tx.is_some_and(|q| q.port == id) {
@@ -57,8 +59,13 @@ impl Snapshot {
 pub struct PortFwd {
     /// Packets the streams received from this port.
     pub rx_packets: u64,
-    /// Of those, malformed for the mode (dropped).
+    /// Of those, dropped by the mode (every reason).
     pub malformed: u64,
+    /// The drops per reason (`runt`, `bad_icmp_checksum`, ...; see
+    /// docs/forwarding.md).
+    pub drops: Drops,
+    /// Of those received, forwarded with fewer layers edited (5tswap).
+    pub partial: u64,
     /// Of those, consumed (rxonly, flowgen) or ignored (icmpecho).
     pub consumed: u64,
     /// Generated for this port.
@@ -73,6 +80,8 @@ impl std::ops::AddAssign for PortFwd {
     fn add_assign(&mut self, o: PortFwd) {
         self.rx_packets += o.rx_packets;
         self.malformed += o.malformed;
+        self.drops += o.drops;
+        self.partial += o.partial;
         self.consumed += o.consumed;
         self.generated += o.generated;
         self.tx_packets += o.tx_packets;
@@ -267,6 +276,18 @@ pub fn print_final(dp_ports: &[(u16, PortStats, PortFwd)], last: &FinalInfo, jso
             println!(
                 "  Malformed:  {:<14} Consumed:   {:<14} Generated: {}",
                 f.malformed, f.consumed, f.generated
+            );
+        }
+        if f.malformed + f.partial > 0 {
+            let why: Vec<String> = f.drops.nonzero().map(|(k, n)| format!("{k} {n}")).collect();
+            println!(
+                "  Dropped by the mode: {} | forwarded partly edited: {}",
+                if why.is_empty() {
+                    "-".into()
+                } else {
+                    why.join(", ")
+                },
+                f.partial
             );
         }
         println!("  ----------------------------------------------------------------------------");

@@ -9,12 +9,12 @@
 use crate::counters::{LcoreCounters, StreamCounters};
 use crate::fwd::edit;
 use crate::fwd::txgen::Generator;
-use crate::fwd::{FwdMode, Verdict};
+use crate::fwd::{FwdMode, Verdict, N_REASONS};
 use crate::latency;
 use hdrhistogram::Histogram;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use xfwd_mempool::{MbufBatch, PoolCache, MAX_BURST};
+use xfwd_mempool::{Mbuf, MbufBatch, PoolCache, MAX_BURST};
 use xfwd_pmd::{RxQueue, TxQueue, TX_DRAIN_NS, TX_QUIET_NS};
 
 /// One stream of a worker: indexes into the worker's queue tables.
@@ -320,13 +320,20 @@ impl Ctx<'_> {
             FwdMode::Io | FwdMode::RxOnly | FwdMode::TxOnly | FwdMode::FlowGen => {}
             FwdMode::Mac => {
                 let (src, dst) = (s.tx_mac, s.peer_mac);
-                apply(s, b, |f| edit::mac(f, &src, &dst));
+                apply(s, b, |m| edit::mac(m.data_mut(), &src, &dst));
             }
-            FwdMode::MacSwap => apply(s, b, edit::macswap),
-            FwdMode::FiveTupleSwap => apply(s, b, edit::five_tuple_swap),
+            FwdMode::MacSwap => apply(s, b, |m| edit::macswap(m.data_mut())),
+            FwdMode::FiveTupleSwap => apply(s, b, |m| {
+                let len = m.pkt_len();
+                edit::five_tuple_swap(m.data_mut(), len)
+            }),
             FwdMode::IcmpEcho => {
                 let mac = s.tx_mac;
-                apply(s, b, |f| edit::icmpecho(f, &mac));
+                apply(s, b, |m| {
+                    let len = m.pkt_len();
+                    let (head, tail) = m.head_and_tail();
+                    edit::icmpecho(&mut edit::Frame { head, len, tail }, &mac)
+                });
             }
         }
     }
@@ -381,11 +388,12 @@ fn generate(
 
 /// Run `f` over every frame of the burst in place; the frames it does not
 /// forward are marked in a fixed bitmap (no allocation) and then leave the
-/// batch, counted as malformed or consumed.
+/// batch, counted per drop reason or as consumed.
 #[inline]
-fn apply(s: &Stream, b: &mut MbufBatch, mut f: impl FnMut(&mut [u8]) -> Verdict) {
+fn apply(s: &Stream, b: &mut MbufBatch, mut f: impl FnMut(&mut Mbuf) -> Verdict) {
     let mut dropped = [0u64; MAX_BURST / 64];
-    let (mut malformed, mut ignored) = (0u64, 0u64);
+    let (mut ignored, mut partial, mut any) = (0u64, 0u64, false);
+    let mut reasons = [0u64; N_REASONS];
     // Touch every frame's first byte first: independent loads the CPU
     // overlaps (a prefetch without `unsafe`), so the edits below hit cache.
     let mut touch = 0u8;
@@ -394,20 +402,31 @@ fn apply(s: &Stream, b: &mut MbufBatch, mut f: impl FnMut(&mut [u8]) -> Verdict)
     }
     std::hint::black_box(touch);
     for (i, m) in b.as_mut_slice().iter_mut().enumerate() {
-        match f(m.data_mut()) {
+        match f(m) {
             Verdict::Forward => continue,
+            Verdict::Partial => {
+                partial += 1;
+                continue;
+            }
             Verdict::Ignore => ignored += 1,
-            Verdict::Malformed => malformed += 1,
+            Verdict::Drop(r) => reasons[r.index()] += 1,
         }
+        any = true;
         dropped[i / 64] |= 1 << (i % 64);
     }
-    if malformed + ignored > 0 {
+    s.counters.partial.add(partial);
+    if any {
         let mut i = 0usize;
         b.retain(|_| {
             let keep = dropped[i / 64] & (1 << (i % 64)) == 0;
             i += 1;
             keep
         });
+        let mut malformed = 0;
+        for (c, n) in s.counters.drops.iter().zip(reasons) {
+            c.add(n);
+            malformed += n;
+        }
         s.counters.malformed.add(malformed);
         s.counters.consumed.add(ignored);
     }

@@ -484,6 +484,27 @@ impl Mbuf {
         Ok(())
     }
 
+    /// The first segment's data, writable, and the data of the segments
+    /// after it, read only (header edits that checksum a whole chain).
+    #[inline]
+    pub fn head_and_tail(&mut self) -> (&mut [u8], Segments<'_>) {
+        let h = self.hm();
+        let next = h.next;
+        // SAFETY: as in data_mut(); the following segments are other objects
+        // of the chain (disjoint buffers and headers), only read through the
+        // returned iterator while self stays mutably borrowed.
+        let head = unsafe {
+            std::slice::from_raw_parts_mut(h.buf_addr.add(h.data_off as usize), h.data_len as usize)
+        };
+        (
+            head,
+            Segments {
+                next,
+                _m: std::marker::PhantomData,
+            },
+        )
+    }
+
     /// The data of each segment in order.
     pub fn segments(&self) -> Segments<'_> {
         Segments {
@@ -535,7 +556,7 @@ impl Drop for Mbuf {
 }
 
 /// Iterator over the segments of a chain.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Segments<'a> {
     next: *mut MbufHeader,
     _m: std::marker::PhantomData<&'a Mbuf>,

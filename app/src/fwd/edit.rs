@@ -1,12 +1,76 @@
-//! The per-packet header edits of the forwarding modes.
+//! The per-packet header edits of the forwarding modes (the rules, and
+//! where they differ from DPDK's testpmd, are in `docs/forwarding.md`).
+//!
+//! Every edit sees a [`Frame`]: the first segment (writable: every header
+//! a mode reads or writes must lie in it), the whole frame length, and the
+//! segments after the first (read only: only checksums look at them), so
+//! multi-segment frames are handled by every mode.
 
-use super::Verdict;
+use super::{Reason, Verdict};
 use crate::wire::checksum;
 use crate::wire::icmp::{V4_ECHO_REPLY, V4_ECHO_REQUEST, V6_ECHO_REPLY, V6_ECHO_REQUEST};
-use crate::wire::{
-    arp, ArpPacket, EtherType, EthernetFrame, IcmpPacket, IpProto, Ipv4Packet, Ipv6Packet,
-    PortsHeader,
-};
+use crate::wire::{arp, ArpPacket, EthernetFrame, IpProto, Ipv4Packet, Ipv6Packet};
+
+/// 802.1Q customer tag.
+pub const TPID_8021Q: u16 = 0x8100;
+/// 802.1ad service tag (QinQ outer).
+pub const TPID_8021AD: u16 = 0x88a8;
+const ETH_IPV4: u16 = 0x0800;
+const ETH_IPV6: u16 = 0x86dd;
+const ETH_ARP: u16 = 0x0806;
+/// TTL / hop limit of the replies icmpecho originates (RFC 1700's default).
+pub const REPLY_TTL: u8 = 64;
+
+/// A received frame: its first segment and the segments after it.
+#[derive(Debug)]
+pub struct Frame<'a, T> {
+    /// The first segment's bytes (headers must lie here).
+    pub head: &'a mut [u8],
+    /// The frame length over every segment.
+    pub len: usize,
+    /// The segments after the first, in order.
+    pub tail: T,
+}
+
+impl<'a> Frame<'a, std::iter::Empty<&'a [u8]>> {
+    /// A single-segment frame.
+    pub fn single(head: &'a mut [u8]) -> Self {
+        let len = head.len();
+        Frame {
+            head,
+            len,
+            tail: std::iter::empty(),
+        }
+    }
+}
+
+impl<'a, T: Iterator<Item = &'a [u8]> + Clone> Frame<'a, T> {
+    /// Folded one's-complement sum of frame bytes `from..to` (`from` even).
+    fn sum(&self, from: usize, to: usize) -> u16 {
+        let head: &[u8] = self.head;
+        let tail = self.tail.clone().map(|seg| -> &[u8] { seg });
+        checksum::sum_chain(head, tail, from, to)
+    }
+}
+
+#[inline]
+fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+/// Where the L3 header starts and its EtherType, after the Ethernet header
+/// and every 802.1Q/802.1ad tag that lies whole in `head` (≥ 14 bytes). A
+/// tag cut by the end of the frame leaves its TPID as the EtherType.
+#[inline]
+pub fn walk_l2(head: &[u8]) -> (usize, u16) {
+    let mut at = 12;
+    let mut et = be16(head, at);
+    while (et == TPID_8021Q || et == TPID_8021AD) && at + 6 <= head.len() {
+        at += 4;
+        et = be16(head, at);
+    }
+    (at + 2, et)
+}
 
 /// `mac`: source = `src` (the TX port), destination = `dst` (its peer).
 #[inline]
@@ -17,7 +81,7 @@ pub fn mac(frame: &mut [u8], src: &[u8; 6], dst: &[u8; 6]) -> Verdict {
             f.set_dst(dst);
             Verdict::Forward
         }
-        Err(_) => Verdict::Malformed,
+        Err(_) => Verdict::Drop(Reason::Runt),
     }
 }
 
@@ -29,157 +93,226 @@ pub fn macswap(frame: &mut [u8]) -> Verdict {
             f.swap_addrs();
             Verdict::Forward
         }
-        Err(_) => Verdict::Malformed,
+        Err(_) => Verdict::Drop(Reason::Runt),
     }
 }
 
-/// `5tswap`: swap MACs; for IPv4/IPv6 swap the addresses; for UDP/TCP swap
-/// the ports. Checksums stay valid (a swap does not change the sum). Frames
-/// that are not IP are forwarded with their MACs swapped; IP frames whose
-/// headers are truncated or lie about their length are malformed.
+/// `5tswap`: swap MACs; walk VLAN/QinQ tags; for IPv4/IPv6 swap the
+/// addresses; for UDP/TCP (IPv4: first fragment only) swap the ports.
+/// Checksums stay valid (a swap does not change the sum). A layer that
+/// cannot be parsed (cut tag, bad IP header, L4 ports outside the
+/// datagram) is left as it is and the frame goes on with the layers before
+/// it swapped ([`Verdict::Partial`]); only runts are dropped.
 #[inline]
-pub fn five_tuple_swap(frame: &mut [u8]) -> Verdict {
+pub fn five_tuple_swap(frame: &mut [u8], len: usize) -> Verdict {
     let Ok(mut eth) = EthernetFrame::new_checked(&mut *frame) else {
-        return Verdict::Malformed;
+        return Verdict::Drop(Reason::Runt);
     };
     eth.swap_addrs();
-    let ok = match eth.ethertype() {
-        EtherType::Ipv4 => match Ipv4Packet::new_checked(eth.payload_mut()) {
-            Ok(mut ip) => {
-                ip.swap_addrs();
-                let proto = ip.protocol();
-                swap_l4(ip.payload_mut(), proto)
+    let (l3, et) = walk_l2(frame);
+    let (proto, l4, end) = match et {
+        ETH_IPV4 => {
+            let Ok(mut ip) = Ipv4Packet::new_header(&mut frame[l3..]) else {
+                return Verdict::Partial;
+            };
+            ip.swap_addrs();
+            if ip.frag_offset() != 0 {
+                // A later fragment: no L4 header in it.
+                return Verdict::Forward;
             }
-            Err(_) => false,
-        },
-        EtherType::Ipv6 => match Ipv6Packet::new_checked(eth.payload_mut()) {
-            Ok(mut ip) => {
-                ip.swap_addrs();
-                let proto = ip.next_header();
-                swap_l4(ip.payload_mut(), proto)
-            }
-            Err(_) => false,
-        },
-        _ => true,
+            (ip.protocol(), l3 + ip.header_len(), l3 + ip.total_len())
+        }
+        ETH_IPV6 => {
+            let Ok(mut ip) = Ipv6Packet::new_header(&mut frame[l3..]) else {
+                return Verdict::Partial;
+            };
+            ip.swap_addrs();
+            (ip.next_header(), l3 + 40, l3 + 40 + ip.payload_len())
+        }
+        TPID_8021Q | TPID_8021AD => return Verdict::Partial,
+        _ => return Verdict::Forward,
     };
-    if ok {
-        Verdict::Forward
-    } else {
-        Verdict::Malformed
+    if !matches!(proto, IpProto::Udp | IpProto::Tcp) {
+        return Verdict::Forward;
+    }
+    // The ports: the L4 header's first 4 bytes, inside the datagram, the
+    // frame and the first segment.
+    if l4 + 4 > end.min(len).min(frame.len()) {
+        return Verdict::Partial;
+    }
+    let (s, d) = frame[l4..l4 + 4].split_at_mut(2);
+    s.swap_with_slice(d);
+    Verdict::Forward
+}
+
+/// True for an IPv4 address a reply must not be sent from or to: 0.0.0.0,
+/// multicast (224/4), reserved and limited broadcast (240/4).
+fn v4_not_unicast(a: [u8; 4]) -> bool {
+    a == [0; 4] || a[0] >= 224
+}
+
+/// `icmpecho`: answer ARP requests ("target is at `port_mac`") and ICMP /
+/// ICMPv6 echo requests (addresses swapped, TTL/hop limit 64, checksums
+/// recomputed), VLAN/QinQ tags kept; drop, counted by reason, requests that
+/// must not be answered (bad checksums, fragments, IPv4 options, multicast or
+/// broadcast source or destination, truncated); [`Verdict::Ignore`] the rest.
+pub fn icmpecho<'a, T>(f: &mut Frame<'a, T>, port_mac: &[u8; 6]) -> Verdict
+where
+    T: Iterator<Item = &'a [u8]> + Clone,
+{
+    if f.head.len() < 14 {
+        return Verdict::Drop(Reason::Runt);
+    }
+    let (l3, et) = walk_l2(f.head);
+    match et {
+        ETH_ARP => arp_reply(f.head, l3, port_mac),
+        ETH_IPV4 => echo_v4(f, l3, port_mac),
+        ETH_IPV6 => echo_v6(f, l3, port_mac),
+        TPID_8021Q | TPID_8021AD => Verdict::Drop(Reason::Truncated),
+        _ => Verdict::Ignore,
     }
 }
 
-fn swap_l4(l4: &mut [u8], proto: IpProto) -> bool {
-    match proto {
-        IpProto::Udp | IpProto::Tcp => match PortsHeader::new_checked(l4, proto) {
-            Ok(mut p) => {
-                p.swap_ports();
-                true
-            }
-            Err(_) => false,
-        },
-        _ => true,
+fn arp_reply(head: &mut [u8], l3: usize, port_mac: &[u8; 6]) -> Verdict {
+    let Some(body) = head.get_mut(l3..) else {
+        return Verdict::Drop(Reason::Truncated);
+    };
+    let mut a = match ArpPacket::new_checked(body) {
+        Ok(a) => a,
+        Err(crate::wire::WireError::Truncated { .. }) => return Verdict::Drop(Reason::Truncated),
+        Err(_) => return Verdict::Ignore,
+    };
+    if a.operation() != arp::OP_REQUEST {
+        return Verdict::Ignore;
     }
+    let requester = a.sha();
+    if requester[0] & 1 != 0 {
+        return Verdict::Drop(Reason::SrcNotUnicast);
+    }
+    a.make_reply(port_mac);
+    // RFC 826: the reply goes to the requester's hardware address.
+    head[0..6].copy_from_slice(&requester);
+    head[6..12].copy_from_slice(port_mac);
+    Verdict::Forward
 }
 
-/// `icmpecho`: turn an ARP request into the reply "target is at `mac`", an
-/// ICMP/ICMPv6 echo request into its echo reply (addresses swapped, checksum
-/// recomputed). Everything else is [`Verdict::Ignore`].
-pub fn icmpecho(frame: &mut [u8], port_mac: &[u8; 6]) -> Verdict {
-    let Ok(mut eth) = EthernetFrame::new_checked(&mut *frame) else {
-        return Verdict::Malformed;
+fn echo_v4<'a, T>(f: &mut Frame<'a, T>, l3: usize, port_mac: &[u8; 6]) -> Verdict
+where
+    T: Iterator<Item = &'a [u8]> + Clone,
+{
+    let ip = match Ipv4Packet::new_header(&f.head[l3..]) {
+        Ok(ip) => ip,
+        Err(crate::wire::WireError::Truncated { .. }) => return Verdict::Drop(Reason::Truncated),
+        Err(_) => return Verdict::Drop(Reason::BadIpHeader),
     };
-    match eth.ethertype() {
-        EtherType::Arp => {
-            let Ok(mut a) = ArpPacket::new_checked(eth.payload_mut()) else {
-                return Verdict::Malformed;
-            };
-            if a.operation() != arp::OP_REQUEST {
-                return Verdict::Ignore;
-            }
-            let requester = a.sha();
-            a.make_reply(port_mac);
-            eth.set_dst(&requester);
-            eth.set_src(port_mac);
-            Verdict::Forward
-        }
-        EtherType::Ipv4 => {
-            let Ok(mut ip) = Ipv4Packet::new_checked(eth.payload_mut()) else {
-                return Verdict::Malformed;
-            };
-            if ip.protocol() != IpProto::Icmp {
-                return Verdict::Ignore;
-            }
-            let Ok(mut icmp) = IcmpPacket::new_checked(ip.payload_mut()) else {
-                return Verdict::Malformed;
-            };
-            if icmp.msg_type() != V4_ECHO_REQUEST {
-                return Verdict::Ignore;
-            }
-            icmp.set_msg_type(V4_ECHO_REPLY);
-            icmp.fill_checksum(0);
-            ip.swap_addrs();
-            ip.set_ttl(64);
-            ip.fill_checksum();
-            eth.swap_addrs();
-            eth.set_src(port_mac);
-            Verdict::Forward
-        }
-        EtherType::Ipv6 => {
-            let Ok(mut ip) = Ipv6Packet::new_checked(eth.payload_mut()) else {
-                return Verdict::Malformed;
-            };
-            if ip.next_header() != IpProto::Icmpv6 {
-                return Verdict::Ignore;
-            }
-            ip.swap_addrs();
-            let (src, dst) = (ip.src(), ip.dst());
-            let Ok(icmp) = IcmpPacket::new_checked(ip.payload_mut()) else {
-                return Verdict::Malformed;
-            };
-            if icmp.msg_type() != V6_ECHO_REQUEST {
-                return Verdict::Ignore;
-            }
-            let len = ip.payload().len() as u32;
-            let mut icmp = match IcmpPacket::new_checked(ip.payload_mut()) {
-                Ok(i) => i,
-                Err(_) => return Verdict::Malformed,
-            };
-            icmp.set_msg_type(V6_ECHO_REPLY);
-            icmp.fill_checksum(checksum::pseudo_v6(&src, &dst, 58, len));
-            eth.swap_addrs();
-            eth.set_src(port_mac);
-            Verdict::Forward
-        }
-        EtherType::Other(_) => Verdict::Ignore,
+    if ip.protocol() != IpProto::Icmp {
+        return Verdict::Ignore;
     }
+    if ip.is_fragment() {
+        return Verdict::Drop(Reason::Fragment);
+    }
+    let (hlen, total) = (ip.header_len(), ip.total_len());
+    if total < hlen + 8 {
+        return Verdict::Drop(Reason::BadIpHeader);
+    }
+    let l4 = l3 + hlen;
+    if l4 + 8 > f.head.len() {
+        return Verdict::Drop(Reason::Truncated);
+    }
+    if f.head[l4] != V4_ECHO_REQUEST || f.head[l4 + 1] != 0 {
+        return Verdict::Ignore;
+    }
+    let end = l3 + total;
+    if end > f.len {
+        return Verdict::Drop(Reason::Truncated);
+    }
+    if !ip.checksum_ok() {
+        return Verdict::Drop(Reason::BadIpChecksum);
+    }
+    if hlen != 20 {
+        return Verdict::Drop(Reason::IpOptions);
+    }
+    let (src, dst) = (ip.src(), ip.dst());
+    if v4_not_unicast(src) || f.head[6] & 1 != 0 {
+        return Verdict::Drop(Reason::SrcNotUnicast);
+    }
+    if v4_not_unicast(dst) {
+        return Verdict::Drop(Reason::DstNotUnicast);
+    }
+    // Sum of the message after its type/code/checksum word pair.
+    let rest = u32::from(f.sum(l4 + 4, end));
+    let req = u32::from(be16(f.head, l4)) + u32::from(be16(f.head, l4 + 2));
+    if checksum::fold(rest + req) != 0xffff {
+        return Verdict::Drop(Reason::BadIcmpChecksum);
+    }
+    let h = &mut *f.head;
+    h[l4] = V4_ECHO_REPLY;
+    let c = checksum::finish(rest + u32::from(be16(h, l4)));
+    h[l4 + 2..l4 + 4].copy_from_slice(&c.to_be_bytes());
+    let mut ip = Ipv4Packet::new_header(&mut h[l3..]).expect("checked above");
+    ip.swap_addrs();
+    ip.set_ttl(REPLY_TTL);
+    ip.fill_checksum();
+    reply_eth(h, port_mac);
+    Verdict::Forward
+}
+
+fn echo_v6<'a, T>(f: &mut Frame<'a, T>, l3: usize, port_mac: &[u8; 6]) -> Verdict
+where
+    T: Iterator<Item = &'a [u8]> + Clone,
+{
+    let ip = match Ipv6Packet::new_header(&f.head[l3..]) {
+        Ok(ip) => ip,
+        Err(crate::wire::WireError::Truncated { .. }) => return Verdict::Drop(Reason::Truncated),
+        Err(_) => return Verdict::Drop(Reason::BadIpHeader),
+    };
+    if ip.next_header() != IpProto::Icmpv6 {
+        return Verdict::Ignore;
+    }
+    let plen = ip.payload_len();
+    let l4 = l3 + 40;
+    if plen < 8 {
+        return Verdict::Drop(Reason::BadIpHeader);
+    }
+    if l4 + 8 > f.head.len() {
+        return Verdict::Drop(Reason::Truncated);
+    }
+    if f.head[l4] != V6_ECHO_REQUEST || f.head[l4 + 1] != 0 {
+        return Verdict::Ignore;
+    }
+    let end = l4 + plen;
+    if end > f.len {
+        return Verdict::Drop(Reason::Truncated);
+    }
+    let (src, dst) = (ip.src(), ip.dst());
+    if src[0] == 0xff || src == [0; 16] || f.head[6] & 1 != 0 {
+        return Verdict::Drop(Reason::SrcNotUnicast);
+    }
+    if dst[0] == 0xff {
+        return Verdict::Drop(Reason::DstNotUnicast);
+    }
+    let pseudo = checksum::pseudo_v6(&src, &dst, 58, plen as u32);
+    let rest = u32::from(f.sum(l4 + 4, end)) + pseudo;
+    let req = u32::from(be16(f.head, l4)) + u32::from(be16(f.head, l4 + 2));
+    if checksum::fold(rest + req) != 0xffff {
+        return Verdict::Drop(Reason::BadIcmpChecksum);
+    }
+    let h = &mut *f.head;
+    h[l4] = V6_ECHO_REPLY;
+    let c = checksum::finish(rest + u32::from(be16(h, l4)));
+    h[l4 + 2..l4 + 4].copy_from_slice(&c.to_be_bytes());
+    let mut ip = Ipv6Packet::new_header(&mut h[l3..]).expect("checked above");
+    ip.swap_addrs();
+    ip.set_hop_limit(REPLY_TTL);
+    reply_eth(h, port_mac);
+    Verdict::Forward
+}
+
+/// A reply goes back to the requester's MAC, from the port's own.
+fn reply_eth(h: &mut [u8], port_mac: &[u8; 6]) {
+    h.copy_within(6..12, 0);
+    h[6..12].copy_from_slice(port_mac);
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn garbage_never_panics() {
-        // Every length 0..=80 of every pattern, through every edit.
-        for len in 0..=80usize {
-            for seed in 0u8..=12 {
-                let mut f: Vec<u8> = (0..len)
-                    .map(|i| (i as u8).wrapping_mul(seed).wrapping_add(seed))
-                    .collect();
-                if len > 14 {
-                    f[12] = [0x08, 0x86, 0x08][seed as usize % 3];
-                    f[13] = [0x00, 0xdd, 0x06][seed as usize % 3];
-                }
-                if len > 14 {
-                    f[14] = if seed % 2 == 0 { 0x45 } else { 0x60 };
-                }
-                let _ = macswap(&mut f.clone());
-                let _ = five_tuple_swap(&mut f.clone());
-                let _ = icmpecho(&mut f.clone(), &[2; 6]);
-                let _ = mac(&mut f, &[1; 6], &[2; 6]);
-            }
-        }
-        assert_eq!(macswap(&mut [0u8; 13]), Verdict::Malformed);
-    }
-}
+mod tests;

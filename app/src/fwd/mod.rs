@@ -2,9 +2,11 @@
 //! each burst between `rx_burst` and `tx_burst`.
 //!
 //! The per-packet edits are plain functions over the frame bytes, written
-//! with the typed views of [`crate::wire`]; a frame too short or malformed
-//! for the mode is reported as [`Verdict::Malformed`] and dropped (counted),
-//! never a panic.
+//! with the typed views of [`crate::wire`]; a frame the mode refuses is
+//! reported as [`Verdict::Drop`] with its [`Reason`] and dropped (counted
+//! per reason), never a panic. What each mode reads, writes, forwards and
+//! drops, and where it deliberately differs from DPDK's testpmd, is in
+//! `docs/forwarding.md`.
 
 pub mod edit;
 pub mod mix;
@@ -94,8 +96,75 @@ impl fmt::Display for FwdMode {
 pub enum Verdict {
     /// Send it on.
     Forward,
+    /// Sent on, but with fewer layers edited than its headers announce
+    /// (5tswap: an IP or L4 header it could not parse; counted `partial`).
+    Partial,
     /// Not for this mode (icmpecho: neither ARP request nor echo request): dropped.
     Ignore,
-    /// Too short or malformed for this mode: dropped and counted.
-    Malformed,
+    /// Dropped for a reason, counted per reason.
+    Drop(Reason),
 }
+
+/// Why a mode dropped a frame (see docs/forwarding.md; the JSON stats
+/// count each under `fwd.drops.<name>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// Shorter than an Ethernet header (14 B).
+    Runt,
+    /// A header, or the length one claims, runs past the end of the frame
+    /// (or past the first segment, where headers must lie).
+    Truncated,
+    /// IPv4 version/IHL/total length (or IPv6 version) not valid.
+    BadIpHeader,
+    /// IPv4 header checksum does not verify.
+    BadIpChecksum,
+    /// ICMP/ICMPv6 checksum does not verify.
+    BadIcmpChecksum,
+    /// An IPv4 fragment (RFC 1122: echo only whole datagrams).
+    Fragment,
+    /// IPv4 options on an echo request (not echoed: no source-route reversal).
+    IpOptions,
+    /// Source is multicast, broadcast or unspecified (MAC or IP).
+    SrcNotUnicast,
+    /// Destination IP is multicast or broadcast (a reply would have to come
+    /// from that address).
+    DstNotUnicast,
+}
+
+impl Reason {
+    /// Every reason, in counter order.
+    pub const ALL: [Reason; 9] = [
+        Reason::Runt,
+        Reason::Truncated,
+        Reason::BadIpHeader,
+        Reason::BadIpChecksum,
+        Reason::BadIcmpChecksum,
+        Reason::Fragment,
+        Reason::IpOptions,
+        Reason::SrcNotUnicast,
+        Reason::DstNotUnicast,
+    ];
+
+    /// Counter name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Reason::Runt => "runt",
+            Reason::Truncated => "truncated",
+            Reason::BadIpHeader => "bad_ip_header",
+            Reason::BadIpChecksum => "bad_ip_checksum",
+            Reason::BadIcmpChecksum => "bad_icmp_checksum",
+            Reason::Fragment => "fragment",
+            Reason::IpOptions => "ip_options",
+            Reason::SrcNotUnicast => "src_not_unicast",
+            Reason::DstNotUnicast => "dst_not_unicast",
+        }
+    }
+
+    /// Index into per-reason counter arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Number of drop reasons.
+pub const N_REASONS: usize = Reason::ALL.len();

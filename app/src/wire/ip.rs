@@ -35,6 +35,7 @@ mod v4 {
     use std::ops::Range;
     pub const VER_IHL: usize = 0;
     pub const TOTAL_LEN: usize = 2;
+    pub const FRAG: usize = 6;
     pub const TTL: usize = 8;
     pub const PROTO: usize = 9;
     pub const CHECKSUM: usize = 10;
@@ -57,6 +58,26 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     /// # Errors
     /// [`WireError`] naming what is wrong.
     pub fn new_checked(buf: T) -> Result<Self, WireError> {
+        let mut p = Self::new_header(buf)?;
+        let total = p.total_len();
+        if total < p.hlen {
+            return Err(WireError::Malformed {
+                what: "ipv4 total length",
+            });
+        }
+        need("ipv4 packet", p.buf.as_ref().len(), total)?;
+        p.total = total;
+        Ok(p)
+    }
+
+    /// Wrap only the header: version 4, IHL ≥ 5 and the IHL·4 header bytes
+    /// inside `buf`; the total length is not checked (the datagram may go
+    /// on in later segments, or be cut short by a capture's snaplen): read
+    /// it with [`Self::total_len`]. The payload views are empty.
+    ///
+    /// # Errors
+    /// [`WireError`] naming what is wrong.
+    pub fn new_header(buf: T) -> Result<Self, WireError> {
         let b = buf.as_ref();
         need("ipv4 header", b.len(), 20)?;
         if b[v4::VER_IHL] >> 4 != 4 {
@@ -69,14 +90,26 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
             return Err(WireError::Malformed { what: "ipv4 IHL" });
         }
         need("ipv4 options", b.len(), hlen)?;
-        let total = usize::from(be16(b, v4::TOTAL_LEN));
-        if total < hlen {
-            return Err(WireError::Malformed {
-                what: "ipv4 total length",
-            });
-        }
-        need("ipv4 packet", b.len(), total)?;
-        Ok(Ipv4Packet { buf, hlen, total })
+        Ok(Ipv4Packet {
+            buf,
+            hlen,
+            total: hlen,
+        })
+    }
+
+    /// The total length field.
+    pub fn total_len(&self) -> usize {
+        usize::from(be16(self.buf.as_ref(), v4::TOTAL_LEN))
+    }
+
+    /// True for a fragment (more-fragments flag or a fragment offset).
+    pub fn is_fragment(&self) -> bool {
+        be16(self.buf.as_ref(), v4::FRAG) & 0x3fff != 0
+    }
+
+    /// The fragment offset (in 8-byte units; 0 for the first fragment).
+    pub fn frag_offset(&self) -> u16 {
+        be16(self.buf.as_ref(), v4::FRAG) & 0x1fff
     }
 
     /// Header length in bytes.
@@ -159,6 +192,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
 
 const V6_PAYLOAD_LEN: usize = 4;
 const V6_NEXT: usize = 6;
+const V6_HOP_LIMIT: usize = 7;
 const V6_SRC: Range<usize> = 8..24;
 const V6_DST: Range<usize> = 24..40;
 
@@ -176,6 +210,20 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
     /// # Errors
     /// [`WireError`] naming what is wrong.
     pub fn new_checked(buf: T) -> Result<Self, WireError> {
+        let mut p = Self::new_header(buf)?;
+        let total = 40 + p.payload_len();
+        need("ipv6 packet", p.buf.as_ref().len(), total)?;
+        p.total = total;
+        Ok(p)
+    }
+
+    /// Wrap only the fixed header: version 6 and 40 bytes inside `buf`
+    /// (the payload length is not checked: read it with
+    /// [`Self::payload_len`]). The payload views are empty.
+    ///
+    /// # Errors
+    /// [`WireError`] naming what is wrong.
+    pub fn new_header(buf: T) -> Result<Self, WireError> {
         let b = buf.as_ref();
         need("ipv6 header", b.len(), 40)?;
         if b[0] >> 4 != 6 {
@@ -183,9 +231,12 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
                 what: "ipv6 version",
             });
         }
-        let total = 40 + usize::from(be16(b, V6_PAYLOAD_LEN));
-        need("ipv6 packet", b.len(), total)?;
-        Ok(Ipv6Packet { buf, total })
+        Ok(Ipv6Packet { buf, total: 40 })
+    }
+
+    /// The payload length field.
+    pub fn payload_len(&self) -> usize {
+        usize::from(be16(self.buf.as_ref(), V6_PAYLOAD_LEN))
     }
 
     /// Next header.
@@ -217,6 +268,11 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6Packet<T> {
     /// Swap source and destination.
     pub fn swap_addrs(&mut self) {
         swap_ranges(self.buf.as_mut(), V6_SRC, V6_DST);
+    }
+
+    /// Set the hop limit.
+    pub fn set_hop_limit(&mut self, h: u8) {
+        self.buf.as_mut()[V6_HOP_LIMIT] = h;
     }
 
     /// The payload, mutable.
