@@ -9,7 +9,7 @@
 use super::{Reason, Verdict};
 use crate::wire::checksum;
 use crate::wire::icmp::{V4_ECHO_REPLY, V4_ECHO_REQUEST, V6_ECHO_REPLY, V6_ECHO_REQUEST};
-use crate::wire::{arp, ArpPacket, EthernetFrame, IpProto, Ipv4Packet, Ipv6Packet};
+use crate::wire::{arp, ArpPacket, EthernetFrame, IpProto, Ipv4Packet, Ipv6Packet, WireError};
 
 /// 802.1Q customer tag.
 pub const TPID_8021Q: u16 = 0x8100;
@@ -179,8 +179,8 @@ fn arp_reply(head: &mut [u8], l3: usize, port_mac: &[u8; 6]) -> Verdict {
     };
     let mut a = match ArpPacket::new_checked(body) {
         Ok(a) => a,
-        Err(crate::wire::WireError::Truncated { .. }) => return Verdict::Drop(Reason::Truncated),
-        Err(_) => return Verdict::Ignore,
+        Err(WireError::Truncated { .. }) => return Verdict::Drop(Reason::Truncated),
+        Err(WireError::Malformed { .. }) => return Verdict::Ignore,
     };
     if a.operation() != arp::OP_REQUEST {
         return Verdict::Ignore;
@@ -202,8 +202,7 @@ where
 {
     let ip = match Ipv4Packet::new_header(&f.head[l3..]) {
         Ok(ip) => ip,
-        Err(crate::wire::WireError::Truncated { .. }) => return Verdict::Drop(Reason::Truncated),
-        Err(_) => return Verdict::Drop(Reason::BadIpHeader),
+        Err(e) => return refused(e),
     };
     if ip.protocol() != IpProto::Icmp {
         return Verdict::Ignore;
@@ -239,16 +238,10 @@ where
     if v4_not_unicast(dst) {
         return Verdict::Drop(Reason::DstNotUnicast);
     }
-    // Sum of the message after its type/code/checksum word pair.
-    let rest = u32::from(f.sum(l4 + 4, end));
-    let req = u32::from(be16(f.head, l4)) + u32::from(be16(f.head, l4 + 2));
-    if checksum::fold(rest + req) != 0xffff {
+    if !echo_message(f, l4, end, 0, V4_ECHO_REPLY) {
         return Verdict::Drop(Reason::BadIcmpChecksum);
     }
     let h = &mut *f.head;
-    h[l4] = V4_ECHO_REPLY;
-    let c = checksum::finish(rest + u32::from(be16(h, l4)));
-    h[l4 + 2..l4 + 4].copy_from_slice(&c.to_be_bytes());
     let mut ip = Ipv4Packet::new_header(&mut h[l3..]).expect("checked above");
     ip.swap_addrs();
     ip.set_ttl(REPLY_TTL);
@@ -263,8 +256,7 @@ where
 {
     let ip = match Ipv6Packet::new_header(&f.head[l3..]) {
         Ok(ip) => ip,
-        Err(crate::wire::WireError::Truncated { .. }) => return Verdict::Drop(Reason::Truncated),
-        Err(_) => return Verdict::Drop(Reason::BadIpHeader),
+        Err(e) => return refused(e),
     };
     if ip.next_header() != IpProto::Icmpv6 {
         return Verdict::Ignore;
@@ -292,20 +284,50 @@ where
         return Verdict::Drop(Reason::DstNotUnicast);
     }
     let pseudo = checksum::pseudo_v6(&src, &dst, 58, plen as u32);
-    let rest = u32::from(f.sum(l4 + 4, end)) + pseudo;
-    let req = u32::from(be16(f.head, l4)) + u32::from(be16(f.head, l4 + 2));
-    if checksum::fold(rest + req) != 0xffff {
+    if !echo_message(f, l4, end, pseudo, V6_ECHO_REPLY) {
         return Verdict::Drop(Reason::BadIcmpChecksum);
     }
     let h = &mut *f.head;
-    h[l4] = V6_ECHO_REPLY;
-    let c = checksum::finish(rest + u32::from(be16(h, l4)));
-    h[l4 + 2..l4 + 4].copy_from_slice(&c.to_be_bytes());
     let mut ip = Ipv6Packet::new_header(&mut h[l3..]).expect("checked above");
     ip.swap_addrs();
     ip.set_hop_limit(REPLY_TTL);
     reply_eth(h, port_mac);
     Verdict::Forward
+}
+
+/// The drop reason for a header view's refusal.
+fn refused(e: WireError) -> Verdict {
+    match e {
+        WireError::Truncated { .. } => Verdict::Drop(Reason::Truncated),
+        WireError::Malformed { .. } => Verdict::Drop(Reason::BadIpHeader),
+    }
+}
+
+/// Verify the echo request message at `l4..end` (its checksum summed from
+/// `pseudo`, over every segment) and turn it into `reply_type` with the
+/// checksum recomputed over the whole message (0xffff, never 0x0000, for
+/// an all-zero one). False, nothing written, when the checksum is wrong.
+fn echo_message<'a, T>(
+    f: &mut Frame<'a, T>,
+    l4: usize,
+    end: usize,
+    pseudo: u32,
+    reply_type: u8,
+) -> bool
+where
+    T: Iterator<Item = &'a [u8]> + Clone,
+{
+    // Sum of the message after its type/code and checksum words.
+    let rest = u32::from(f.sum(l4 + 4, end)) + pseudo;
+    let req = u32::from(be16(f.head, l4)) + u32::from(be16(f.head, l4 + 2));
+    if checksum::fold(rest + req) != 0xffff {
+        return false;
+    }
+    let h = &mut *f.head;
+    h[l4] = reply_type;
+    let c = checksum::finish(rest + u32::from(be16(h, l4)));
+    h[l4 + 2..l4 + 4].copy_from_slice(&c.to_be_bytes());
+    true
 }
 
 /// A reply goes back to the requester's MAC, from the port's own.
