@@ -9,6 +9,11 @@
 //! another process can map later (memif, vfio-user). A heap backing exists
 //! for unit tests and Miri.
 //!
+//! The file backings are mapped with `memmap2` (shared, populated); the
+//! anonymous one calls `mmap` itself because it must be `MAP_SHARED |
+//! MAP_ANONYMOUS | MAP_HUGETLB`, which memmap2's `map_anon` (always
+//! `MAP_PRIVATE`) cannot express.
+//!
 //! `MAP_NORESERVE` is never used: with it `mmap` succeeds without pages and
 //! the first touch kills the process with SIGBUS.
 
@@ -16,7 +21,7 @@ use crate::error::ExtMemError;
 use crate::iova::{self, IovaMode};
 use std::alloc::Layout;
 use std::fmt;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -140,7 +145,12 @@ impl ExtMemConfig {
 }
 
 enum Mapping {
+    /// Anonymous shared hugepages (`libc::mmap`: memmap2's `map_anon` is
+    /// always `MAP_PRIVATE`), unmapped in `Drop`.
     Mmap,
+    /// A hugetlbfs or memfd file mapped with memmap2 (held only to be
+    /// unmapped when it drops).
+    File(#[allow(dead_code)] memmap2::MmapRaw),
     Heap(Layout),
 }
 
@@ -220,8 +230,8 @@ impl ExtMem {
             Backing::Anonymous => (sys::mmap_anon(len, ps)?, None, Mapping::Mmap),
             Backing::Memfd => {
                 let fd = sys::memfd(ps)?;
-                let va = sys::mmap_fd(&fd, len, ps)?;
-                (va, Some(fd), Mapping::Mmap)
+                let (va, map) = map_file(&fd, len, ps)?;
+                (va, Some(fd), map)
             }
             Backing::Hugetlbfs(dir) => {
                 let dir = match dir {
@@ -243,11 +253,12 @@ impl ExtMem {
                         source,
                     })?;
                 let fd = OwnedFd::from(file);
-                let mapped = sys::mmap_fd(&fd, len, ps);
+                let mapped = map_file(&fd, len, ps);
                 // Unlinked right after mmap, whether it worked or not: nothing
                 // is left in the mount even if we crash later.
                 let _ = std::fs::remove_file(&path);
-                (mapped?, None, Mapping::Mmap)
+                let (va, map) = mapped?;
+                (va, None, map)
             }
         };
         let mut mem = ExtMem {
@@ -412,6 +423,7 @@ impl Drop for ExtMem {
     fn drop(&mut self) {
         match self.mapping {
             Mapping::Mmap => sys::munmap(self.va, self.len),
+            Mapping::File(_) => {} // memmap2 unmaps it when the field drops
             Mapping::Heap(layout) => sys::heap_free(self.va, layout),
         }
         // The fd (if any) closes after this, when the fields drop.
@@ -489,6 +501,22 @@ fn default_hugepage_size() -> Option<PageSize> {
     PageSize::from_bytes(kb << 10)
 }
 
+/// Size the file to `len` and map it shared and populated with memmap2.
+fn map_file(fd: &OwnedFd, len: usize, ps: PageSize) -> Result<(NonNull<u8>, Mapping), ExtMemError> {
+    sys::ftruncate(fd, len)?;
+    let raw = memmap2::MmapOptions::new()
+        .len(len)
+        .populate()
+        .map_raw(fd.as_raw_fd())
+        .map_err(|e| sys::map_error(e, len, ps))?;
+    let va = NonNull::new(raw.as_mut_ptr()).ok_or_else(|| ExtMemError::Sys {
+        call: "mmap",
+        what: "returned NULL".into(),
+        source: std::io::Error::other("NULL mapping"),
+    })?;
+    Ok((va, Mapping::File(raw)))
+}
+
 #[allow(unsafe_code)]
 mod sys {
     //! The raw calls, each wrapped once.
@@ -511,22 +539,26 @@ mod sys {
         }
     }
 
+    /// The error of a failed mmap of `len` bytes of `ps` pages.
+    pub(super) fn map_error(e: std::io::Error, len: usize, ps: PageSize) -> ExtMemError {
+        if e.raw_os_error() == Some(libc::ENOMEM) && ps.is_huge() {
+            let needed = (len / ps.bytes()) as u64;
+            return not_enough(ps, needed, super::free_hugepages(ps));
+        }
+        ExtMemError::Sys {
+            call: "mmap",
+            what: format!("{len} bytes of {ps} pages"),
+            source: e,
+        }
+    }
+
     fn check_map(
         p: *mut libc::c_void,
         len: usize,
         ps: PageSize,
     ) -> Result<NonNull<u8>, ExtMemError> {
         if p == libc::MAP_FAILED {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::ENOMEM) && ps.is_huge() {
-                let needed = (len / ps.bytes()) as u64;
-                return Err(not_enough(ps, needed, super::free_hugepages(ps)));
-            }
-            return Err(ExtMemError::Sys {
-                call: "mmap",
-                what: format!("{len} bytes of {ps} pages"),
-                source: e,
-            });
+            return Err(map_error(std::io::Error::last_os_error(), len, ps));
         }
         NonNull::new(p.cast()).ok_or_else(|| err("mmap", "returned NULL".into()))
     }
@@ -547,28 +579,12 @@ mod sys {
         check_map(p, len, ps)
     }
 
-    pub(super) fn mmap_fd(
-        fd: &OwnedFd,
-        len: usize,
-        ps: PageSize,
-    ) -> Result<NonNull<u8>, ExtMemError> {
-        // SAFETY: ftruncate on an fd we own.
+    pub(super) fn ftruncate(fd: &OwnedFd, len: usize) -> Result<(), ExtMemError> {
+        // SAFETY: ftruncate on an fd we own; no memory is passed.
         if unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) } != 0 {
             return Err(err("ftruncate", format!("{len} bytes")));
         }
-        // SAFETY: a fresh shared mapping of a file we own, at an address the
-        // kernel picks; the file is at least len bytes long.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        check_map(p, len, ps)
+        Ok(())
     }
 
     pub(super) fn memfd(ps: PageSize) -> Result<OwnedFd, ExtMemError> {

@@ -27,9 +27,11 @@
 //! link down; RX then returns nothing, TX returns 0 after counting the frames
 //! it had queued as errors, and `stop()` still works.
 
+#![forbid(unsafe_code)]
+
 mod queue;
 pub mod ring;
-pub mod sys;
+pub mod socket;
 
 use crate::devargs::Devargs;
 use crate::dma::{DmaMapper, MappingKind, SoftMapper};
@@ -38,11 +40,11 @@ use crate::port::{Link, Port, PortConf, PortCore, PortInfo, PortQueues};
 use crate::stats::PortStats;
 use queue::{AfpRx, AfpTx, QueueX, Sock};
 use ring::{RxRing, TxRing, RX_OVERHEAD, TX_DATA_OFF};
+pub use socket::FanoutMode;
+use socket::{Control, KernelStats, NetNs, PacketFd, TpacketReq3};
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-pub use sys::FanoutMode;
-use sys::{Control, KernelStats, NetNs, PacketFd, TpacketReq3};
 
 /// Most queue pairs (DPDK's `RTE_PMD_AF_PACKET_MAX_RINGS`).
 pub const MAX_QPAIRS: u16 = 16;
@@ -294,7 +296,7 @@ impl AfPacketPort {
     }
 
     /// Create, configure, map and bind one socket per queue.
-    fn open_sockets(&self, conf: &PortConf) -> io::Result<Vec<(PacketFd, Arc<sys::RingMap>)>> {
+    fn open_sockets(&self, conf: &PortConf) -> io::Result<Vec<(PacketFd, crate::sys::Shared)>> {
         let (rxq, txq) = (conf.rx_queues as usize, conf.tx_queues as usize);
         let rx_req = self.args.ring_req(self.frames(conf.rx_desc), true);
         let tx_req = self.args.ring_req(self.frames(conf.tx_desc), false);
@@ -323,7 +325,7 @@ impl AfPacketPort {
                     fd.set_ring(true, &tx_req)?;
                     len += tx_req.bytes();
                 }
-                let map = Arc::new(fd.map(len)?);
+                let map = fd.map(len)?;
                 fd.bind(ifindex, rx)?;
                 if rx && rxq > 1 {
                     match group {

@@ -7,7 +7,7 @@
 //! kernel once per burst. No syscall on RX, one on TX, no heap per burst.
 
 use super::ring::{BadBlock, RxFrame, RxRing, TxRing};
-use super::sys::PacketFd;
+use super::socket::PacketFd;
 use crate::port::{QueueToken, RxQueue, TxQueue};
 use crate::stats::QueueCounters;
 use std::io;
@@ -72,17 +72,17 @@ fn copy_in(m: &mut Mbuf, f: &RxFrame<'_>) -> bool {
             if m.reset_len(f.data.len()).is_err() {
                 return false;
             }
-            m.data_mut().copy_from_slice(f.data);
+            f.data.copy_to(0, m.data_mut());
         }
         Some((tpid, tci)) => {
             if f.data.len() < 12 || m.reset_len(f.data.len() + 4).is_err() {
                 return false;
             }
             let d = m.data_mut();
-            d[..12].copy_from_slice(&f.data[..12]);
+            f.data.copy_to(0, &mut d[..12]);
             d[12..14].copy_from_slice(&tpid.to_be_bytes());
             d[14..16].copy_from_slice(&tci.to_be_bytes());
-            d[16..].copy_from_slice(&f.data[12..]);
+            f.data.copy_to(12, &mut d[16..]);
         }
     }
     true

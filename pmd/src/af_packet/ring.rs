@@ -22,10 +22,9 @@
 //! rxhash(28), vlan_tci(32), vlan_tpid(36, u16), …, 48 bytes, followed by a
 //! `sockaddr_ll` whose `sll_pkttype` is at byte 10.
 
-use super::sys::{RingMap, TpacketReq3};
-use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use super::socket::TpacketReq3;
+use crate::sys::Shared;
+use std::sync::atomic::Ordering;
 
 const TP_STATUS_KERNEL: u32 = 0;
 const TP_STATUS_USER: u32 = 1;
@@ -56,41 +55,51 @@ pub const TX_DATA_OFF: usize = 48;
 /// header, sockaddr_ll and alignment before a 14-byte MAC header).
 pub const RX_OVERHEAD: usize = BLK_HDR_LEN + 82;
 
-/// Read a u32 the kernel may write concurrently.
-///
-/// # Safety
-/// `p` must be 4-byte aligned and inside a live mapping.
-#[inline]
-unsafe fn load(p: *const u8, order: Ordering) -> u32 {
-    // SAFETY: aligned and mapped per the contract; AtomicU32 has u32's layout.
-    unsafe { (*p.cast::<AtomicU32>()).load(order) }
+/// The captured bytes of a received frame, in a block user space owns
+/// (copied out, never borrowed: the memory is shared with the kernel).
+#[derive(Debug, Clone, Copy)]
+pub struct FrameData<'a> {
+    mem: &'a Shared,
+    off: usize,
+    len: usize,
 }
 
-/// Write a u32 the kernel reads concurrently.
-///
-/// # Safety
-/// As [`load`].
-#[inline]
-unsafe fn store(p: *mut u8, v: u32, order: Ordering) {
-    // SAFETY: aligned and mapped per the contract.
-    unsafe { (*p.cast::<AtomicU32>()).store(v, order) }
-}
+impl FrameData<'_> {
+    /// Bytes captured.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len
+    }
 
-/// Read a plain field of a block or frame that user space owns right now.
-///
-/// # Safety
-/// `p..p+size_of::<T>()` inside a live mapping.
-#[inline]
-unsafe fn read<T: Copy>(p: *const u8) -> T {
-    // SAFETY: in bounds per the contract; unaligned read is always allowed.
-    unsafe { p.cast::<T>().read_unaligned() }
+    /// True for an empty capture.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Copy bytes `at..at + dst.len()` of the frame into `dst`.
+    ///
+    /// # Panics
+    /// When the range is beyond the frame.
+    #[inline]
+    pub fn copy_to(&self, at: usize, dst: &mut [u8]) {
+        assert!(at + dst.len() <= self.len, "copy beyond the captured frame");
+        self.mem.copy_out(self.off + at, dst);
+    }
+
+    /// The bytes as a vector (tests and slow paths).
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = vec![0; self.len];
+        self.copy_to(0, &mut v);
+        v
+    }
 }
 
 /// One received frame, borrowed from a block user space owns.
 #[derive(Debug)]
 pub struct RxFrame<'a> {
     /// The bytes captured (starting at the MAC header).
-    pub data: &'a [u8],
+    pub data: FrameData<'a>,
     /// The frame's length on the wire (more than `data.len()` when truncated).
     pub wire_len: u32,
     /// A VLAN tag the device stripped: (TPID, TCI).
@@ -106,8 +115,7 @@ pub struct BadBlock;
 /// The V3 RX ring: a cursor over blocks.
 #[derive(Debug)]
 pub struct RxRing {
-    _map: Arc<RingMap>,
-    base: NonNull<u8>,
+    mem: Shared,
     block_size: usize,
     block_nr: usize,
     cur: usize,
@@ -115,20 +123,15 @@ pub struct RxRing {
     off: usize,
 }
 
-// SAFETY: the ring view is the only user of its part of the mapping, which
-// the Arc keeps alive; moving it between threads moves that use.
-unsafe impl Send for RxRing {}
-
 impl RxRing {
     /// The RX ring at the start of `map`, laid out by `req`.
     ///
     /// # Panics
     /// When `map` is shorter than the ring (a caller bug).
-    pub fn new(map: Arc<RingMap>, req: &TpacketReq3) -> RxRing {
+    pub fn new(map: Shared, req: &TpacketReq3) -> RxRing {
         assert!(map.len() >= req.bytes(), "mapping shorter than the RX ring");
         RxRing {
-            base: map.base(),
-            _map: map,
+            mem: map.sub(0, req.bytes()).expect("checked"),
             block_size: req.block_size as usize,
             block_nr: req.block_nr as usize,
             cur: 0,
@@ -137,9 +140,10 @@ impl RxRing {
         }
     }
 
-    fn block(&self) -> *mut u8 {
-        // SAFETY: cur < block_nr, so the block lies inside the mapping.
-        unsafe { self.base.as_ptr().add(self.cur * self.block_size) }
+    /// Offset of the open block (cur < block_nr: inside the ring).
+    #[inline]
+    fn block(&self) -> usize {
+        self.cur * self.block_size
     }
 
     /// Frames left in the open block; opens the next block when the kernel
@@ -154,19 +158,14 @@ impl RxRing {
             return Ok(self.left);
         }
         let b = self.block();
-        // SAFETY: the status word of a mapped block, 8-byte aligned.
-        let status = unsafe { load(b.add(BLK_STATUS), Ordering::Acquire) };
+        // Taking the block: its status word with Acquire before its contents.
+        let status = self.mem.load_u32(b + BLK_STATUS, Ordering::Acquire);
         if status & TP_STATUS_USER == 0 {
             return Ok(0);
         }
-        // SAFETY: the block is ours (TP_STATUS_USER seen with Acquire); the
-        // header fields lie in its first 48 bytes.
-        let (num, first) = unsafe {
-            (
-                read::<u32>(b.add(BLK_NUM_PKTS)),
-                read::<u32>(b.add(BLK_FIRST)) as usize,
-            )
-        };
+        // The block is ours; the header fields lie in its first 48 bytes.
+        let num = self.mem.read::<u32>(b + BLK_NUM_PKTS);
+        let first = self.mem.read::<u32>(b + BLK_FIRST) as usize;
         if num == 0 || first < BLK_HDR_LEN || first >= self.block_size {
             self.release();
             return if num == 0 { Ok(0) } else { Err(BadBlock) };
@@ -180,9 +179,9 @@ impl RxRing {
     /// block back to the kernel and moves to the next.
     fn release(&mut self) {
         let b = self.block();
-        // SAFETY: the status word of the block we own; Release publishes
-        // that we are done reading it.
-        unsafe { store(b.add(BLK_STATUS), TP_STATUS_KERNEL, Ordering::Release) };
+        // Giving the block back: Release after our reads of it.
+        self.mem
+            .store_u32(b + BLK_STATUS, TP_STATUS_KERNEL, Ordering::Release);
         self.cur = (self.cur + 1) % self.block_nr;
         self.left = 0;
         self.off = 0;
@@ -202,29 +201,29 @@ impl RxRing {
             self.release();
             return Err(BadBlock);
         }
-        // SAFETY: off + 60 <= block_size, so the header and the sockaddr_ll
-        // byte read lie in the block we own.
-        let h = unsafe { self.block().add(self.off) };
-        // SAFETY: as above.
-        let (next, snap, len, status, mac, tci, tpid, pkttype) = unsafe {
-            (
-                read::<u32>(h.add(H_NEXT)) as usize,
-                read::<u32>(h.add(H_SNAPLEN)) as usize,
-                read::<u32>(h.add(H_LEN)),
-                read::<u32>(h.add(H_STATUS)),
-                read::<u16>(h.add(H_MAC)) as usize,
-                read::<u32>(h.add(H_VLAN_TCI)),
-                read::<u16>(h.add(H_VLAN_TPID)),
-                read::<u8>(h.add(H_SLL_PKTTYPE)),
-            )
-        };
+        // off + 60 <= block_size: the header and the sockaddr_ll byte lie in
+        // the block we own.
+        let h = self.block() + self.off;
+        let m = &self.mem;
+        let next = m.read::<u32>(h + H_NEXT) as usize;
+        let snap = m.read::<u32>(h + H_SNAPLEN) as usize;
+        let len = m.read::<u32>(h + H_LEN);
+        let status = m.read::<u32>(h + H_STATUS);
+        let mac = m.read::<u16>(h + H_MAC) as usize;
+        let tci = m.read::<u32>(h + H_VLAN_TCI);
+        let tpid = m.read::<u16>(h + H_VLAN_TPID);
+        let pkttype = m.read::<u8>(h + H_SLL_PKTTYPE);
         if self.off + mac + snap > bs {
             self.release();
             return Err(BadBlock);
         }
-        // SAFETY: in bounds of the block (checked above), which the kernel
-        // does not touch until we release it; the slice dies with `f`.
-        let data = unsafe { std::slice::from_raw_parts(h.add(mac), snap) };
+        // In bounds of the block (checked above), which the kernel does not
+        // touch until we release it.
+        let data = FrameData {
+            mem: &self.mem,
+            off: h + mac,
+            len: snap,
+        };
         let vlan = (status & TP_STATUS_VLAN_VALID != 0).then(|| {
             let tpid = if status & TP_STATUS_VLAN_TPID_VALID != 0 {
                 tpid
@@ -284,8 +283,7 @@ pub struct Reclaimed {
 /// from `tail`.
 #[derive(Debug)]
 pub struct TxRing {
-    _map: Arc<RingMap>,
-    base: NonNull<u8>,
+    mem: Shared,
     block_size: usize,
     frames_per_block: usize,
     frame_size: usize,
@@ -296,25 +294,18 @@ pub struct TxRing {
     revoked: Vec<bool>,
 }
 
-// SAFETY: as for RxRing: the only user of its part of a mapping kept alive
-// by the Arc.
-unsafe impl Send for TxRing {}
-
 impl TxRing {
     /// The TX ring at byte `offset` of `map` (after the RX ring), laid out by `req`.
     ///
     /// # Panics
     /// When `map` is too short (a caller bug).
-    pub fn new(map: Arc<RingMap>, offset: usize, req: &TpacketReq3) -> TxRing {
+    pub fn new(map: Shared, offset: usize, req: &TpacketReq3) -> TxRing {
         assert!(
             map.len() >= offset + req.bytes(),
             "mapping shorter than the TX ring"
         );
-        // SAFETY: offset is inside the mapping (checked above).
-        let base = unsafe { NonNull::new_unchecked(map.base().as_ptr().add(offset)) };
         TxRing {
-            _map: map,
-            base,
+            mem: map.sub(offset, req.bytes()).expect("checked"),
             block_size: req.block_size as usize,
             frames_per_block: (req.block_size / req.frame_size) as usize,
             frame_size: req.frame_size as usize,
@@ -342,22 +333,18 @@ impl TxRing {
         self.pending
     }
 
+    /// Offset of slot `i` (i < frame_nr = block_nr * frames_per_block:
+    /// inside the TX ring).
     #[inline]
-    fn frame(&self, i: usize) -> *mut u8 {
+    fn frame(&self, i: usize) -> usize {
         let (b, k) = (i / self.frames_per_block, i % self.frames_per_block);
-        // SAFETY: i < frame_nr = block_nr * frames_per_block, so the frame
-        // lies inside the TX ring.
-        unsafe {
-            self.base
-                .as_ptr()
-                .add(b * self.block_size + k * self.frame_size)
-        }
+        b * self.block_size + k * self.frame_size
     }
 
     #[inline]
     fn status(&self, i: usize) -> u32 {
-        // SAFETY: the status word of a mapped frame, 4-byte aligned.
-        unsafe { load(self.frame(i).add(H_STATUS), Ordering::Acquire) }
+        self.mem
+            .load_u32(self.frame(i) + H_STATUS, Ordering::Acquire)
     }
 
     /// Write one frame of `len` bytes made of `segs` into the next slot and
@@ -375,23 +362,21 @@ impl TxRing {
             if at + s.len() > len {
                 return false;
             }
-            // SAFETY: the slot is ours (completed or never used: pending <
-            // frame_nr), and TX_DATA_OFF + at + s.len() <= TX_DATA_OFF + len
-            // <= frame_size.
-            unsafe { std::ptr::copy_nonoverlapping(s.as_ptr(), f.add(TX_DATA_OFF + at), s.len()) };
+            // The slot is ours (completed or never used: pending < frame_nr),
+            // and TX_DATA_OFF + at + s.len() <= TX_DATA_OFF + len <= frame_size.
+            self.mem.copy_in(f + TX_DATA_OFF + at, s);
             at += s.len();
         }
         if at != len {
             return false;
         }
-        // SAFETY: header words of the slot we own; the Release store of the
-        // status publishes the data and length before the kernel looks.
-        unsafe {
-            f.add(H_NEXT).cast::<u32>().write_unaligned(0);
-            f.add(H_LEN).cast::<u32>().write_unaligned(len as u32);
-            f.add(H_SNAPLEN).cast::<u32>().write_unaligned(len as u32);
-            store(f.add(H_STATUS), TP_STATUS_SEND_REQUEST, Ordering::Release);
-        }
+        // Header words of the slot we own; giving it away: the Release store
+        // of the status publishes the data and length before the kernel looks.
+        self.mem.write::<u32>(f + H_NEXT, 0);
+        self.mem.write::<u32>(f + H_LEN, len as u32);
+        self.mem.write::<u32>(f + H_SNAPLEN, len as u32);
+        self.mem
+            .store_u32(f + H_STATUS, TP_STATUS_SEND_REQUEST, Ordering::Release);
         self.head = (self.head + 1) % self.frame_nr;
         self.pending += 1;
         true
@@ -411,14 +396,14 @@ impl TxRing {
                 self.revoked[i] = false;
                 r.failed += 1;
             } else {
-                // SAFETY: the slot is completed, so ours; tp_len is in its header.
-                r.bytes += u64::from(unsafe { read::<u32>(self.frame(i).add(H_LEN)) });
+                // The slot is completed, so ours; tp_len is in its header.
+                r.bytes += u64::from(self.mem.read::<u32>(self.frame(i) + H_LEN));
                 r.sent += 1;
             }
             // A later kernel status write on a completed slot must not look
             // like a fresh send request to the next user.
-            // SAFETY: status word of a slot we own.
-            unsafe { store(self.frame(i).add(H_STATUS), 0, Ordering::Relaxed) };
+            self.mem
+                .store_u32(self.frame(i) + H_STATUS, 0, Ordering::Relaxed);
             self.tail = (self.tail + 1) % self.frame_nr;
             self.pending -= 1;
         }
@@ -441,9 +426,10 @@ impl TxRing {
             let i = (self.tail + k) % self.frame_nr;
             if self.status(i) & TP_STATUS_SEND_REQUEST != 0 {
                 self.revoked[i] = true;
-                // SAFETY: no sendto runs on this socket now, so the kernel
-                // will not read this slot again before we refill it.
-                unsafe { store(self.frame(i).add(H_STATUS), 0, Ordering::Release) };
+                // No sendto runs on this socket now, so the kernel will not
+                // read this slot again before we refill it.
+                self.mem
+                    .store_u32(self.frame(i) + H_STATUS, 0, Ordering::Release);
                 n += 1;
             }
         }
@@ -467,20 +453,22 @@ mod tests {
         }
     }
 
-    fn put<T: Copy>(map: &RingMap, off: usize, v: T) {
-        assert!(off + std::mem::size_of::<T>() <= map.len());
-        // SAFETY: in bounds (checked); the test owns the memory.
-        unsafe { map.base().as_ptr().add(off).cast::<T>().write_unaligned(v) }
+    use crate::sys::{Mapping, Plain};
+
+    fn anon(len: usize) -> Shared {
+        Shared::from_mapping(Mapping::anon(len).unwrap())
     }
 
-    fn get<T: Copy>(map: &RingMap, off: usize) -> T {
-        assert!(off + std::mem::size_of::<T>() <= map.len());
-        // SAFETY: in bounds (checked).
-        unsafe { map.base().as_ptr().add(off).cast::<T>().read_unaligned() }
+    fn put<T: Plain>(map: &Shared, off: usize, v: T) {
+        map.write(off, v)
+    }
+
+    fn get<T: Plain>(map: &Shared, off: usize) -> T {
+        map.read(off)
     }
 
     /// Lay out block `b` as the kernel would: frames of the given payloads.
-    fn fill_block(map: &RingMap, b: usize, frames: &[(&[u8], u32)]) {
+    fn fill_block(map: &Shared, b: usize, frames: &[(&[u8], u32)]) {
         let base = b * BS as usize;
         let mut off = BLK_HDR_LEN;
         put::<u32>(map, base + BLK_NUM_PKTS, frames.len() as u32);
@@ -507,7 +495,7 @@ mod tests {
     #[test]
     fn rx_walks_blocks_and_gives_them_back() {
         let r = req(2, 2048);
-        let map = Arc::new(RingMap::anon(r.bytes()));
+        let map = anon(r.bytes());
         let mut rx = RxRing::new(map.clone(), &r);
         assert_eq!(
             rx.ready(),
@@ -545,7 +533,7 @@ mod tests {
     #[test]
     fn rx_refuses_headers_pointing_outside_the_block() {
         let r = req(1, 2048);
-        let map = Arc::new(RingMap::anon(r.bytes()));
+        let map = anon(r.bytes());
         let mut rx = RxRing::new(map.clone(), &r);
         fill_block(&map, 0, &[(b"ok", 0)]);
         put::<u32>(&map, BLK_FIRST, BS + 8);
@@ -574,7 +562,7 @@ mod tests {
     #[test]
     fn tx_fills_in_order_and_reclaims_completions() {
         let r = req(2, 1024);
-        let map = Arc::new(RingMap::anon(r.bytes() + 4096));
+        let map = anon(r.bytes() + 4096);
         let mut tx = TxRing::new(map.clone(), 4096, &r);
         assert_eq!((tx.room(), tx.max_len()), (8, 1024 - 48));
         assert!(tx.push(6, [&b"abc"[..], &b"def"[..]].into_iter()));

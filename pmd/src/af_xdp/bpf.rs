@@ -8,15 +8,12 @@
 //! the link's file descriptor: dropping [`XdpLink`], or the process dying
 //! (even by SIGKILL), detaches it.
 
-use super::error::{hint_attach, hint_common, XdpError};
-use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+#![forbid(unsafe_code)]
 
-const BPF_MAP_CREATE: libc::c_long = 0;
-const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
-const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
-const BPF_PROG_LOAD: libc::c_long = 5;
-const BPF_LINK_CREATE: libc::c_long = 28;
+use super::error::{hint_attach, hint_common, XdpError};
+pub use crate::sys::bpf::BpfInsn;
+use crate::sys::bpf::{self as sys, LinkCreateAttr, MapCreateAttr, ProgLoadAttr};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 const BPF_MAP_TYPE_XSKMAP: u32 = 17;
 const BPF_PROG_TYPE_XDP: u32 = 6;
@@ -29,32 +26,6 @@ const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
 pub const BPF_F_XDP_HAS_FRAGS: u32 = 1 << 5;
 /// `XDP_PASS` action code.
 pub const XDP_PASS: i32 = 2;
-
-/// One eBPF instruction (`struct bpf_insn`).
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct BpfInsn {
-    /// Opcode.
-    pub code: u8,
-    /// `dst_reg` in the low nibble, `src_reg` in the high nibble.
-    pub regs: u8,
-    /// Signed offset.
-    pub off: i16,
-    /// Signed immediate.
-    pub imm: i32,
-}
-
-impl BpfInsn {
-    /// An instruction from its fields.
-    pub const fn new(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> BpfInsn {
-        BpfInsn {
-            code,
-            regs: (dst & 0xf) | (src << 4),
-            off,
-            imm,
-        }
-    }
-}
 
 /// The redirect program for XSKMAP `map_fd` (six slots, five instructions):
 ///
@@ -74,82 +45,6 @@ pub fn redirect_program(map_fd: RawFd) -> [BpfInsn; 6] {
         BpfInsn::new(0x85, 0, 0, 0, BPF_FUNC_REDIRECT_MAP), // BPF_JMP | BPF_CALL
         BpfInsn::new(0x95, 0, 0, 0, 0),        // BPF_JMP | BPF_EXIT
     ]
-}
-
-/// `bpf(cmd, attr, size_of(attr))`; returns the non-negative result.
-fn sys_bpf<A>(cmd: libc::c_long, attr: &mut A) -> io::Result<libc::c_long> {
-    // SAFETY: `attr` is a live, fully initialised #[repr(C)] bpf_attr prefix of
-    // the given size; the kernel zero-extends the missing tail. Pointers inside
-    // it refer to buffers that outlive this call.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            attr as *mut A as *mut libc::c_void,
-            std::mem::size_of::<A>() as libc::c_uint,
-        )
-    };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
-}
-
-/// `bpf()` that returns a new file descriptor.
-fn sys_bpf_fd<A>(cmd: libc::c_long, attr: &mut A) -> io::Result<OwnedFd> {
-    let fd = sys_bpf(cmd, attr)?;
-    // SAFETY: the command returned a fresh descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct MapCreateAttr {
-    map_type: u32,
-    key_size: u32,
-    value_size: u32,
-    max_entries: u32,
-    map_flags: u32,
-    inner_map_fd: u32,
-    numa_node: u32,
-    map_name: [u8; 16],
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct MapElemAttr {
-    map_fd: u32,
-    _pad: u32,
-    key: u64,
-    value: u64,
-    flags: u64,
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct ProgLoadAttr {
-    prog_type: u32,
-    insn_cnt: u32,
-    insns: u64,
-    license: u64,
-    log_level: u32,
-    log_size: u32,
-    log_buf: u64,
-    kern_version: u32,
-    prog_flags: u32,
-    prog_name: [u8; 16],
-    prog_ifindex: u32,
-    expected_attach_type: u32,
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct LinkCreateAttr {
-    prog_fd: u32,
-    target_ifindex: u32,
-    attach_type: u32,
-    flags: u32,
 }
 
 fn name16(name: &str) -> [u8; 16] {
@@ -190,7 +85,7 @@ impl XskMap {
             map_name: name16("xfwd_xsks"),
             ..Default::default()
         };
-        let fd = sys_bpf_fd(BPF_MAP_CREATE, &mut attr)
+        let fd = sys::map_create(&mut attr)
             .map_err(|e| XdpError::sys("BPF_MAP_CREATE (XSKMAP)", e, hint_common))?;
         Ok(XskMap { fd, entries })
     }
@@ -206,16 +101,7 @@ impl XskMap {
     /// [`XdpError::Config`] for a queue beyond the map, [`XdpError::Sys`] otherwise.
     pub fn insert(&self, queue: u32, xsk_fd: RawFd) -> Result<(), XdpError> {
         self.check(queue)?;
-        let key = queue;
-        let value = xsk_fd as u32;
-        let mut attr = MapElemAttr {
-            map_fd: self.fd.as_raw_fd() as u32,
-            key: &key as *const u32 as u64,
-            value: &value as *const u32 as u64,
-            ..Default::default()
-        };
-        sys_bpf(BPF_MAP_UPDATE_ELEM, &mut attr)
-            .map(drop)
+        sys::map_update_u32(self.fd.as_fd(), queue, xsk_fd as u32)
             .map_err(|e| XdpError::sys(format!("XSKMAP insert queue {queue}"), e, hint_common))
     }
 
@@ -225,14 +111,7 @@ impl XskMap {
     /// [`XdpError::Sys`] with ENOENT when the slot was empty.
     pub fn remove(&self, queue: u32) -> Result<(), XdpError> {
         self.check(queue)?;
-        let key = queue;
-        let mut attr = MapElemAttr {
-            map_fd: self.fd.as_raw_fd() as u32,
-            key: &key as *const u32 as u64,
-            ..Default::default()
-        };
-        sys_bpf(BPF_MAP_DELETE_ELEM, &mut attr)
-            .map(drop)
+        sys::map_delete_u32(self.fd.as_fd(), queue)
             .map_err(|e| XdpError::sys(format!("XSKMAP remove queue {queue}"), e, hint_common))
     }
 
@@ -280,9 +159,6 @@ impl XdpProgram {
         let mut log = vec![0u8; 64 * 1024];
         let mut attr = ProgLoadAttr {
             prog_type: BPF_PROG_TYPE_XDP,
-            insn_cnt: insns.len() as u32,
-            insns: insns.as_ptr() as u64,
-            license: license.as_ptr() as u64,
             prog_flags,
             prog_name: name16(name),
             expected_attach_type: BPF_ATTACH_XDP,
@@ -290,26 +166,21 @@ impl XdpProgram {
         };
         // Load without a log first (cheap); on failure load again with the log
         // enabled so the error carries the verifier's explanation.
-        match sys_bpf_fd(BPF_PROG_LOAD, &mut attr) {
+        match sys::prog_load(&mut attr, insns, license, None) {
             Ok(fd) => Ok(XdpProgram { fd }),
-            Err(first) => {
-                attr.log_level = 1;
-                attr.log_size = log.len() as u32;
-                attr.log_buf = log.as_mut_ptr() as u64;
-                match sys_bpf_fd(BPF_PROG_LOAD, &mut attr) {
-                    Ok(fd) => Ok(XdpProgram { fd }),
-                    Err(e) => {
-                        let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
-                        let text = String::from_utf8_lossy(&log[..end]).trim_end().to_string();
-                        let source = if e.raw_os_error() == Some(libc::ENOSPC) {
-                            first
-                        } else {
-                            e
-                        };
-                        Err(XdpError::Verifier { source, log: text })
-                    }
+            Err(first) => match sys::prog_load(&mut attr, insns, license, Some(&mut log)) {
+                Ok(fd) => Ok(XdpProgram { fd }),
+                Err(e) => {
+                    let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+                    let text = String::from_utf8_lossy(&log[..end]).trim_end().to_string();
+                    let source = if e.raw_os_error() == Some(libc::ENOSPC) {
+                        first
+                    } else {
+                        e
+                    };
+                    Err(XdpError::Verifier { source, log: text })
                 }
-            }
+            },
         }
     }
 
@@ -359,7 +230,7 @@ impl XdpLink {
             attach_type: BPF_ATTACH_XDP,
             flags: mode.flags(),
         };
-        let fd = sys_bpf_fd(BPF_LINK_CREATE, &mut attr).map_err(|e| {
+        let fd = sys::link_create(&mut attr).map_err(|e| {
             XdpError::sys(
                 format!("attach XDP program to ifindex {ifindex} in {mode:?} mode"),
                 e,
@@ -439,12 +310,7 @@ mod tests {
     }
 
     #[test]
-    fn attr_layouts_match_the_kernel() {
-        assert_eq!(std::mem::offset_of!(ProgLoadAttr, prog_name), 48);
-        assert_eq!(std::mem::offset_of!(ProgLoadAttr, expected_attach_type), 68);
-        assert_eq!(std::mem::offset_of!(MapCreateAttr, map_name), 28);
-        assert_eq!(std::mem::offset_of!(MapElemAttr, flags), 24);
-        assert_eq!(std::mem::size_of::<LinkCreateAttr>(), 16);
+    fn names_are_sanitised() {
         assert_eq!(&name16("a-b")[..4], b"a_b\0");
     }
 

@@ -61,11 +61,6 @@ pub enum XdpError {
 }
 
 impl XdpError {
-    /// A [`XdpError::Sys`] from the current errno, with a hint picked by `hint`.
-    pub(crate) fn last_os(op: impl Into<String>, hint: fn(i32) -> &'static str) -> XdpError {
-        XdpError::sys(op, io::Error::last_os_error(), hint)
-    }
-
     /// A [`XdpError::Sys`] from `source`, with a hint picked by `hint`.
     pub(crate) fn sys(
         op: impl Into<String>,

@@ -29,8 +29,10 @@
 //! (the kernel unbinds it and waits for in-flight RX) and only then are those
 //! mbufs returned to their pool. So `stop()` gets every mbuf back.
 
+#![forbid(unsafe_code)]
+
 use super::bpf::{XdpMode, XdpRedirect};
-use super::umem::{desc_base, desc_encode, desc_offset, Umem, UmemConfig, XDP_PACKET_HEADROOM};
+use super::umem::{desc_base, desc_encode, desc_offset, Umem, XDP_PACKET_HEADROOM};
 use super::xsk::{BindMode, BusyPoll, XskConfig, XskRx, XskSocket, XskTx};
 use super::XdpDesc;
 use crate::devargs::Devargs;
@@ -43,10 +45,9 @@ use crate::port::{
 use crate::stats::{PortStats, QueueCounters};
 use std::collections::HashMap;
 use std::fmt;
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use xfwd_mempool::{Mbuf, MbufBatch, MbufHeader, MbufPool, MBUF_HEADER_SIZE};
+use xfwd_mempool::{InFlight, Mbuf, MbufBatch, MbufPool, MBUF_HEADER_SIZE};
 
 /// Chunk size the kernel is told (the buffer part of each pool object).
 const CHUNK: u32 = 2048;
@@ -77,93 +78,16 @@ fn bump(c: &AtomicU64, n: u64) {
 
 /// Mbufs a socket's halves handed to the kernel; freed when the last half
 /// (and with it the socket) is gone.
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Reclaim {
-    objs: Mutex<Vec<NonNull<MbufHeader>>>,
+    objs: Mutex<Vec<Mbuf>>,
 }
 
-// SAFETY: the pointers are owned mbufs parked here until the socket is
-// closed; they are only turned back into Mbufs (Send) in Drop.
-#[allow(unsafe_code)]
-unsafe impl Send for Reclaim {}
-// SAFETY: access to the list goes through the Mutex.
-#[allow(unsafe_code)]
-unsafe impl Sync for Reclaim {}
-
-impl fmt::Debug for Reclaim {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "Reclaim({})",
-            self.objs.lock().map(|v| v.len()).unwrap_or(0)
-        )
-    }
-}
-
-impl Drop for Reclaim {
-    fn drop(&mut self) {
-        let v = std::mem::take(self.objs.get_mut().unwrap_or_else(|p| p.into_inner()));
-        for p in v {
-            // SAFETY: each pointer is an mbuf a half posted to the kernel and
-            // never got back; both halves are gone, so the socket is closed and
-            // the kernel no longer uses the buffer.
-            #[allow(unsafe_code)]
-            drop(unsafe { Mbuf::from_raw(p) });
-        }
-    }
-}
-
-/// Per-half record of buffers in the kernel, indexed by mbuf index.
-#[derive(Debug)]
-struct InKernel {
-    slots: Box<[*mut MbufHeader]>,
-    count: usize,
-}
-
-impl InKernel {
-    fn new(cap: usize) -> InKernel {
-        InKernel {
-            slots: vec![std::ptr::null_mut(); cap].into_boxed_slice(),
-            count: 0,
-        }
-    }
-
-    #[inline]
-    fn put(&mut self, m: Mbuf) -> *mut MbufHeader {
-        let i = m.index() as usize;
-        let p = m.into_raw().as_ptr();
-        self.slots[i] = p;
-        self.count += 1;
-        p
-    }
-
-    /// Take back the mbuf with header `p`.
-    #[inline]
-    fn take(&mut self, p: *mut MbufHeader) -> Option<Mbuf> {
-        // Only a pointer we posted ever comes back; look it up to be sure.
-        let nn = NonNull::new(p)?;
-        // SAFETY: reading the index of a header inside our pool memory, which
-        // the kernel never writes (it writes only the data part).
-        #[allow(unsafe_code)]
-        let m = unsafe { Mbuf::from_raw(nn) };
-        let i = m.index() as usize;
-        if self.slots.get(i).copied() != Some(p) {
-            // Not ours: give the handle up again without freeing it.
-            let _ = m.into_raw();
-            return None;
-        }
-        self.slots[i] = std::ptr::null_mut();
-        self.count -= 1;
-        Some(m)
-    }
-
-    fn drain_into(&mut self, r: &Reclaim) {
-        let mut v = r.objs.lock().unwrap_or_else(|p| p.into_inner());
-        for s in self.slots.iter_mut().filter(|s| !s.is_null()) {
-            v.push(NonNull::new(*s).expect("non-null"));
-            *s = std::ptr::null_mut();
-        }
-        self.count = 0;
+impl Reclaim {
+    /// Park what `posted` still holds until both halves are gone: the socket
+    /// is closed then and the kernel no longer uses the buffers.
+    fn park(&self, posted: &mut InFlight) {
+        posted.drain_into(&mut self.objs.lock().unwrap_or_else(|p| p.into_inner()));
     }
 }
 
@@ -293,17 +217,8 @@ impl AfXdpPort {
         if let Some(u) = map.get(&mem.va()).and_then(Weak::upgrade) {
             return Ok(u);
         }
-        let cfg = UmemConfig {
-            base: mem.va(),
-            len: mem.len(),
-            chunk_size: CHUNK,
-            headroom: 0,
-        };
-        // SAFETY: the pool's memory stays mapped while the pool lives, and
-        // every socket over this UMEM is closed before the port's queues
-        // release their pool handles (halves hold PoolCaches of the pool).
-        #[allow(unsafe_code)]
-        let u = unsafe { Umem::new(cfg) }
+        // The UMEM keeps the pool's memory mapped for as long as it lives.
+        let u = Umem::over_mem(mem.clone(), CHUNK, 0)
             .map_err(|e| self.cfg_err("umem", e.to_string(), "see the message".into()))?;
         map.insert(mem.va(), Arc::downgrade(&u));
         Ok(u)
@@ -483,7 +398,7 @@ impl AfXdpPort {
                 xsk: Some(rx),
                 pool: conf.pool(q).expect("checked").clone(),
                 base,
-                posted: InKernel::new(cap),
+                posted: InFlight::new(cap),
                 want_fill: conf.rx_desc as usize,
                 scratch: MbufBatch::new(xfwd_mempool::MAX_BURST),
                 port: 0,
@@ -502,7 +417,7 @@ impl AfXdpPort {
                 pool: pool.clone(),
                 base,
                 len: umem.config().len,
-                posted: InKernel::new(cap),
+                posted: InFlight::new(cap),
                 descs: vec![
                     XdpDesc {
                         addr: 0,
@@ -543,7 +458,7 @@ struct XdpRx {
     xsk: Option<XskRx>,
     pool: MbufPool,
     base: usize,
-    posted: InKernel,
+    posted: InFlight,
     want_fill: usize,
     scratch: MbufBatch,
     port: u16,
@@ -554,14 +469,9 @@ struct XdpRx {
     _token: QueueToken,
 }
 
-// SAFETY: the half owns its rings, its cache and the mbufs recorded in
-// `posted` (plain pointers to owned mbufs); it is moved to one worker thread.
-#[allow(unsafe_code)]
-unsafe impl Send for XdpRx {}
-
 impl fmt::Debug for XdpRx {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "XdpRx(in kernel {})", self.posted.count)
+        write!(f, "XdpRx(in kernel {})", self.posted.len())
     }
 }
 
@@ -569,7 +479,7 @@ impl XdpRx {
     /// Top the fill ring up to `want_fill` buffers from the pool.
     #[inline]
     fn refill(&mut self) {
-        if self.posted.count >= self.want_fill {
+        if self.posted.len() >= self.want_fill {
             return;
         }
         // One Arc clone per refilling burst (not per packet) to lend the pool
@@ -585,7 +495,7 @@ impl XdpRx {
         let Some(xsk) = self.xsk.as_mut() else { return };
         let want = self
             .want_fill
-            .saturating_sub(self.posted.count)
+            .saturating_sub(self.posted.len())
             .min(self.scratch.limit());
         if want == 0 {
             return;
@@ -599,8 +509,8 @@ impl XdpRx {
         let mut drained = scratch.drain();
         let done = xsk.fill.produce_with(n, |_| {
             let m = drained.next().expect("n allocated");
-            let p = posted.put(m);
-            (p as usize + MBUF_HEADER_SIZE - base) as u64
+            let hdr = posted.park(m);
+            (hdr + MBUF_HEADER_SIZE - base) as u64
         });
         debug_assert_eq!(done, n);
         drop(drained);
@@ -618,12 +528,12 @@ impl RxQueue for XdpRx {
             return 0;
         };
         let room = out.room();
-        let (base, posted, port) = (self.base, &mut self.posted, self.port);
+        let (base, posted, port, pool) = (self.base, &mut self.posted, self.port, &self.pool);
         let mut bytes = 0u64;
         let mut bad = 0u64;
         let n = xsk.rx.consume_with(room, |_, d| {
-            let hdr = (base + desc_base(d.addr) as usize - MBUF_HEADER_SIZE) as *mut MbufHeader;
-            match posted.take(hdr) {
+            let hdr = base + desc_base(d.addr) as usize - MBUF_HEADER_SIZE;
+            match posted.take(pool, hdr) {
                 Some(mut m) => {
                     if m.set_data_range(desc_offset(d.addr) as usize, d.len as usize)
                         .is_ok()
@@ -669,7 +579,7 @@ impl Drop for XdpRx {
         // Rings first (the socket closes when the TX half is gone too), then
         // park the buffers the kernel may still hold until it is closed.
         self.xsk = None;
-        self.posted.drain_into(&self.reclaim);
+        self.reclaim.park(&mut self.posted);
     }
 }
 
@@ -679,7 +589,7 @@ struct XdpTx {
     pool: MbufPool,
     base: usize,
     len: usize,
-    posted: InKernel,
+    posted: InFlight,
     descs: Box<[XdpDesc]>,
     comp: Box<[u64]>,
     /// Kick once this many descriptors wait in the TX ring.
@@ -690,13 +600,9 @@ struct XdpTx {
     _token: QueueToken,
 }
 
-// SAFETY: as for XdpRx.
-#[allow(unsafe_code)]
-unsafe impl Send for XdpTx {}
-
 impl fmt::Debug for XdpTx {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "XdpTx(in kernel {})", self.posted.count)
+        write!(f, "XdpTx(in kernel {})", self.posted.len())
     }
 }
 
@@ -710,11 +616,11 @@ impl XdpTx {
             if n == 0 {
                 return;
             }
-            let (base, comp, posted) = (self.base, &self.comp, &mut self.posted);
-            self.pool.with_lcore_cache(|c| {
+            let (base, comp, posted, pool) = (self.base, &self.comp, &mut self.posted, &self.pool);
+            pool.with_lcore_cache(|c| {
                 for &a in &comp[..n] {
-                    let hdr = (base + desc_base(a) as usize - MBUF_HEADER_SIZE) as *mut MbufHeader;
-                    if let Some(m) = posted.take(hdr) {
+                    let hdr = base + desc_base(a) as usize - MBUF_HEADER_SIZE;
+                    if let Some(m) = posted.take(pool, hdr) {
                         c.free(m);
                     }
                 }
@@ -782,7 +688,7 @@ impl TxQueue for XdpTx {
             let off = (buf - base) as u64;
             let d = m.data_off() as u64;
             let l = m.data_len() as u32;
-            self.posted.put(m);
+            self.posted.park(m);
             self.descs[sent] = XdpDesc {
                 addr: desc_encode(off, d),
                 len: l,
@@ -801,7 +707,7 @@ impl TxQueue for XdpTx {
                         len: c.data_len() as u32,
                         options: 0,
                     };
-                    self.posted.put(c);
+                    self.posted.park(c);
                     sent += 1;
                 }
                 None => self.counters.add_errors(1),
@@ -834,6 +740,6 @@ impl Drop for XdpTx {
         }
         self.complete();
         self.xsk = None;
-        self.posted.drain_into(&self.reclaim);
+        self.reclaim.park(&mut self.posted);
     }
 }

@@ -11,8 +11,9 @@
 //! Completion addresses are TX addresses returned verbatim.
 
 use super::error::XdpError;
-use std::os::fd::OwnedFd;
+use crate::sys::Socket;
 use std::sync::{Arc, Mutex, Weak};
+use xfwd_mempool::ExtMem;
 
 /// Headroom the kernel reserves in front of every received frame.
 pub const XDP_PACKET_HEADROOM: u32 = 256;
@@ -137,7 +138,7 @@ impl UmemConfig {
 /// A socket bound over a [`Umem`].
 #[derive(Debug)]
 pub(crate) struct Member {
-    pub fd: Weak<OwnedFd>,
+    pub fd: Weak<Socket>,
     pub ifindex: u32,
     pub queue: u32,
 }
@@ -154,6 +155,8 @@ pub struct Umem {
     cfg: UmemConfig,
     /// Sockets currently using this UMEM; any live one can be shared.
     members: Mutex<Vec<Member>>,
+    /// The memory, when the UMEM keeps it alive itself ([`Umem::over_mem`]).
+    _mem: Option<Arc<ExtMem>>,
 }
 
 impl Umem {
@@ -171,6 +174,33 @@ impl Umem {
         Ok(Arc::new(Umem {
             cfg,
             members: Mutex::new(Vec::new()),
+            _mem: None,
+        }))
+    }
+
+    /// A UMEM over all of `mem` (an external mbuf pool's memory), which it
+    /// keeps mapped for as long as it lives — so at least as long as any
+    /// socket bound with it (each holds the `Arc<Umem>` while binding and
+    /// the port holds it while its queues run). The safe form of [`Umem::new`].
+    ///
+    /// # Errors
+    /// [`XdpError::Config`] from [`UmemConfig::validate`].
+    pub fn over_mem(
+        mem: Arc<ExtMem>,
+        chunk_size: u32,
+        headroom: u32,
+    ) -> Result<Arc<Umem>, XdpError> {
+        let cfg = UmemConfig {
+            base: mem.va(),
+            len: mem.len(),
+            chunk_size,
+            headroom,
+        };
+        cfg.validate()?;
+        Ok(Arc::new(Umem {
+            cfg,
+            members: Mutex::new(Vec::new()),
+            _mem: Some(mem),
         }))
     }
 

@@ -6,12 +6,15 @@
 //! calling thread's network namespace: bind from a thread inside the device's
 //! netns.
 
+#![forbid(unsafe_code)]
+
 use super::error::{hint_bind, hint_common, XdpError};
 use super::ring::{CompRing, FillRing, RingOffsets, RingSize, RxRing, TxRing};
 use super::umem::{Member, Umem};
+use crate::sys::{Plain, Socket};
 use std::io;
 use std::mem::size_of;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -104,53 +107,32 @@ pub struct XskStats {
     pub tx_ring_empty_descs: u64,
 }
 
-fn setsockopt<T>(fd: RawFd, level: i32, opt: i32, val: &T, what: &str) -> Result<(), XdpError> {
-    // SAFETY: `val` points to a live `T` of the length passed.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            opt,
-            val as *const T as *const libc::c_void,
-            size_of::<T>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        return Err(XdpError::last_os(format!("setsockopt {what}"), hint_common));
-    }
-    Ok(())
+fn setsockopt<T: Plain>(
+    s: &Socket,
+    level: i32,
+    opt: i32,
+    val: &T,
+    what: &str,
+) -> Result<(), XdpError> {
+    s.set_opt(level, opt, val)
+        .map_err(|e| XdpError::sys(format!("setsockopt {what}"), e, hint_common))
 }
 
-/// getsockopt into a `T`; returns the length the kernel wrote.
-fn getsockopt<T>(fd: RawFd, opt: i32, val: &mut T, what: &str) -> Result<usize, XdpError> {
-    let mut len = size_of::<T>() as libc::socklen_t;
-    // SAFETY: `val` is a live, writable `T`; `len` is its size.
-    let r = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_XDP,
-            opt,
-            val as *mut T as *mut libc::c_void,
-            &mut len,
-        )
-    };
-    if r < 0 {
-        return Err(XdpError::last_os(format!("getsockopt {what}"), hint_common));
-    }
-    Ok(len as usize)
+fn getsockopt<T: Plain>(s: &Socket, opt: i32, val: &mut T, what: &str) -> Result<usize, XdpError> {
+    s.get_opt(libc::SOL_XDP, opt, val)
+        .map_err(|e| XdpError::sys(format!("getsockopt {what}"), e, hint_common))
 }
 
-fn stats_of(fd: RawFd) -> Result<XskStats, XdpError> {
-    // SAFETY: xdp_statistics is plain integers; all-zero is valid.
-    let mut s: libc::xdp_statistics = unsafe { std::mem::zeroed() };
-    getsockopt(fd, libc::XDP_STATISTICS, &mut s, "XDP_STATISTICS")?;
+fn stats_of(s: &Socket) -> Result<XskStats, XdpError> {
+    let mut st = libc::xdp_statistics::zeroed();
+    getsockopt(s, libc::XDP_STATISTICS, &mut st, "XDP_STATISTICS")?;
     Ok(XskStats {
-        rx_dropped: s.rx_dropped,
-        rx_invalid_descs: s.rx_invalid_descs,
-        tx_invalid_descs: s.tx_invalid_descs,
-        rx_ring_full: s.rx_ring_full,
-        rx_fill_ring_empty_descs: s.rx_fill_ring_empty_descs,
-        tx_ring_empty_descs: s.tx_ring_empty_descs,
+        rx_dropped: st.rx_dropped,
+        rx_invalid_descs: st.rx_invalid_descs,
+        tx_invalid_descs: st.tx_invalid_descs,
+        rx_ring_full: st.rx_ring_full,
+        rx_fill_ring_empty_descs: st.rx_fill_ring_empty_descs,
+        tx_ring_empty_descs: st.tx_ring_empty_descs,
     })
 }
 
@@ -169,7 +151,7 @@ pub struct XskRx {
     pub rx: RxRing,
     /// Buffers offered to the kernel for reception.
     pub fill: FillRing,
-    fd: Arc<OwnedFd>,
+    fd: Arc<Socket>,
 }
 
 impl XskRx {
@@ -179,22 +161,10 @@ impl XskRx {
     /// # Errors
     /// [`XdpError::Sys`] for errors other than "try again".
     pub fn wakeup(&self) -> Result<(), XdpError> {
-        // SAFETY: a zero-length receive with null buffers is valid on AF_XDP.
-        let r = unsafe {
-            libc::recvfrom(
-                self.fd.as_raw_fd(),
-                std::ptr::null_mut(),
-                0,
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-            )
-        };
-        let e = io::Error::last_os_error();
-        if r < 0 && !is_retry(&e) {
-            return Err(XdpError::sys("AF_XDP RX wakeup", e, hint_common));
+        match self.fd.recv_kick() {
+            Err(e) if !is_retry(&e) => Err(XdpError::sys("AF_XDP RX wakeup", e, hint_common)),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// Wait up to `timeout` for frames on the RX ring. Returns true when readable.
@@ -202,22 +172,11 @@ impl XskRx {
     /// # Errors
     /// [`XdpError::Sys`] when `poll` fails.
     pub fn poll(&self, timeout: Duration) -> Result<bool, XdpError> {
-        let mut p = libc::pollfd {
-            fd: self.fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-        // SAFETY: one valid pollfd.
-        let r = unsafe { libc::poll(&mut p, 1, ms) };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::EINTR) {
-                return Ok(false);
-            }
-            return Err(XdpError::sys("poll AF_XDP socket", e, hint_common));
+        match self.fd.poll_in(timeout) {
+            Ok(r) => Ok(r),
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => Ok(false),
+            Err(e) => Err(XdpError::sys("poll AF_XDP socket", e, hint_common)),
         }
-        Ok(r > 0 && p.revents & libc::POLLIN != 0)
     }
 
     /// The socket's counters.
@@ -225,7 +184,7 @@ impl XskRx {
     /// # Errors
     /// [`XdpError::Sys`] when getsockopt fails.
     pub fn stats(&self) -> Result<XskStats, XdpError> {
-        stats_of(self.fd.as_raw_fd())
+        stats_of(&self.fd)
     }
 
     /// The socket's file descriptor (for an XSKMAP).
@@ -241,7 +200,7 @@ pub struct XskTx {
     pub tx: TxRing,
     /// Sent frames' addresses, returned verbatim.
     pub comp: CompRing,
-    fd: Arc<OwnedFd>,
+    fd: Arc<Socket>,
 }
 
 impl XskTx {
@@ -251,25 +210,10 @@ impl XskTx {
     /// # Errors
     /// [`XdpError::Sys`] for real failures.
     pub fn kick(&self) -> Result<bool, XdpError> {
-        // SAFETY: a zero-length send with null buffers is valid on AF_XDP.
-        let r = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                std::ptr::null(),
-                0,
-                libc::MSG_DONTWAIT,
-                std::ptr::null(),
-                0,
-            )
-        };
-        if r >= 0 {
-            return Ok(true);
-        }
-        let e = io::Error::last_os_error();
-        if is_retry(&e) {
-            Ok(false)
-        } else {
-            Err(XdpError::sys("AF_XDP TX kick (sendto)", e, hint_common))
+        match self.fd.send_kick() {
+            Ok(()) => Ok(true),
+            Err(e) if is_retry(&e) => Ok(false),
+            Err(e) => Err(XdpError::sys("AF_XDP TX kick (sendto)", e, hint_common)),
         }
     }
 
@@ -293,7 +237,7 @@ impl XskTx {
     /// # Errors
     /// [`XdpError::Sys`] when getsockopt fails.
     pub fn stats(&self) -> Result<XskStats, XdpError> {
-        stats_of(self.fd.as_raw_fd())
+        stats_of(&self.fd)
     }
 
     /// The socket's file descriptor.
@@ -343,14 +287,11 @@ impl XskSocket {
                 "completion",
             ),
         ];
-        // SAFETY: plain socket(2).
-        let raw = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-        if raw < 0 {
-            return Err(XdpError::last_os("socket(AF_XDP)", hint_common));
-        }
-        // SAFETY: fresh descriptor owned by nobody else.
-        let fd = Arc::new(unsafe { OwnedFd::from_raw_fd(raw) });
-        let s = fd.as_raw_fd();
+        let fd = Arc::new(
+            Socket::new(libc::AF_XDP, libc::SOCK_RAW, 0)
+                .map_err(|e| XdpError::sys("socket(AF_XDP)", e, hint_common))?,
+        );
+        let s: &Socket = &fd;
 
         let mut members = umem.members();
         members.retain(|m| m.fd.strong_count() > 0);
@@ -377,8 +318,7 @@ impl XskSocket {
             let n = size.get() as libc::c_int;
             setsockopt(s, libc::SOL_XDP, opt, &n, &format!("{what} ring size {n}"))?;
         }
-        // SAFETY: plain integers; all-zero is valid.
-        let mut off: libc::xdp_mmap_offsets = unsafe { std::mem::zeroed() };
+        let mut off = libc::xdp_mmap_offsets::zeroed();
         let got = getsockopt(s, libc::XDP_MMAP_OFFSETS, &mut off, "XDP_MMAP_OFFSETS")?;
         if got != size_of::<libc::xdp_mmap_offsets>() {
             return Err(XdpError::Config(
@@ -391,49 +331,36 @@ impl XskSocket {
             desc: r.desc,
             flags: r.flags,
         };
-        // Each ring was sized above with setsockopt on this socket, the offsets
-        // are the kernel's for that ring, and the element types match the
-        // kernel's (u64 addresses, xdp_desc).
-        // SAFETY: see above.
-        let rx = unsafe {
-            RxRing::map(
-                s,
-                libc::XDP_PGOFF_RX_RING as u64,
-                o(off.rx),
-                sizes[0].0,
-                "RX",
-            )?
-        };
-        // SAFETY: see above.
-        let tx = unsafe {
-            TxRing::map(
-                s,
-                libc::XDP_PGOFF_TX_RING as u64,
-                o(off.tx),
-                sizes[1].0,
-                "TX",
-            )?
-        };
-        // SAFETY: see above.
-        let fill = unsafe {
-            FillRing::map(
-                s,
-                libc::XDP_UMEM_PGOFF_FILL_RING,
-                o(off.fr),
-                sizes[2].0,
-                "fill",
-            )?
-        };
-        // SAFETY: see above.
-        let comp = unsafe {
-            CompRing::map(
-                s,
-                libc::XDP_UMEM_PGOFF_COMPLETION_RING,
-                o(off.cr),
-                sizes[3].0,
-                "completion",
-            )?
-        };
+        // Each ring was sized above with setsockopt on this socket and the
+        // offsets are the kernel's for that ring.
+        let rx = RxRing::map(
+            s,
+            libc::XDP_PGOFF_RX_RING as u64,
+            o(off.rx),
+            sizes[0].0,
+            "RX",
+        )?;
+        let tx = TxRing::map(
+            s,
+            libc::XDP_PGOFF_TX_RING as u64,
+            o(off.tx),
+            sizes[1].0,
+            "TX",
+        )?;
+        let fill = FillRing::map(
+            s,
+            libc::XDP_UMEM_PGOFF_FILL_RING,
+            o(off.fr),
+            sizes[2].0,
+            "fill",
+        )?;
+        let comp = CompRing::map(
+            s,
+            libc::XDP_UMEM_PGOFF_COMPLETION_RING,
+            o(off.cr),
+            sizes[3].0,
+            "completion",
+        )?;
         if let Some(bp) = cfg.busy_poll {
             let prefer = bp.prefer as libc::c_int;
             setsockopt(
@@ -478,19 +405,7 @@ impl XskSocket {
             sxdp_shared_umem_fd: share.as_ref().map_or(0, |f| f.as_raw_fd() as u32),
         };
         let mut tries = 0;
-        loop {
-            // SAFETY: `sa` is a valid sockaddr_xdp of the length passed.
-            let r = unsafe {
-                libc::bind(
-                    s,
-                    &sa as *const libc::sockaddr_xdp as *const libc::sockaddr,
-                    size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
-                )
-            };
-            if r == 0 {
-                break;
-            }
-            let e = io::Error::last_os_error();
+        while let Err(e) = s.bind(&sa) {
             let errno = e.raw_os_error().unwrap_or(0);
             if errno == libc::EBUSY && tries < 20 {
                 tries += 1;

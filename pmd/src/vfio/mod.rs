@@ -27,6 +27,8 @@
 //! that check, so the device really DMAs to an unmapped IOVA and the IOMMU
 //! blocks it (the guest kernel logs a DMAR fault, which the VM test asserts).
 
+#![forbid(unsafe_code)]
+
 pub mod mmio;
 pub mod pci;
 mod port;

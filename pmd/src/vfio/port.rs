@@ -266,7 +266,7 @@ impl VfioPort {
             if bars[b as usize].is_none() {
                 bars[b as usize] =
                     Some(
-                        Mmio::map_bar(&dev, u32::from(b)).map_err(|source| PortError::Io {
+                        mmio::map_bar(&dev, u32::from(b)).map_err(|source| PortError::Io {
                             port: port.to_string(),
                             what: format!("mmap BAR{b}"),
                             source,
@@ -464,7 +464,7 @@ impl VfioPort {
         let txl = Layout::new(conf.tx_desc).expect("checked at configure");
         self.map_rings(rxl.bytes + txl.bytes)?;
         let rings = self.rings.as_ref().expect("just mapped");
-        let win = Mmio::over(rings.mem.clone());
+        let win = mmio::over(rings.mem.clone());
         let sub = |off, len| win.sub(off, len).expect("sized from the layouts");
         let mut rx = Virtqueue::new(sub(0, rxl.bytes), rings.iova, rxl);
         let mut tx = Virtqueue::new(

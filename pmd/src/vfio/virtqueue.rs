@@ -285,7 +285,7 @@ mod tests {
     fn queue(size: u16) -> (Virtqueue, FakeDevice) {
         let layout = Layout::new(size).unwrap();
         let mem = Arc::new(ExtMem::heap(layout.bytes, PageSize::Size4K).unwrap());
-        let ring = Mmio::over(mem);
+        let ring = crate::vfio::mmio::over(mem);
         let dev = FakeDevice {
             ring: ring.clone(),
             layout,
