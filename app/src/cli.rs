@@ -75,8 +75,10 @@ pub struct Opts {
     /// paired|chained|loop  [fwd.port_topology].
     #[arg(long, global = true, value_name = "TOPO")]
     pub port_topology: Option<String>,
-    /// Peer MAC of a port for `mac` mode and generators: `N,aa:bb:cc:dd:ee:ff` (repeatable)  [port.eth_peer].
-    #[arg(long, global = true, value_name = "N,MAC")]
+    /// Peer MAC of a port for `mac` mode and generators, and the next-hop
+    /// MAC of l3fwd routes to it (`--eth-dest` as in DPDK l3fwd):
+    /// `N,aa:bb:cc:dd:ee:ff` (repeatable)  [port.eth_peer].
+    #[arg(long, visible_alias = "eth-dest", global = true, value_name = "N,MAC")]
     pub eth_peer: Vec<String>,
     /// A port's devargs (repeatable; replaces the file's ports): `ring:r0`, `null:size=64`, `pcap:rx=in.pcap,tx=out.pcap`.
     #[arg(long, global = true, value_name = "DEVARGS")]
@@ -167,6 +169,27 @@ pub struct Opts {
     /// Generator IPs `SRC,DST`  [txonly.src_ip, txonly.dst_ip].
     #[arg(long, global = true, value_name = "SRC,DST")]
     pub tx_ip: Option<String>,
+    /// l3fwd lookup: `lpm` (longest prefix match, the default) or `em`
+    /// (exact match on the 5-tuple)  [l3fwd.lookup].
+    #[arg(long, global = true, value_name = "lpm|em")]
+    pub lookup: Option<String>,
+    /// l3fwd route: `PREFIX,PORT[,VIA]` (repeatable; VIA names a
+    /// --neighbor), e.g. `198.51.100.0/24,1`  [[route]].
+    #[arg(long, global = true, value_name = "PREFIX,PORT[,VIA]")]
+    pub route: Vec<String>,
+    /// l3fwd gateway: `IP,MAC,PORT` (repeatable)  [[neighbor]].
+    #[arg(long, global = true, value_name = "IP,MAC,PORT")]
+    pub neighbor: Vec<String>,
+    /// l3fwd exact-match flow: `SRC,DST,SPORT,DPORT,PROTO,PORT[,VIA]`  [[flow]].
+    #[arg(long, global = true, value_name = "SRC,DST,SPORT,DPORT,PROTO,PORT")]
+    pub flow: Vec<String>,
+    /// l3fwd route file: one `PREFIX PORT [VIA]` route or
+    /// `SRC DST SPORT DPORT PROTO PORT [VIA]` flow a line, `#` comments  [l3fwd.route_file].
+    #[arg(long, global = true, value_name = "FILE")]
+    pub route_file: Option<PathBuf>,
+    /// l3fwd: verify IPv4 header checksums (bad ones dropped as bad headers)  [l3fwd.check_checksum].
+    #[arg(long, global = true)]
+    pub check_checksum: bool,
     /// Generator UDP ports `SRC,DST`  [txonly.src_port, txonly.dst_port].
     #[arg(long, global = true, value_name = "SRC,DST")]
     pub tx_udp: Option<String>,

@@ -4,6 +4,7 @@
 
 use crate::cli::Opts;
 use crate::error::ConfigError;
+use crate::fwd::l3fwd::{FlowCfg, L3fwdCfg, L3fwdFlags, NeighborCfg, RouteCfg};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -31,6 +32,17 @@ pub struct FileConfig {
     /// `[[lcore]]`: an explicit lcore → streams map (l3fwd style).
     #[serde(rename = "lcore")]
     pub lcore_map: Vec<LcoreCfg>,
+    /// `[l3fwd]`: the router mode's lookup and route file.
+    pub l3fwd: L3fwdCfg,
+    /// `[[route]]`: l3fwd routes.
+    #[serde(rename = "route")]
+    pub routes: Vec<RouteCfg>,
+    /// `[[neighbor]]`: l3fwd gateways.
+    #[serde(rename = "neighbor")]
+    pub neighbors: Vec<NeighborCfg>,
+    /// `[[flow]]`: l3fwd exact-match flows.
+    #[serde(rename = "flow")]
+    pub flows: Vec<FlowCfg>,
 }
 
 /// `[memory]`.
@@ -253,6 +265,8 @@ pub struct Settings {
     pub source: String,
     /// key → flag, for keys a flag set.
     pub flags: BTreeMap<&'static str, &'static str>,
+    /// `--route`, `--neighbor`, `--flow` (l3fwd).
+    pub l3fwd: L3fwdFlags,
 }
 
 impl Settings {
@@ -397,6 +411,20 @@ pub fn settings(path: Option<&Path>, o: &Opts) -> Result<Settings, ConfigError> 
         cfg.txonly.link_speed
     );
     set!(o.tx_count, "txonly.count", "--tx-count", cfg.txonly.count);
+    set!(o.lookup, "l3fwd.lookup", "--lookup", cfg.l3fwd.lookup);
+    if let Some(f) = &o.route_file {
+        cfg.l3fwd.route_file = Some(f.clone());
+        flags.insert("l3fwd.route_file", "--route-file");
+    }
+    if o.check_checksum {
+        cfg.l3fwd.check_checksum = true;
+        flags.insert("l3fwd.check_checksum", "--check-checksum");
+    }
+    let l3fwd = L3fwdFlags {
+        routes: o.route.clone(),
+        neighbors: o.neighbor.clone(),
+        flows: o.flow.clone(),
+    };
     if o.no_huge {
         if o.mem_backing.as_deref().is_some_and(|b| b != "heap") {
             return Err(ConfigError::Invalid {
@@ -468,7 +496,12 @@ pub fn settings(path: Option<&Path>, o: &Opts) -> Result<Settings, ConfigError> 
         port.eth_peer = Some(mac.to_string());
         flags.insert("port.eth_peer", "--eth-peer");
     }
-    Ok(Settings { cfg, source, flags })
+    Ok(Settings {
+        cfg,
+        source,
+        flags,
+        l3fwd,
+    })
 }
 
 #[cfg(test)]

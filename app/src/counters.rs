@@ -59,6 +59,16 @@ pub struct StreamCounters {
     pub nombuf: Counter,
     /// 1 once the stream's generator sent its `--tx-count`.
     pub gen_done: Counter,
+    /// l3fwd: dropped, no route (or no flow).
+    pub no_route: Counter,
+    /// l3fwd: dropped, TTL / hop limit ≤ 1.
+    pub ttl_exceeded: Counter,
+    /// l3fwd: dropped, IP header fails the checks.
+    pub bad_header: Counter,
+    /// l3fwd: dropped, neither IPv4 nor IPv6.
+    pub non_ip: Counter,
+    /// l3fwd: VLAN-tagged frames forwarded (tags kept).
+    pub vlan: Counter,
 }
 
 /// A snapshot of [`StreamCounters`].
@@ -82,6 +92,16 @@ pub struct StreamStats {
     pub consumed: u64,
     /// Generator allocation failures (bursts).
     pub nombuf: u64,
+    /// l3fwd: no route.
+    pub no_route: u64,
+    /// l3fwd: TTL exceeded.
+    pub ttl_exceeded: u64,
+    /// l3fwd: bad IP header.
+    pub bad_header: u64,
+    /// l3fwd: not IP.
+    pub non_ip: u64,
+    /// l3fwd: VLAN-tagged frames forwarded.
+    pub vlan: u64,
 }
 
 impl StreamCounters {
@@ -97,6 +117,11 @@ impl StreamCounters {
             partial: self.partial.get(),
             consumed: self.consumed.get(),
             nombuf: self.nombuf.get(),
+            no_route: self.no_route.get(),
+            ttl_exceeded: self.ttl_exceeded.get(),
+            bad_header: self.bad_header.get(),
+            non_ip: self.non_ip.get(),
+            vlan: self.vlan.get(),
         }
     }
 }
@@ -112,6 +137,11 @@ impl std::ops::AddAssign for StreamStats {
         self.partial += o.partial;
         self.consumed += o.consumed;
         self.nombuf += o.nombuf;
+        self.no_route += o.no_route;
+        self.ttl_exceeded += o.ttl_exceeded;
+        self.bad_header += o.bad_header;
+        self.non_ip += o.non_ip;
+        self.vlan += o.vlan;
     }
 }
 

@@ -80,6 +80,8 @@ pub struct Dataplane {
     pub lcores: Vec<LcoreInfo>,
     /// Backing description for reports (`anon 2M`, `heap (no hugepages)`).
     pub memory: String,
+    /// l3fwd: the router's tables (telemetry updates them).
+    pub l3fwd: Option<Arc<crate::fwd::l3fwd::Shared>>,
     pool: Option<MbufPool>,
     registry: Registry,
     region: Option<RegionId>,
@@ -129,6 +131,7 @@ impl Dataplane {
                     ""
                 }
             ),
+            l3fwd: plan.l3fwd.clone(),
             pool: None,
             registry: Registry::new(),
             region: None,
@@ -224,6 +227,7 @@ impl Dataplane {
                 stop: stop.clone(),
                 pin: true,
                 gate: gate.clone(),
+                l3: None,
             };
             let mut tx_idx: HashMap<QueueRef, usize> = HashMap::new();
             for s in &l.streams {
@@ -270,6 +274,25 @@ impl Dataplane {
                     first,
                     counters: sc,
                 });
+            }
+            if let (FwdMode::L3fwd, Some(sh)) = (l.mode, &self.l3fwd) {
+                let max = self.ports.iter().map(|p| p.id).max().unwrap_or(0);
+                let mut tx_of_port = vec![None; usize::from(max) + 1];
+                let mut rx_streams = Vec::new();
+                for (si, (sp, st)) in l.streams.iter().zip(&w.streams).enumerate() {
+                    if st.rx.is_some() {
+                        rx_streams.push(si);
+                    }
+                    if let (Some(q), Some(t)) = (sp.tx, st.tx) {
+                        tx_of_port[usize::from(q.port)] = Some((t, si));
+                    }
+                }
+                w.l3 = Some(crate::fwd::l3fwd::Lcore::new(
+                    sh.reader(),
+                    rx_streams,
+                    tx_of_port,
+                    plan.burst,
+                ));
             }
             self.lcores.push(LcoreInfo {
                 cpu: l.cpu,

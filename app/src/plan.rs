@@ -119,6 +119,8 @@ pub struct Plan {
     pub gen: GenConfig,
     /// Workers.
     pub lcores: Vec<LcorePlan>,
+    /// l3fwd: the router's tables (shared by its lcores, updated at run time).
+    pub l3fwd: Option<std::sync::Arc<crate::fwd::l3fwd::Shared>>,
     /// Stats.
     pub run: RunSettings,
 }
@@ -252,6 +254,9 @@ impl fmt::Display for Plan {
                 "  txgen  : {size} UDP/IPv4 {}:{} → {}:{}, {} flows, latency stamp at byte 42",
                 g.src_ip, g.src_port, g.dst_ip, g.dst_port, g.flows
             )?;
+        }
+        if let Some(l3) = &self.l3fwd {
+            writeln!(f, "  l3fwd  : {}", l3.current().describe())?;
         }
         let r = &self.run;
         write!(

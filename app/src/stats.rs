@@ -43,6 +43,11 @@ impl Snapshot {
                 f.drops += st.drops;
                 f.partial += st.partial;
                 f.consumed += st.consumed;
+                f.no_route += st.no_route;
+                f.ttl_exceeded += st.ttl_exceeded;
+                f.bad_header += st.bad_header;
+                f.non_ip += st.non_ip;
+                f.vlan += st.vlan;
             }
             if s.tx.is_some_and(|q| q.port == id) {
                 f.tx_packets += st.tx;
@@ -74,6 +79,23 @@ pub struct PortFwd {
     pub tx_packets: u64,
     /// Not taken by this port's TX queue: dropped.
     pub tx_dropped: u64,
+    /// l3fwd drops of frames received here: no route.
+    pub no_route: u64,
+    /// l3fwd: TTL / hop limit exceeded.
+    pub ttl_exceeded: u64,
+    /// l3fwd: bad IP header.
+    pub bad_header: u64,
+    /// l3fwd: neither IPv4 nor IPv6.
+    pub non_ip: u64,
+    /// l3fwd: VLAN-tagged frames received here and forwarded.
+    pub vlan: u64,
+}
+
+impl PortFwd {
+    /// l3fwd drops, all reasons.
+    pub fn l3_drops(&self) -> u64 {
+        self.no_route + self.ttl_exceeded + self.bad_header + self.non_ip
+    }
 }
 
 impl std::ops::AddAssign for PortFwd {
@@ -86,6 +108,11 @@ impl std::ops::AddAssign for PortFwd {
         self.generated += o.generated;
         self.tx_packets += o.tx_packets;
         self.tx_dropped += o.tx_dropped;
+        self.no_route += o.no_route;
+        self.ttl_exceeded += o.ttl_exceeded;
+        self.bad_header += o.bad_header;
+        self.non_ip += o.non_ip;
+        self.vlan += o.vlan;
     }
 }
 
@@ -288,6 +315,12 @@ pub fn print_final(dp_ports: &[(u16, PortStats, PortFwd)], last: &FinalInfo, jso
                     why.join(", ")
                 },
                 f.partial
+            );
+        }
+        if f.l3_drops() + f.vlan > 0 {
+            println!(
+                "  L3 drops:   no-route {} ttl-exceeded {} bad-header {} non-ip {} (VLAN-tagged forwarded {})",
+                f.no_route, f.ttl_exceeded, f.bad_header, f.non_ip, f.vlan
             );
         }
         println!("  ----------------------------------------------------------------------------");

@@ -204,7 +204,8 @@ pub(crate) fn explicit(
             // `tx` is read like rxonly (latency from the generator's stamps),
             // so one lcore can be both ends of a test path.
             let sink = mode == FwdMode::TxOnly && rx.is_some() && tx.is_none();
-            if mode.transmits() && tx.is_none() && !sink {
+            // l3fwd sends where the route says (its TX queues are added later).
+            if mode.transmits() && tx.is_none() && !sink && mode != FwdMode::L3fwd {
                 return v.bad(
                     "lcore.streams.tx",
                     format!("missing (lcore {}, mode {mode})", l.id),

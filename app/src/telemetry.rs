@@ -24,6 +24,7 @@ pub const COMMANDS: &[&str] = &[
     "/mempool",
     "/dma",
     "/help",
+    "/l3fwd [route/add PREFIX PORT | route/del PREFIX | flow/add .. | flow/del .. | lookup ADDR]",
 ];
 const LISTENER: Token = Token(0);
 const MAX_LINE: usize = 4096;
@@ -181,6 +182,10 @@ impl Drop for Telemetry {
 
 /// The answer to one query.
 pub fn answer(q: &str, dp: &Dataplane) -> Value {
+    // l3fwd's commands take arguments with `/` in them (prefixes).
+    if let Some(rest) = q.strip_prefix("/l3fwd") {
+        return crate::fwd::l3fwd::control::answer(rest, dp);
+    }
     let parts: Vec<&str> = q.trim_end_matches('/').split('/').collect();
     match parts.as_slice() {
         ["", "ports"] => Value::Array(

@@ -441,7 +441,7 @@ pub fn validate(s: &Settings) -> Result<Plan, ConfigError> {
         )?),
         None => None,
     };
-    let lcores = if c.lcore_map.is_empty() {
+    let mut lcores = if c.lcore_map.is_empty() {
         let cpus = listed.unwrap_or_else(|| default_lcores(&allowed));
         check_allowed(&v, "fwd.lcores", &cpus, &allowed)?;
         round_robin(
@@ -464,6 +464,16 @@ pub fn validate(s: &Settings) -> Result<Plan, ConfigError> {
             f.txq as u16,
             mode,
         )?
+    };
+    let l3fwd = if lcores.iter().any(|l| l.mode == FwdMode::L3fwd) {
+        Some(crate::fwd::l3fwd::plan::prepare(
+            s,
+            &mut lcores,
+            &ports,
+            f.txq as u16,
+        )?)
+    } else {
+        None
     };
     check_ownership(&v, &lcores)?;
 
@@ -535,6 +545,7 @@ pub fn validate(s: &Settings) -> Result<Plan, ConfigError> {
         topology,
         gen,
         lcores,
+        l3fwd,
         run: RunSettings {
             stats_period: st.period,
             duration: st.duration,

@@ -67,6 +67,8 @@ pub struct Worker {
     pub pin: bool,
     /// Shared by the run's lcores: none polls before all are ready.
     pub gate: Arc<StartGate>,
+    /// l3fwd: the router's tables and per-port TX queues.
+    pub l3: Option<crate::fwd::l3fwd::Lcore>,
 }
 
 /// Start line of a run's lcores: a generator must not send before the
@@ -133,6 +135,7 @@ impl Worker {
             counters,
             stop,
             gate,
+            mut l3,
             ..
         } = self;
         if idle_sleep_ns > 0 {
@@ -162,8 +165,12 @@ impl Worker {
         while !stop.load(Ordering::Relaxed) {
             let mut clock: Option<u64> = None;
             let mut work = 0u64;
-            for s in streams.iter_mut() {
-                work += ctx.stream(s, &mut rxqs, &mut txqs, &mut cache, &mut b, &mut clock);
+            if let Some(l3) = l3.as_mut() {
+                work += l3.round(&streams, &mut rxqs, &mut txqs, &mut cache, &mut b, tx_retry);
+            } else {
+                for s in streams.iter_mut() {
+                    work += ctx.stream(s, &mut rxqs, &mut txqs, &mut cache, &mut b, &mut clock);
+                }
             }
             let now = clock.unwrap_or_else(latency::now_ns);
             let dt = now.saturating_sub(last);
@@ -317,7 +324,8 @@ impl Ctx<'_> {
     #[inline]
     fn edit(&mut self, s: &mut Stream, b: &mut MbufBatch) {
         match self.mode {
-            FwdMode::Io | FwdMode::RxOnly | FwdMode::TxOnly | FwdMode::FlowGen => {}
+            FwdMode::Io | FwdMode::RxOnly | FwdMode::TxOnly | FwdMode::FlowGen | FwdMode::L3fwd => {
+            }
             FwdMode::Mac => {
                 let (src, dst) = (s.tx_mac, s.peer_mac);
                 apply(s, b, |m| edit::mac(m.data_mut(), &src, &dst));
@@ -341,20 +349,33 @@ impl Ctx<'_> {
     /// Transmit with up to `tx_retry` retries; what is left is freed and counted.
     #[inline]
     fn send(&mut self, s: &Stream, tx: &mut dyn TxQueue, cache: &mut PoolCache, b: &mut MbufBatch) {
-        if b.is_empty() {
-            return;
-        }
-        let mut sent = tx.tx_burst(b);
-        let mut tries = 0;
-        while !b.is_empty() && tries < self.tx_retry {
-            sent += tx.tx_burst(b);
-            tries += 1;
-        }
-        s.counters.tx.add(sent as u64);
-        if !b.is_empty() {
-            s.counters.tx_dropped.add(b.len() as u64);
-            cache.free_batch(b);
-        }
+        send_burst(&s.counters, tx, cache, b, self.tx_retry);
+    }
+}
+
+/// Transmit `b` with up to `tx_retry` retries, counted on `counters`; what
+/// is left is freed and counted as dropped.
+#[inline]
+pub(crate) fn send_burst(
+    counters: &StreamCounters,
+    tx: &mut dyn TxQueue,
+    cache: &mut PoolCache,
+    b: &mut MbufBatch,
+    tx_retry: u32,
+) {
+    if b.is_empty() {
+        return;
+    }
+    let mut sent = tx.tx_burst(b);
+    let mut tries = 0;
+    while !b.is_empty() && tries < tx_retry {
+        sent += tx.tx_burst(b);
+        tries += 1;
+    }
+    counters.tx.add(sent as u64);
+    if !b.is_empty() {
+        counters.tx_dropped.add(b.len() as u64);
+        cache.free_batch(b);
     }
 }
 

@@ -43,7 +43,7 @@ pub use extmem::{Backing, ExtMem, ExtMemConfig, PageSize};
 pub use inflight::InFlight;
 pub use iova::IovaMode;
 pub use lcore::flush_lcore_caches;
-pub use mbuf::{Mbuf, MbufHeader, MBUF_HEADER_SIZE};
+pub use mbuf::{prefetch, Mbuf, MbufHeader, MBUF_HEADER_SIZE};
 pub use plan::{PoolConfig, PoolPlan, CACHE_MAX_SIZE};
 pub use pool::{MbufPool, PoolCache, PoolStats};
 pub use registry::{RegionDesc, RegionId, RegionInfo, RegionUse, Registry};

@@ -62,9 +62,11 @@ pub struct MbufHeader {
 const _: () = assert!(std::mem::size_of::<MbufHeader>() == MBUF_HEADER_SIZE);
 
 /// A cache prefetch hint for the line holding `p` (any address: a prefetch
-/// never faults and changes nothing but timing).
+/// never faults and changes nothing but timing). Safe to call with any
+/// pointer; exported so `app/` (which has no `unsafe`) can prefetch table
+/// entries.
 #[inline(always)]
-pub(crate) fn prefetch<T>(p: *const T) {
+pub fn prefetch<T>(p: *const T) {
     #[cfg(all(target_arch = "x86_64", not(miri)))]
     // SAFETY: PREFETCHT0 has no architectural effect and cannot fault, even
     // on an unmapped address; SSE is part of the x86_64 baseline.

@@ -9,6 +9,7 @@
 //! `docs/forwarding.md`.
 
 pub mod edit;
+pub mod l3fwd;
 pub mod mix;
 pub mod txgen;
 
@@ -35,6 +36,8 @@ pub enum FwdMode {
     FlowGen,
     /// Answer ARP requests and ICMP echo requests; drop the rest.
     IcmpEcho,
+    /// Route IPv4/IPv6 by the configured tables (DPDK l3fwd).
+    L3fwd,
 }
 
 /// Every mode with its name, for parsing and for error messages.
@@ -47,6 +50,7 @@ pub const MODES: &[(&str, FwdMode)] = &[
     ("txonly", FwdMode::TxOnly),
     ("flowgen", FwdMode::FlowGen),
     ("icmpecho", FwdMode::IcmpEcho),
+    ("l3fwd", FwdMode::L3fwd),
 ];
 
 impl FwdMode {
