@@ -69,6 +69,9 @@ pub struct LcoreInfo {
     pub counters: Arc<LcoreCounters>,
 }
 
+/// How long start-up waits for peer-dependent links (memif).
+pub const LINK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The running data plane (owned by the main thread).
 #[derive(Debug)]
 pub struct Dataplane {
@@ -149,6 +152,39 @@ impl Dataplane {
         }
     }
 
+    /// Like testpmd's link check: give ports whose link depends on a peer
+    /// (memif) up to [`LINK_WAIT`] to come up before forwarding starts.
+    fn wait_links(&self, stop: &Arc<AtomicBool>) {
+        let waits: Vec<&RunPort> = self
+            .ports
+            .iter()
+            .filter(|p| p.info.driver == "memif")
+            .collect();
+        if waits.is_empty() {
+            return;
+        }
+        let deadline = std::time::Instant::now() + LINK_WAIT;
+        loop {
+            let down: Vec<String> = waits
+                .iter()
+                .filter(|p| !p.port.link().up)
+                .map(|p| format!("port{}", p.id))
+                .collect();
+            if down.is_empty() || stop.load(std::sync::atomic::Ordering::Relaxed) {
+                return;
+            }
+            if std::time::Instant::now() > deadline {
+                log::warn!(
+                    "{} link still down after {LINK_WAIT:?} (no memif peer yet): forwarding starts anyway; \
+                     packets sent before the peer connects are not accepted",
+                    down.join(", ")
+                );
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
     fn bring_up(&mut self, plan: Plan, stop: &Arc<AtomicBool>) -> Result<Vec<Worker>, RunError> {
         // Memory, registration, pool.
         let mut mem = ExtMem::alloc(&plan.mem)?;
@@ -202,6 +238,7 @@ impl Dataplane {
                 ),
             );
         }
+        self.wait_links(stop);
 
         // Workers: each takes its queues (exactly one owner per queue).
         let mut workers = Vec::new();

@@ -96,7 +96,8 @@ pub enum Backing {
     /// Anonymous shared `mmap` with `MAP_HUGETLB` (plain anonymous for 4 KiB).
     Anonymous,
     /// A file on a hugetlbfs mount; `None` picks the mount for the page size
-    /// from `/proc/mounts`. The file is unlinked right after `mmap`.
+    /// from `/proc/mounts`. The file is unlinked right after `mmap`; its fd
+    /// stays open so the memory can be shared.
     Hugetlbfs(Option<PathBuf>),
     /// `memfd_create(MFD_HUGETLB)`; the fd is kept so another process can map it.
     Memfd,
@@ -257,8 +258,10 @@ impl ExtMem {
                 // Unlinked right after mmap, whether it worked or not: nothing
                 // is left in the mount even if we crash later.
                 let _ = std::fs::remove_file(&path);
+                // The fd stays open so another process can map the memory
+                // (memif regions, zero-copy).
                 let (va, map) = mapped?;
-                (va, None, map)
+                (va, Some(fd), map)
             }
         };
         let mut mem = ExtMem {
@@ -379,7 +382,8 @@ impl ExtMem {
         self.iovas.len()
     }
 
-    /// The memfd (memfd backing only), for sharing with another process.
+    /// The file (memfd or unlinked hugetlbfs file) behind the memory, for
+    /// sharing with another process; `None` for anonymous and heap memory.
     pub fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
         use std::os::fd::AsFd;
         self.fd.as_ref().map(|f| f.as_fd())

@@ -352,6 +352,12 @@ impl MbufPool {
         &self.shared.mem
     }
 
+    /// The registry the pool's region is registered in (drivers that
+    /// register memory of their own next to the pool's, e.g. memif regions).
+    pub fn registry(&self) -> &Registry {
+        self.shared._use.registry()
+    }
+
     /// The registered region it lives in.
     pub fn region(&self) -> RegionId {
         self.shared.region

@@ -55,7 +55,11 @@ fn each_backing_on_2m_pages() {
         assert_eq!((mem.pages(), mem.len()), (3, 3 * M2));
         assert_eq!(mem.va() % M2, 0);
         assert_eq!(mem.iovas()[2], mem.va() as u64 + 2 * M2 as u64);
-        assert_eq!(mem.fd().is_some(), backing == Backing::Memfd, "{backing:?}");
+        assert_eq!(
+            mem.fd().is_some(),
+            matches!(backing, Backing::Memfd | Backing::Hugetlbfs(_)),
+            "{backing:?}: only file-backed memory can be shared"
+        );
         roundtrip(&mem);
         // Really hugepages: the kernel's counters show them in use.
         assert!(

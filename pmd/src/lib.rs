@@ -14,6 +14,9 @@ pub mod devargs;
 pub mod dma;
 pub mod error;
 pub mod fault;
+// The shared-memory ring accessors and SCM_RIGHTS (memif/sys.rs).
+#[allow(unsafe_code)]
+pub mod memif;
 pub mod netdev;
 pub mod null;
 pub mod pcap;
@@ -41,6 +44,7 @@ pub const DRIVERS: &[&str] = &[
     "af_xdp",
     "af_packet",
     "vfio",
+    "memif",
 ];
 
 /// Create a port from devargs (`null:`, `ring:NAME`, `pcap:rx=..,tx=..`, …).
@@ -62,6 +66,7 @@ pub fn probe(devargs: &str) -> Result<Box<dyn Port>, PortError> {
         "af_xdp" | "net_af_xdp" => Box::new(af_xdp::AfXdpPort::probe(&d)?),
         "vfio" | "net_virtio" => Box::new(vfio::VfioPort::probe(&d)?),
         "af_packet" | "net_af_packet" => Box::new(af_packet::AfPacketPort::probe(&d)?),
+        "memif" | "net_memif" => Box::new(memif::MemifPort::probe(&d)?),
         other => {
             return Err(PortError::UnknownDriver {
                 driver: other.to_string(),

@@ -1,0 +1,528 @@
+//! The memif port in one process: an xfwd server and an xfwd client over an
+//! abstract socket, byte-exact both ways (descriptor chains too), link
+//! state, peer loss and reconnect, and a hostile client that sends each
+//! kind of malformed control message (the server refuses it and stays up).
+
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+use xfwd_mempool::*;
+use xfwd_pmd::memif::proto::{self, AddRing, Init, Msg, MSG_SIZE};
+use xfwd_pmd::memif::sys;
+use xfwd_pmd::*;
+
+fn pool(name: &str, n: u32) -> MbufPool {
+    let cfg = PoolConfig {
+        name: name.into(),
+        n,
+        cache_size: 32,
+        ..Default::default()
+    };
+    MbufPool::on_heap(&cfg).unwrap()
+}
+
+fn sock(tag: &str) -> String {
+    format!("xfwd-test-{}-{tag}", std::process::id())
+}
+
+fn wait_up(ports: &[&dyn Port]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ports.iter().all(|p| p.link().up) {
+        assert!(Instant::now() < deadline, "memif link did not come up");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn frames(n: usize, seed: u8, max: usize) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            let len = 60 + (i * 37) % (max - 59);
+            (0..len).map(|k| (k as u8) ^ seed ^ (i as u8)).collect()
+        })
+        .collect()
+}
+
+/// Send `f` on `tx`, receive on `rx` until all arrive (bounded).
+fn send_recv(
+    p: &MbufPool,
+    tx: &mut dyn TxQueue,
+    rx: &mut dyn RxQueue,
+    f: &[Vec<u8>],
+) -> Vec<Vec<u8>> {
+    let mut cache = p.cache();
+    let mut got = Vec::new();
+    let mut i = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut b = MbufBatch::new(32);
+    let mut r = MbufBatch::new(32);
+    while got.len() < f.len() {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {} arrived",
+            got.len(),
+            f.len()
+        );
+        while i < f.len() && b.len() < 32 {
+            let mut m = cache.alloc().unwrap();
+            m.set_data(&f[i]).unwrap();
+            b.push(m).unwrap();
+            i += 1;
+        }
+        let _ = tx.tx_burst(&mut b);
+        rx.rx_burst(&mut r);
+        for m in r.drain() {
+            let mut v = Vec::new();
+            m.copy_to_vec(&mut v);
+            got.push(v);
+        }
+    }
+    assert!(b.is_empty());
+    got
+}
+
+#[test]
+fn xfwd_server_and_client_roundtrip_byte_exact() {
+    let ps = pool("ms", 2048);
+    let pc = pool("mc", 2048);
+    let name = sock("rt");
+    // bsize 512 < frames of up to 1500 bytes: descriptor chains both ways.
+    let mut srv = probe(&format!(
+        "memif:role=server,id=4,socket={name},secret=k1,rsize=8"
+    ))
+    .unwrap();
+    let mut cli = probe(&format!(
+        "memif:role=client,id=4,socket={name},secret=k1,rsize=9,bsize=512"
+    ))
+    .unwrap();
+    assert_eq!(srv.info().driver, "memif");
+    srv.configure(&PortConf::simple(&ps)).unwrap();
+    cli.configure(&PortConf::simple(&pc)).unwrap();
+    let mut qs = srv.start().unwrap();
+    assert!(!srv.link().up, "no client yet");
+    let mut qc = cli.start().unwrap();
+    wait_up(&[srv.as_ref(), cli.as_ref()]);
+    // The client's region is registered next to its pool's.
+    assert_eq!(pc.registry().list().len(), 2, "{:?}", pc.registry().list());
+
+    let c2s = frames(3000, 1, 1500);
+    let got = send_recv(&pc, qc.tx[0].as_mut(), qs.rx[0].as_mut(), &c2s);
+    assert_eq!(got, c2s);
+    let s2c = frames(3000, 2, 1500);
+    let got = send_recv(&ps, qs.tx[0].as_mut(), qc.rx[0].as_mut(), &s2c);
+    assert_eq!(got, s2c);
+    let bytes: u64 = c2s.iter().map(|f| f.len() as u64).sum();
+    let (s, c) = (srv.stats(), cli.stats());
+    assert_eq!(
+        (s.ipackets, s.ibytes, c.opackets, c.obytes),
+        (3000, bytes, 3000, bytes)
+    );
+    assert_eq!((s.ierrors, c.ierrors, s.oerrors, c.oerrors), (0, 0, 0, 0));
+
+    drop(qc);
+    cli.stop().unwrap();
+    // The server sees the client leave.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while srv.link().up {
+        assert!(Instant::now() < deadline, "server link stayed up");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The client comes back; the server accepts it again.
+    let mut qc = cli.start().unwrap();
+    wait_up(&[srv.as_ref(), cli.as_ref()]);
+    let again = frames(100, 3, 1000);
+    let got = send_recv(&pc, qc.tx[0].as_mut(), qs.rx[0].as_mut(), &again);
+    assert_eq!(got, again);
+    let x: std::collections::HashMap<String, u64> = srv.xstats().into_iter().collect();
+    assert_eq!(
+        (x["memif_connects"], x["memif_disconnects"]),
+        (2, 1),
+        "{x:?}"
+    );
+    drop((qc, qs));
+    cli.stop().unwrap();
+    srv.stop().unwrap();
+    drop(cli);
+    assert_eq!(pc.registry().list().len(), 1, "memif region unregistered");
+    ps.leak_check().unwrap();
+    pc.leak_check().unwrap();
+}
+
+#[test]
+fn client_waits_for_a_server_and_refuses_a_wrong_secret() {
+    let pc = pool("mw", 512);
+    let ps = pool("mw2", 512);
+    let name = sock("wait");
+    let mut cli = probe(&format!(
+        "memif:role=client,id=1,socket={name},secret=right"
+    ))
+    .unwrap();
+    cli.configure(&PortConf::simple(&pc)).unwrap();
+    let qc = cli.start().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!cli.link().up);
+    let mut bad = probe(&format!(
+        "memif:role=server,id=1,socket={name},secret=wrong"
+    ))
+    .unwrap();
+    bad.configure(&PortConf::simple(&ps)).unwrap();
+    let qb = bad.start().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !cli.link().up && !bad.link().up,
+        "a wrong secret must not connect"
+    );
+    let x: std::collections::HashMap<String, u64> = bad.xstats().into_iter().collect();
+    assert!(x["memif_refused_peers"] >= 1, "{x:?}");
+    drop(qb);
+    bad.stop().unwrap();
+    drop(bad);
+    let mut good = probe(&format!(
+        "memif:role=server,id=1,socket={name},secret=right"
+    ))
+    .unwrap();
+    good.configure(&PortConf::simple(&ps)).unwrap();
+    let qg = good.start().unwrap();
+    wait_up(&[good.as_ref(), cli.as_ref()]);
+    drop((qc, qg));
+    cli.stop().unwrap();
+    good.stop().unwrap();
+    pc.leak_check().unwrap();
+    ps.leak_check().unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// A hostile client speaking the protocol by hand.
+
+struct Peer {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl Peer {
+    fn connect(name: &str) -> Peer {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match sys::connect(name, true) {
+                Ok(fd) => return Peer { fd },
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "connect {name}: {e}");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+
+    fn send_raw(&self, b: &[u8; MSG_SIZE], fd: Option<std::os::fd::BorrowedFd<'_>>) {
+        sys::send(&self.fd, b, fd).unwrap();
+    }
+
+    fn send(&self, m: &Msg, fd: Option<std::os::fd::BorrowedFd<'_>>) {
+        self.send_raw(&m.encode(), fd);
+    }
+
+    /// The next message (bounded wait); None once the server closed.
+    fn recv(&self) -> Option<Msg> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut buf = [0u8; 2 * MSG_SIZE];
+        loop {
+            match sys::recv(&self.fd, &mut buf) {
+                Ok(r) if r.len == 0 => return None,
+                Ok(r) => return Some(Msg::decode(&buf[..r.len]).unwrap()),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    assert!(Instant::now() < deadline, "no answer from the server");
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
+    fn expect_disconnect(&self, frag: &str) {
+        loop {
+            match self.recv() {
+                Some(Msg::Disconnect { reason, .. }) => {
+                    assert!(reason.contains(frag), "reason `{reason}` lacks `{frag}`");
+                    return;
+                }
+                Some(Msg::Ack) => continue,
+                other => panic!("expected DISCONNECT `{frag}`, got {other:?}"),
+            }
+        }
+    }
+}
+
+fn init(id: u32) -> Msg {
+    Msg::Init(Init {
+        version: proto::VERSION,
+        id,
+        mode: 0,
+        secret: [0; 24],
+        name: "hostile".into(),
+    })
+}
+
+/// A memory file of `len` bytes with one valid ring at offset 0.
+fn region(len: u64) -> std::fs::File {
+    let f = tempfile::tempfile().unwrap();
+    f.set_len(len).unwrap();
+    f
+}
+
+#[test]
+fn hostile_control_messages_are_refused_and_the_server_stays_up() {
+    let ps = pool("mh", 512);
+    let name = sock("hostile");
+    let mut srv = probe(&format!("memif:role=server,id=9,socket={name}")).unwrap();
+    srv.configure(&PortConf::simple(&ps)).unwrap();
+    let qs = srv.start().unwrap();
+    let ring = AddRing {
+        flags: proto::ADD_RING_FLAG_C2S,
+        index: 0,
+        region: 0,
+        offset: 0,
+        log2_ring_size: 4,
+        private_hdr_size: 0,
+    };
+    let efd = sys::eventfd().unwrap();
+    let mem = region(65536);
+
+    // Each case: messages to send after HELLO, and the reason expected.
+    type Step<'a> = Box<dyn Fn(&Peer) + 'a>;
+    let cases: Vec<(&str, Step, &str)> = vec![
+        (
+            "message before INIT",
+            Box::new(|p: &Peer| p.send(&Msg::Connect("x".into()), None)),
+            "Unexpected message",
+        ),
+        (
+            "wrong id",
+            Box::new(|p: &Peer| p.send(&init(8), None)),
+            "ID 8 not found",
+        ),
+        (
+            "bad version",
+            Box::new(|p: &Peer| {
+                let mut m = init(9).encode();
+                m[2] = 0x01;
+                m[3] = 0x01;
+                p.send_raw(&m, None)
+            }),
+            "Incompatible memif version",
+        ),
+        (
+            "unknown type",
+            Box::new(|p: &Peer| {
+                let mut m = [0u8; MSG_SIZE];
+                m[0] = 42;
+                p.send_raw(&m, None)
+            }),
+            "unknown message type 42",
+        ),
+        (
+            "short message",
+            Box::new(|p: &Peer| {
+                assert_eq!(raw_send(&p.fd, &[3u8; 64]), 64);
+            }),
+            "Invalid message size 64",
+        ),
+        (
+            "region without fd",
+            Box::new(|p: &Peer| {
+                p.send(&init(9), None);
+                p.send(
+                    &Msg::AddRegion {
+                        index: 0,
+                        size: 4096,
+                    },
+                    None,
+                )
+            }),
+            "Missing region fd",
+        ),
+        (
+            "region fd of the wrong kind",
+            Box::new(|p: &Peer| {
+                p.send(&init(9), None);
+                p.send(
+                    &Msg::AddRegion {
+                        index: 0,
+                        size: 4096,
+                    },
+                    Some(efd.as_fd()),
+                )
+            }),
+            "not a memory file",
+        ),
+        (
+            "region larger than its file",
+            Box::new(|p: &Peer| {
+                p.send(&init(9), None);
+                p.send(
+                    &Msg::AddRegion {
+                        index: 0,
+                        size: 1 << 20,
+                    },
+                    Some(mem.as_fd()),
+                )
+            }),
+            "outside its file",
+        ),
+        (
+            "region index skipped",
+            Box::new(|p: &Peer| {
+                p.send(&init(9), None);
+                p.send(
+                    &Msg::AddRegion {
+                        index: 3,
+                        size: 4096,
+                    },
+                    Some(mem.as_fd()),
+                )
+            }),
+            "Invalid region index 3",
+        ),
+        (
+            "ring fd of the wrong kind",
+            Box::new(|p: &Peer| {
+                p.send(&init(9), None);
+                p.send(
+                    &Msg::AddRegion {
+                        index: 0,
+                        size: 65536,
+                    },
+                    Some(mem.as_fd()),
+                );
+                p.send(&Msg::AddRing(ring), Some(mem.as_fd()))
+            }),
+            "not an eventfd",
+        ),
+        (
+            "ring outside its region",
+            Box::new(|p: &Peer| {
+                p.send(&init(9), None);
+                p.send(
+                    &Msg::AddRegion {
+                        index: 0,
+                        size: 65536,
+                    },
+                    Some(mem.as_fd()),
+                );
+                p.send(
+                    &Msg::AddRing(AddRing {
+                        offset: 65536 - 64,
+                        ..ring
+                    }),
+                    Some(efd.as_fd()),
+                )
+            }),
+            "outside region 0",
+        ),
+        (
+            "ring in an unknown region",
+            Box::new(|p: &Peer| {
+                p.send(&init(9), None);
+                p.send(
+                    &Msg::AddRegion {
+                        index: 0,
+                        size: 65536,
+                    },
+                    Some(mem.as_fd()),
+                );
+                p.send(
+                    &Msg::AddRing(AddRing { region: 1, ..ring }),
+                    Some(efd.as_fd()),
+                )
+            }),
+            "unknown region 1",
+        ),
+        (
+            "more rings than negotiated",
+            Box::new(|p: &Peer| {
+                p.send(&init(9), None);
+                p.send(
+                    &Msg::AddRegion {
+                        index: 0,
+                        size: 65536,
+                    },
+                    Some(mem.as_fd()),
+                );
+                p.send(
+                    &Msg::AddRing(AddRing { index: 1, ..ring }),
+                    Some(efd.as_fd()),
+                )
+            }),
+            "Invalid ring index C2S 1",
+        ),
+        (
+            "connect with a ring missing",
+            Box::new(|p: &Peer| {
+                p.send(&init(9), None);
+                p.send(
+                    &Msg::AddRegion {
+                        index: 0,
+                        size: 65536,
+                    },
+                    Some(mem.as_fd()),
+                );
+                p.send(&Msg::AddRing(ring), Some(efd.as_fd()));
+                p.send(&Msg::Connect("x".into()), None)
+            }),
+            "S2C 0 was never added",
+        ),
+        (
+            "ring without its cookie",
+            Box::new(|p: &Peer| {
+                p.send(&init(9), None);
+                p.send(
+                    &Msg::AddRegion {
+                        index: 0,
+                        size: 65536,
+                    },
+                    Some(mem.as_fd()),
+                );
+                p.send(&Msg::AddRing(ring), Some(efd.as_fd()));
+                p.send(
+                    &Msg::AddRing(AddRing {
+                        flags: 0,
+                        offset: 4096,
+                        ..ring
+                    }),
+                    Some(efd.as_fd()),
+                );
+                p.send(&Msg::Connect("x".into()), None)
+            }),
+            "wrong cookie",
+        ),
+    ];
+    for (what, step, frag) in &cases {
+        let p = Peer::connect(&name);
+        match p.recv() {
+            Some(Msg::Hello(h)) => assert_eq!((h.max_c2s_ring, h.max_s2c_ring), (0, 0)),
+            m => panic!("{what}: expected HELLO, got {m:?}"),
+        }
+        step(&p);
+        p.expect_disconnect(frag);
+        assert!(
+            p.recv().is_none(),
+            "{what}: the server must close the connection"
+        );
+    }
+    let x: std::collections::HashMap<String, u64> = srv.xstats().into_iter().collect();
+    assert_eq!(x["memif_refused_peers"], cases.len() as u64, "{x:?}");
+    assert_eq!(x["memif_connects"], 0);
+    // Still up: a real client connects afterwards.
+    let pc = pool("mh2", 512);
+    let mut cli = probe(&format!("memif:role=client,id=9,socket={name}")).unwrap();
+    cli.configure(&PortConf::simple(&pc)).unwrap();
+    let qc = cli.start().unwrap();
+    wait_up(&[srv.as_ref(), cli.as_ref()]);
+    drop((qc, qs));
+    cli.stop().unwrap();
+    srv.stop().unwrap();
+    ps.leak_check().unwrap();
+    pc.leak_check().unwrap();
+}
+
+fn raw_send(fd: &std::os::fd::OwnedFd, b: &[u8]) -> isize {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a send of a live buffer on a socket we own.
+    unsafe { libc::send(fd.as_raw_fd(), b.as_ptr().cast(), b.len(), 0) }
+}
