@@ -18,7 +18,7 @@ pub const MSG_SIZE: usize = 128;
 /// Protocol version 2.0 (`major << 8 | minor`).
 pub const VERSION: u16 = 0x0200;
 /// Ring header cookie.
-pub const COOKIE: u32 = 0x3E31_F20;
+pub const COOKIE: u32 = 0x03E3_1F20;
 /// Name fields are this long (NUL-padded).
 pub const NAME_SZ: usize = 32;
 /// Secret field length.

@@ -459,7 +459,10 @@ impl Shm {
     /// The ring of `1 << log2` descriptors at `off`, if it fits and is
     /// 8-byte aligned.
     pub fn ring(&self, off: u32, log2: u8) -> Option<Ring> {
-        if log2 > 15 || off % 8 != 0 || !self.check(off, RING_HDR + DESC_SIZE * (1usize << log2)) {
+        if log2 > 15
+            || !off.is_multiple_of(8)
+            || !self.check(off, RING_HDR + DESC_SIZE * (1usize << log2))
+        {
             return None;
         }
         Some(Ring {
