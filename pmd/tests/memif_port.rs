@@ -259,6 +259,18 @@ fn init(id: u32) -> Msg {
     })
 }
 
+/// INIT, then a 64 KiB region.
+fn prelude(p: &Peer, mem: &std::fs::File) {
+    p.send(&init(9), None);
+    p.send(
+        &Msg::AddRegion {
+            index: 0,
+            size: 65536,
+        },
+        Some(mem.as_fd()),
+    );
+}
+
 /// A memory file of `len` bytes with one valid ring at offset 0.
 fn region(len: u64) -> std::fs::File {
     let f = tempfile::tempfile().unwrap();
@@ -382,14 +394,7 @@ fn hostile_control_messages_are_refused_and_the_server_stays_up() {
         (
             "ring fd of the wrong kind",
             Box::new(|p: &Peer| {
-                p.send(&init(9), None);
-                p.send(
-                    &Msg::AddRegion {
-                        index: 0,
-                        size: 65536,
-                    },
-                    Some(mem.as_fd()),
-                );
+                prelude(p, &mem);
                 p.send(&Msg::AddRing(ring), Some(mem.as_fd()))
             }),
             "not an eventfd",
@@ -397,14 +402,7 @@ fn hostile_control_messages_are_refused_and_the_server_stays_up() {
         (
             "ring outside its region",
             Box::new(|p: &Peer| {
-                p.send(&init(9), None);
-                p.send(
-                    &Msg::AddRegion {
-                        index: 0,
-                        size: 65536,
-                    },
-                    Some(mem.as_fd()),
-                );
+                prelude(p, &mem);
                 p.send(
                     &Msg::AddRing(AddRing {
                         offset: 65536 - 64,
@@ -418,14 +416,7 @@ fn hostile_control_messages_are_refused_and_the_server_stays_up() {
         (
             "ring in an unknown region",
             Box::new(|p: &Peer| {
-                p.send(&init(9), None);
-                p.send(
-                    &Msg::AddRegion {
-                        index: 0,
-                        size: 65536,
-                    },
-                    Some(mem.as_fd()),
-                );
+                prelude(p, &mem);
                 p.send(
                     &Msg::AddRing(AddRing { region: 1, ..ring }),
                     Some(efd.as_fd()),
@@ -436,14 +427,7 @@ fn hostile_control_messages_are_refused_and_the_server_stays_up() {
         (
             "more rings than negotiated",
             Box::new(|p: &Peer| {
-                p.send(&init(9), None);
-                p.send(
-                    &Msg::AddRegion {
-                        index: 0,
-                        size: 65536,
-                    },
-                    Some(mem.as_fd()),
-                );
+                prelude(p, &mem);
                 p.send(
                     &Msg::AddRing(AddRing { index: 1, ..ring }),
                     Some(efd.as_fd()),
@@ -454,14 +438,7 @@ fn hostile_control_messages_are_refused_and_the_server_stays_up() {
         (
             "connect with a ring missing",
             Box::new(|p: &Peer| {
-                p.send(&init(9), None);
-                p.send(
-                    &Msg::AddRegion {
-                        index: 0,
-                        size: 65536,
-                    },
-                    Some(mem.as_fd()),
-                );
+                prelude(p, &mem);
                 p.send(&Msg::AddRing(ring), Some(efd.as_fd()));
                 p.send(&Msg::Connect("x".into()), None)
             }),
@@ -470,14 +447,7 @@ fn hostile_control_messages_are_refused_and_the_server_stays_up() {
         (
             "ring without its cookie",
             Box::new(|p: &Peer| {
-                p.send(&init(9), None);
-                p.send(
-                    &Msg::AddRegion {
-                        index: 0,
-                        size: 65536,
-                    },
-                    Some(mem.as_fd()),
-                );
+                prelude(p, &mem);
                 p.send(&Msg::AddRing(ring), Some(efd.as_fd()));
                 p.send(
                     &Msg::AddRing(AddRing {

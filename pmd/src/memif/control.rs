@@ -315,16 +315,10 @@ impl Session {
                     conn.rx.len(),
                     conn.tx.len()
                 );
-                log::info!("memif {}: {what}", cfg.devargs);
-                shared.event(what);
-                shared.publish(Some(Arc::new(conn)));
+                connected(shared, what, conn);
                 Ok(())
             }
-            (st, m) => refuse(format!(
-                "Unexpected message {:?} {}",
-                m.kind(),
-                state_name(st)
-            )),
+            (st, m) => unexpected(st, &m),
         }
     }
 
@@ -454,16 +448,10 @@ impl Session {
                     conn.rx.len(),
                     1u32 << b.log2
                 );
-                log::info!("memif {}: {what}", shared.cfg.devargs);
-                shared.event(what);
-                shared.publish(Some(Arc::new(conn)));
+                connected(shared, what, conn);
                 Ok(())
             }
-            (st, m) => refuse(format!(
-                "Unexpected message {:?} {}",
-                m.kind(),
-                state_name(st)
-            )),
+            (st, m) => unexpected(st, &m),
         }
     }
 
@@ -526,6 +514,20 @@ impl RingSide {
     fn ring_addr(&self) -> usize {
         self.ring.addr()
     }
+}
+
+fn connected(shared: &Shared, what: String, conn: Conn) {
+    log::info!("memif {}: {what}", shared.cfg.devargs);
+    shared.event(what);
+    shared.publish(Some(Arc::new(conn)));
+}
+
+fn unexpected(st: &State, m: &Msg) -> Result<(), End> {
+    refuse(format!(
+        "Unexpected message {:?} {}",
+        m.kind(),
+        state_name(st)
+    ))
 }
 
 fn state_name(s: &State) -> &'static str {
