@@ -1,0 +1,91 @@
+//! The differential test against DPDK 22.11's real `dpdk-testpmd`: one
+//! corpus (named edge cases + 3000 seeded random frames, pcap / pcapng /
+//! nanosecond pcap) through xfwd's pcap port and testpmd's net_pcap in io,
+//! mac, macswap, 5tswap and icmpecho; every difference must be a rule of
+//! docs/forwarding.md, every reply is checked by scapy and tshark. The
+//! harness is `tests/diff/run.py` (scapy); this test runs it and fails on
+//! its failures. Needs root (testpmd), dpdk-testpmd, python3-scapy and
+//! tshark: skipped with the reason outside CI, a failure in CI.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use xfwd_mempool::caps;
+
+/// Debian's interpreter: python3-scapy is installed for it (a pyenv or
+/// venv `python3` earlier on PATH may not have scapy).
+const PYTHON: &str = "/usr/bin/python3";
+
+fn scapy_importable() -> bool {
+    Command::new(PYTHON)
+        .args(["-c", "import scapy.all"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn xfwd_agrees_with_testpmd_except_where_docs_forwarding_md_says_why() {
+    let what = "differential test against dpdk-testpmd";
+    if !caps::require_root(what)
+        || !caps::require_tool("dpdk-testpmd", what)
+        || !caps::require_tool("tshark", what)
+        || !caps::require(
+            scapy_importable(),
+            what,
+            "python3-scapy is not importable by /usr/bin/python3 (scripts/setup-test-host installs it)",
+        )
+    {
+        return;
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(PYTHON)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .arg(root.join("tests/diff/run.py"))
+        .args(["--xfwd", env!("CARGO_BIN_EXE_xfwd"), "--out"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the harness");
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let limit = Duration::from_secs(300);
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if t.elapsed() > limit {
+            // The harness's own children (xfwd, testpmd) are bounded by
+            // their own timeouts; stop the harness by its PID.
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the differential harness did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (so, se) = (t_out.join().unwrap(), t_err.join().unwrap());
+    println!("{so}");
+    eprintln!("{se}");
+    assert!(status.success(), "differential harness failed:\n{so}\n{se}");
+    assert!(so.contains("ok: 0 failures"), "{so}");
+    for mode in ["io", "mac", "macswap", "5tswap", "icmpecho"] {
+        assert!(
+            so.lines().any(|l| l.starts_with(mode)),
+            "{mode} was not compared:\n{so}"
+        );
+    }
+}
