@@ -7,9 +7,10 @@
 //! its failures. Needs root (testpmd), dpdk-testpmd, python3-scapy and
 //! tshark: skipped with the reason outside CI, a failure in CI.
 
-use std::io::Read;
+mod support;
+
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use xfwd_mempool::caps;
 
 /// Debian's interpreter: python3-scapy is installed for it (a pyenv or
@@ -41,43 +42,15 @@ fn xfwd_agrees_with_testpmd_except_where_docs_forwarding_md_says_why() {
     }
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(PYTHON)
-        .env("PYTHONDONTWRITEBYTECODE", "1")
+    let mut c = Command::new(PYTHON);
+    c.env("PYTHONDONTWRITEBYTECODE", "1")
         .arg(root.join("tests/diff/run.py"))
         .args(["--xfwd", env!("CARGO_BIN_EXE_xfwd"), "--out"])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the harness");
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let t_out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let limit = Duration::from_secs(300);
-    let t = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if t.elapsed() > limit {
-            // The harness's own children (xfwd, testpmd) are bounded by
-            // their own timeouts; stop the harness by its PID.
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the differential harness did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let (so, se) = (t_out.join().unwrap(), t_err.join().unwrap());
+        .arg(dir.path());
+    // The harness bounds its own children (xfwd, testpmd) by time.
+    let o = support::run_command(c, Duration::from_secs(300));
+    let (so, se) = support::text(&o);
+    let status = o.status;
     println!("{so}");
     eprintln!("{se}");
     assert!(status.success(), "differential harness failed:\n{so}\n{se}");

@@ -17,8 +17,15 @@ pub fn xfwd() -> Command {
 
 /// Run `xfwd args`, killing it (by its own PID) after `limit`.
 pub fn run(args: &[&str], limit: Duration) -> Output {
-    let mut child = xfwd()
-        .args(args)
+    let mut c = xfwd();
+    c.args(args);
+    run_command(c, limit)
+}
+
+/// Run `c` with its output captured, killing it (by its own PID) after
+/// `limit`.
+pub fn run_command(mut c: Command, limit: Duration) -> Output {
+    let mut child = c
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -42,7 +49,8 @@ pub fn run(args: &[&str], limit: Duration) -> Output {
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("xfwd {args:?} did not finish within {limit:?}");
+            let _ = child.wait();
+            panic!("{c:?} did not finish within {limit:?}");
         }
         std::thread::sleep(Duration::from_millis(20));
     };
