@@ -1,0 +1,380 @@
+//! The instruction-count regression gate (issue 18): instructions per packet
+//! of xfwd's hot loops under `valgrind --tool=callgrind`, compared with the
+//! committed baseline `benches/icount-baseline.txt`. Wall-clock rates on a
+//! shared VM drift by ±20 %; instruction counts of the same binary and the
+//! same inputs do not, so a loop that grows by more than its tolerance
+//! (3 %) fails here, with the before/after table.
+//!
+//! What is measured (release build of this tree, default flags, built by the
+//! test itself): the forwarding lcore's `Worker::run` of the real `xfwd`
+//! binary (inclusive: RX burst, edit, TX burst, pool cache, loop
+//! bookkeeping) over 2 s of null-port and ring-port forwarding, divided by
+//! the packets it forwarded; and the pool cache get/put loop of DPDK's
+//! `mempool_perf_autotest` (`mempool/examples/icount_pool.rs`, fixed
+//! iterations), divided by the objects it moved.
+//!
+//! Update the baseline after an intended change (same commit):
+//! `XFWD_ICOUNT_UPDATE=1 cargo test -p xfwd-benches --test icount_gate -- --nocapture`
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use xfwd_mempool::caps;
+
+/// Default tolerance (%) for a case new in the baseline.
+const DEFAULT_TOLERANCE: f64 = 3.0;
+
+/// What to run and which function callgrind counts.
+struct Case {
+    name: &'static str,
+    /// `xfwd` arguments (a forwarding case) or `icount_pool` arguments.
+    args: &'static [&'static str],
+    pool: bool,
+}
+
+const XFWD_FN: &str = "xfwd::worker::Worker::run";
+const POOL_FN: &str = "icount_pool::measured_loop";
+
+const CASES: &[Case] = &[
+    Case {
+        name: "null-io",
+        args: &[
+            "--port",
+            "null:size=64",
+            "--port",
+            "null:size=64",
+            "--forward-mode",
+            "io",
+        ],
+        pool: false,
+    },
+    Case {
+        name: "null-macswap",
+        args: &[
+            "--port",
+            "null:size=64",
+            "--port",
+            "null:size=64",
+            "--forward-mode",
+            "macswap",
+        ],
+        pool: false,
+    },
+    Case {
+        name: "ring-io",
+        args: &[
+            "--port",
+            "ring:icount",
+            "--port",
+            "ring:icount",
+            "--forward-mode",
+            "io",
+            "--tx-first",
+            "--txpkts",
+            "64",
+        ],
+        pool: false,
+    },
+    Case {
+        name: "pool-bulk1",
+        args: &["--bulk", "1", "--keep", "32", "--cache", "256"],
+        pool: true,
+    },
+    Case {
+        name: "pool-bulk4",
+        args: &["--bulk", "4", "--keep", "32", "--cache", "256"],
+        pool: true,
+    },
+    Case {
+        name: "pool-bulk32",
+        args: &["--bulk", "32", "--keep", "32", "--cache", "256"],
+        pool: true,
+    },
+];
+
+/// Arguments every forwarding case shares: one lcore, heap memory (the
+/// count does not depend on the page size), 2 s, the final stats as JSON.
+const XFWD_COMMON: &[&str] = &[
+    "-l",
+    "0",
+    "--no-huge",
+    "--nb-mbufs",
+    "8192",
+    "--burst",
+    "32",
+    "--duration",
+    "2",
+    "--stats-period",
+    "0",
+    "--json",
+];
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn baseline_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("icount-baseline.txt")
+}
+
+struct Bins {
+    xfwd: PathBuf,
+    pool: PathBuf,
+}
+
+/// Build `xfwd` and `icount_pool` in release with default flags into this
+/// test's target dir (once per test binary).
+fn bins() -> &'static Bins {
+    static B: OnceLock<Bins> = OnceLock::new();
+    B.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test path");
+        let tdir = exe
+            .parent()
+            .and_then(|d| d.parent())
+            .and_then(|d| d.parent())
+            .expect("target/<profile>/deps")
+            .to_path_buf();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let t0 = std::time::Instant::now();
+        for (pkg, kind, name) in [
+            ("xfwd", "--bin", "xfwd"),
+            ("xfwd-mempool", "--example", "icount_pool"),
+        ] {
+            let st = Command::new(&cargo)
+                .args(["build", "--release", "-q", "-p", pkg, kind, name])
+                .current_dir(root())
+                .env("CARGO_TARGET_DIR", &tdir)
+                // Instruction counts depend on the flags: always the defaults.
+                .env_remove("RUSTFLAGS")
+                .env_remove("CARGO_ENCODED_RUSTFLAGS")
+                .env_remove("CARGO_BUILD_RUSTFLAGS")
+                .status()
+                .expect("run cargo");
+            assert!(
+                st.success(),
+                "cargo build --release -p {pkg} {kind} {name} failed"
+            );
+        }
+        eprintln!("release build: {:.0} s", t0.elapsed().as_secs_f64());
+        Bins {
+            xfwd: tdir.join("release/xfwd"),
+            pool: tdir.join("release/examples/icount_pool"),
+        }
+    })
+}
+
+/// Instructions counted in `func` (inclusive) for one run of `cmd`, and the
+/// run's stdout.
+fn callgrind(func: &str, cmd: &Path, args: &[&str], tag: &str) -> (u64, String) {
+    let out = std::env::temp_dir().join(format!("xfwd-icount-{}-{tag}.out", std::process::id()));
+    let o = Command::new("timeout")
+        .args([
+            "-s",
+            "KILL",
+            "300",
+            "valgrind",
+            "--tool=callgrind",
+            "--quiet",
+        ])
+        .arg(format!("--callgrind-out-file={}", out.display()))
+        .arg(format!("--toggle-collect={func}"))
+        .arg(cmd)
+        .args(args)
+        .output()
+        .expect("run valgrind");
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "{tag}: valgrind {} {args:?} failed ({}):\n{stdout}\n{}",
+        cmd.display(),
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let text = std::fs::read_to_string(&out).expect("callgrind output");
+    let _ = std::fs::remove_file(&out);
+    let ir = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("totals:")
+                .or_else(|| l.strip_prefix("summary:"))
+        })
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .expect("callgrind totals");
+    assert!(
+        ir > 0,
+        "{tag}: callgrind counted nothing in `{func}`: was it renamed or inlined? Update CASES in {}",
+        file!()
+    );
+    (ir, stdout)
+}
+
+/// Instructions per packet (per object for the pool cases) of one case.
+fn measure(case: &Case, slow: usize) -> f64 {
+    let b = bins();
+    if case.pool {
+        let mut args: Vec<&str> = case.args.to_vec();
+        let s = slow.to_string();
+        args.extend(["--iters", "20000", "--slow", &s]);
+        let (ir, out) = callgrind(POOL_FN, &b.pool, &args, case.name);
+        let objs: u64 = out
+            .lines()
+            .find_map(|l| l.strip_prefix("objects="))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("icount_pool prints objects=N");
+        ir as f64 / objs as f64
+    } else {
+        let mut args: Vec<&str> = case.args.to_vec();
+        args.extend(XFWD_COMMON);
+        let (ir, out) = callgrind(XFWD_FN, &b.xfwd, &args, case.name);
+        let fin: serde_json::Value = out
+            .lines()
+            .filter(|l| l.contains("\"type\":\"final\""))
+            .find_map(|l| serde_json::from_str(l).ok())
+            .unwrap_or_else(|| panic!("{}: no final stats line in:\n{out}", case.name));
+        assert_eq!(fin["leaked_mbufs"], 0, "{}: leaked mbufs: {fin}", case.name);
+        let pkts = fin["accumulated"]["fwd"]["tx_packets"]
+            .as_u64()
+            .unwrap_or(0);
+        assert!(
+            pkts > 100_000,
+            "{}: forwarded only {pkts} packets: {fin}",
+            case.name
+        );
+        ir as f64 / pkts as f64
+    }
+}
+
+/// `case → (instructions per packet, tolerance %)` from the baseline file.
+fn read_baseline() -> BTreeMap<String, (f64, f64)> {
+    let text = std::fs::read_to_string(baseline_path()).unwrap_or_default();
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let name = f.next()?.to_string();
+            let ir = f.next()?.parse().ok()?;
+            let tol = f
+                .next()
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(DEFAULT_TOLERANCE);
+            Some((name, (ir, tol)))
+        })
+        .collect()
+}
+
+fn tool_version(cmd: &str, arg: &str) -> String {
+    Command::new(cmd)
+        .arg(arg)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn write_baseline(now: &[(&str, f64)], old: &BTreeMap<String, (f64, f64)>) {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let mut s = String::from(
+        "# Instructions per packet (pool-*: per object got and put) of xfwd's hot loops under\n\
+         # valgrind --tool=callgrind; checked by benches/tests/icount_gate.rs (see there what runs).\n\
+         # A case fails when it grows by more than its tolerance (%). After an intended change:\n\
+         #   XFWD_ICOUNT_UPDATE=1 cargo test -p xfwd-benches --test icount_gate -- --nocapture\n",
+    );
+    s += &format!(
+        "# measured with {} and {}\n# case  instructions_per_packet  tolerance_pct\n",
+        tool_version(&rustc, "-V"),
+        tool_version("valgrind", "--version")
+    );
+    for (name, ir) in now {
+        let tol = old.get(*name).map(|v| v.1).unwrap_or(DEFAULT_TOLERANCE);
+        s += &format!("{name:<14} {ir:>10.3} {tol:>5}\n");
+    }
+    std::fs::write(baseline_path(), s).expect("write baseline");
+}
+
+/// The table and the failures: growth beyond the tolerance, or a case the
+/// baseline lacks.
+fn compare(now: &[(&str, f64)], base: &BTreeMap<String, (f64, f64)>) -> (String, Vec<String>) {
+    let mut t = format!(
+        "{:<14} {:>12} {:>12} {:>9} {:>6}  verdict\n",
+        "case", "baseline", "now", "change", "tol"
+    );
+    let mut bad = Vec::new();
+    for &(name, ir) in now {
+        match base.get(name) {
+            None => {
+                t += &format!(
+                    "{name:<14} {:>12} {ir:>12.3} {:>9} {:>6}  NEW\n",
+                    "-", "-", "-"
+                );
+                bad.push(format!("{name}: not in the baseline"));
+            }
+            Some(&(b, tol)) => {
+                let pct = (ir / b - 1.0) * 100.0;
+                let verdict = if pct > tol {
+                    bad.push(format!(
+                        "{name}: {b:.3} → {ir:.3} instructions/packet ({pct:+.2} % > {tol} %)"
+                    ));
+                    "FAIL (grew)"
+                } else if pct < -tol {
+                    "ok (faster: update the baseline to keep the gain)"
+                } else {
+                    "ok"
+                };
+                t +=
+                    &format!("{name:<14} {b:>12.3} {ir:>12.3} {pct:>+8.2}% {tol:>5}%  {verdict}\n");
+            }
+        }
+    }
+    (t, bad)
+}
+
+fn available(what: &str) -> bool {
+    !cfg!(miri) && caps::require_tool("valgrind", what) && caps::require_tool("timeout", what)
+}
+
+#[test]
+fn hot_loops_keep_their_instruction_counts() {
+    let what = "instruction-count gate";
+    if !available(what) {
+        return;
+    }
+    let t0 = std::time::Instant::now();
+    let now: Vec<(&str, f64)> = CASES.iter().map(|c| (c.name, measure(c, 0))).collect();
+    let base = read_baseline();
+    let (table, bad) = compare(&now, &base);
+    eprintln!(
+        "instructions per packet under callgrind ({:.0} s incl. build):\n{table}",
+        t0.elapsed().as_secs_f64()
+    );
+    if std::env::var_os("XFWD_ICOUNT_UPDATE").is_some() {
+        write_baseline(&now, &base);
+        eprintln!("wrote {}", baseline_path().display());
+        return;
+    }
+    assert!(
+        bad.is_empty(),
+        "instruction-count gate failed:\n{table}\n{}\n\
+         If the growth is intended, update the baseline in the same commit:\n  \
+         XFWD_ICOUNT_UPDATE=1 cargo test -p xfwd-benches --test icount_gate -- --nocapture",
+        bad.join("\n")
+    );
+}
+
+/// The gate catches a slowed loop: the pool bulk-32 loop with one extra
+/// dependent addition per object (`--slow 1`) must fail the comparison.
+#[test]
+fn a_deliberately_slowed_loop_fails_the_gate() {
+    let what = "instruction-count gate (slowed loop)";
+    if !available(what) || std::env::var_os("XFWD_ICOUNT_UPDATE").is_some() {
+        return;
+    }
+    let case = CASES
+        .iter()
+        .find(|c| c.name == "pool-bulk32")
+        .expect("case");
+    let slowed = [(case.name, measure(case, 1))];
+    let (table, bad) = compare(&slowed, &read_baseline());
+    eprintln!("slowed loop:\n{table}");
+    assert_eq!(bad.len(), 1, "the slowed loop passed the gate:\n{table}");
+    assert!(table.contains("FAIL (grew)"), "{table}");
+}
