@@ -28,87 +28,29 @@ const DEFAULT_TOLERANCE: f64 = 3.0;
 /// What to run and which function callgrind counts.
 struct Case {
     name: &'static str,
-    /// `xfwd` arguments (a forwarding case) or `icount_pool` arguments.
-    args: &'static [&'static str],
+    /// `icount_pool` (true) or `xfwd` (false).
     pool: bool,
+    /// Its arguments, separated by spaces.
+    args: &'static str,
 }
 
 const XFWD_FN: &str = "xfwd::worker::Worker::run";
 const POOL_FN: &str = "icount_pool::measured_loop";
 
+#[rustfmt::skip]
 const CASES: &[Case] = &[
-    Case {
-        name: "null-io",
-        args: &[
-            "--port",
-            "null:size=64",
-            "--port",
-            "null:size=64",
-            "--forward-mode",
-            "io",
-        ],
-        pool: false,
-    },
-    Case {
-        name: "null-macswap",
-        args: &[
-            "--port",
-            "null:size=64",
-            "--port",
-            "null:size=64",
-            "--forward-mode",
-            "macswap",
-        ],
-        pool: false,
-    },
-    Case {
-        name: "ring-io",
-        args: &[
-            "--port",
-            "ring:icount",
-            "--port",
-            "ring:icount",
-            "--forward-mode",
-            "io",
-            "--tx-first",
-            "--txpkts",
-            "64",
-        ],
-        pool: false,
-    },
-    Case {
-        name: "pool-bulk1",
-        args: &["--bulk", "1", "--keep", "32", "--cache", "256"],
-        pool: true,
-    },
-    Case {
-        name: "pool-bulk4",
-        args: &["--bulk", "4", "--keep", "32", "--cache", "256"],
-        pool: true,
-    },
-    Case {
-        name: "pool-bulk32",
-        args: &["--bulk", "32", "--keep", "32", "--cache", "256"],
-        pool: true,
-    },
+    Case { name: "null-io", pool: false, args: "--port null:size=64 --port null:size=64 --forward-mode io" },
+    Case { name: "null-macswap", pool: false, args: "--port null:size=64 --port null:size=64 --forward-mode macswap" },
+    Case { name: "ring-io", pool: false, args: "--port ring:icount --port ring:icount --forward-mode io --tx-first --txpkts 64" },
+    Case { name: "pool-bulk1", pool: true, args: "--bulk 1 --keep 32 --cache 256" },
+    Case { name: "pool-bulk4", pool: true, args: "--bulk 4 --keep 32 --cache 256" },
+    Case { name: "pool-bulk32", pool: true, args: "--bulk 32 --keep 32 --cache 256" },
 ];
 
 /// Arguments every forwarding case shares: one lcore, heap memory (the
 /// count does not depend on the page size), 2 s, the final stats as JSON.
-const XFWD_COMMON: &[&str] = &[
-    "-l",
-    "0",
-    "--no-huge",
-    "--nb-mbufs",
-    "8192",
-    "--burst",
-    "32",
-    "--duration",
-    "2",
-    "--stats-period",
-    "0",
-    "--json",
-];
+const XFWD_COMMON: &str =
+    "-l 0 --no-huge --nb-mbufs 8192 --burst 32 --duration 2 --stats-period 0 --json";
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -213,7 +155,7 @@ fn callgrind(func: &str, cmd: &Path, args: &[&str], tag: &str) -> (u64, String) 
 fn measure(case: &Case, slow: usize) -> f64 {
     let b = bins();
     if case.pool {
-        let mut args: Vec<&str> = case.args.to_vec();
+        let mut args: Vec<&str> = case.args.split_whitespace().collect();
         let s = slow.to_string();
         args.extend(["--iters", "20000", "--slow", &s]);
         let (ir, out) = callgrind(POOL_FN, &b.pool, &args, case.name);
@@ -224,8 +166,8 @@ fn measure(case: &Case, slow: usize) -> f64 {
             .expect("icount_pool prints objects=N");
         ir as f64 / objs as f64
     } else {
-        let mut args: Vec<&str> = case.args.to_vec();
-        args.extend(XFWD_COMMON);
+        let mut args: Vec<&str> = case.args.split_whitespace().collect();
+        args.extend(XFWD_COMMON.split_whitespace());
         let (ir, out) = callgrind(XFWD_FN, &b.xfwd, &args, case.name);
         let fin: serde_json::Value = out
             .lines()
