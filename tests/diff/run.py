@@ -228,6 +228,7 @@ def main():
         stats = collections.Counter()
         mode_fail = []
         drops = collections.Counter()
+        partial = 0
         replies = []
         for k, (name, f, caplen) in enumerate(frames):
             fr = f if caplen is None else f[:caplen]
@@ -235,6 +236,7 @@ def main():
             x_pred, rules, reason = M.xfwd(mode, fr, xmac, PEER)
             if reason not in (None, "consumed", "partial"):
                 drops[reason] += 1
+            partial += reason == "partial"
             if not pres_undef and not masked_eq(ts[k], tp_pred, undef):
                 mode_fail.append("%s #%d %s: testpmd sent %s, its model predicts %s" % (mode, k, name, h(ts[k]), h(tp_pred)))
             if xs[k] != x_pred:
@@ -251,10 +253,14 @@ def main():
                 mode_fail.append("%s #%d %s: unexplained difference (rules %s): xfwd %s testpmd %s" % (mode, k, name, named, h(xs[k]), h(ts[k])))
             for r in sorted(set(named)):
                 stats["rule " + r] += 1
-        # The per-reason drop counters agree with the model.
+        # The per-reason drop counters and `partial` agree with the model.
         got = fin["ports"][0]["fwd"].get("drops", {})
         if dict(got) != dict(drops):
             mode_fail.append("%s: drop counters %s, expected %s" % (mode, got, dict(drops)))
+        if fin["ports"][0]["fwd"].get("partial", 0) != partial:
+            mode_fail.append("%s: partial %s, expected %d" % (mode, fin["ports"][0]["fwd"].get("partial"), partial))
+        if partial:
+            stats["xfwd forwarded partly swapped (partial)"] = partial
         if mode == "icmpecho":
             bad, checked = verify_replies(frames, replies, xo, xmac)
             mode_fail += ["icmpecho reply #%s: %s" % b for b in bad]
