@@ -75,16 +75,12 @@ pub const LINK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// The running data plane (owned by the main thread).
 #[derive(Debug)]
 pub struct Dataplane {
-    /// Ports, by position.
-    pub ports: Vec<RunPort>,
-    /// Streams.
-    pub streams: Vec<StreamInfo>,
-    /// Lcores.
-    pub lcores: Vec<LcoreInfo>,
-    /// Backing description for reports (`anon 2M`, `heap (no hugepages)`).
-    pub memory: String,
+    ports: Vec<RunPort>,
+    streams: Vec<StreamInfo>,
+    lcores: Vec<LcoreInfo>,
+    memory: String,
     /// l3fwd: the router's tables (telemetry updates them).
-    pub l3fwd: Option<Arc<crate::fwd::l3fwd::Shared>>,
+    l3fwd: Option<Arc<crate::fwd::l3fwd::Shared>>,
     pool: Option<MbufPool>,
     registry: Registry,
     region: Option<RegionId>,
@@ -365,6 +361,32 @@ impl Dataplane {
             }
         }
         out
+    }
+
+    /// The ports, by position (read-only: stats, telemetry, reports).
+    pub fn ports(&self) -> &[RunPort] {
+        &self.ports
+    }
+
+    /// The streams (an lcore's RX queue → mode → TX queue), as the stats see them.
+    pub fn streams(&self) -> &[StreamInfo] {
+        &self.streams
+    }
+
+    /// The lcores, as the stats see them.
+    pub fn lcores(&self) -> &[LcoreInfo] {
+        &self.lcores
+    }
+
+    /// Backing description for reports (`anon 2M`, `heap (no hugepages)`).
+    pub fn memory(&self) -> &str {
+        &self.memory
+    }
+
+    /// l3fwd: the router's tables (telemetry swaps them; the tables
+    /// themselves synchronise the swap with the lcores).
+    pub fn l3fwd(&self) -> Option<&Arc<crate::fwd::l3fwd::Shared>> {
+        self.l3fwd.as_ref()
     }
 
     /// The pool (for stats).

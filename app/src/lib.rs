@@ -6,7 +6,10 @@
 //! - [`dataplane`]: memory, pool, DMA mapping, ports; ordered tear-down;
 //! - [`worker`], [`fwd`], [`wire`], [`latency`]: the lcore loop, the
 //!   forwarding modes and the typed header views they edit through;
-//! - [`stats`], [`telemetry`], [`counters`]: what the main thread reports.
+//! - [`lcores`], [`monitor`]: launching and joining the workers, the main
+//!   thread's loop while they run;
+//! - [`stats`], [`telemetry`], [`counters`], [`report`]: what the main
+//!   thread reports, during the run and at its end.
 #![forbid(unsafe_code)]
 
 pub mod cli;
@@ -17,7 +20,10 @@ pub mod dataplane;
 pub mod error;
 pub mod fwd;
 pub mod latency;
+pub mod lcores;
+pub mod monitor;
 pub mod plan;
+pub mod report;
 pub mod signals;
 pub mod stats;
 pub mod streams;

@@ -189,7 +189,7 @@ pub fn answer(q: &str, dp: &Dataplane) -> Value {
     let parts: Vec<&str> = q.trim_end_matches('/').split('/').collect();
     match parts.as_slice() {
         ["", "ports"] => Value::Array(
-            dp.ports
+            dp.ports()
                 .iter()
                 .map(|p| {
                     let l = p.port.link();
@@ -200,8 +200,8 @@ pub fn answer(q: &str, dp: &Dataplane) -> Value {
                 .collect(),
         ),
         ["", "ports", n, what @ ("stats" | "xstats")] => {
-            match n.parse::<u16>().ok().and_then(|n| dp.ports.iter().find(|p| p.id == n)) {
-                None => json!({"error": format!("no port {n}; ports: {:?}", dp.ports.iter().map(|p| p.id).collect::<Vec<_>>())}),
+            match n.parse::<u16>().ok().and_then(|n| dp.ports().iter().find(|p| p.id == n)) {
+                None => json!({"error": format!("no port {n}; ports: {:?}", dp.ports().iter().map(|p| p.id).collect::<Vec<_>>())}),
                 Some(p) if *what == "xstats" => {
                     Value::Object(p.port.xstats().into_iter().map(|(k, v)| (k, json!(v))).collect())
                 }
@@ -214,12 +214,12 @@ pub fn answer(q: &str, dp: &Dataplane) -> Value {
             }
         }
         ["", "lcores"] => Value::Array(
-            dp.lcores
+            dp.lcores()
                 .iter()
                 .map(|l| {
                     let c = l.counters.read();
                     let streams: Vec<Value> = dp
-                        .streams
+                        .streams()
                         .iter()
                         .filter(|s| s.cpu == l.cpu)
                         .map(|s| json!({"rx": s.rx.map(|q| q.to_string()), "tx": s.tx.map(|q| q.to_string()), "counters": s.counters.read()}))
@@ -231,11 +231,11 @@ pub fn answer(q: &str, dp: &Dataplane) -> Value {
         ),
         ["", "mempool"] => dp.pool().map_or(Value::Null, |p| {
             let mut v = crate::stats::pool_json(&p.stats());
-            v["memory"] = json!(dp.memory);
+            v["memory"] = json!(dp.memory());
             v
         }),
         ["", "dma"] => Value::Array(
-            dp.ports
+            dp.ports()
                 .iter()
                 .map(|p| {
                     let maps: Vec<Value> = p

@@ -37,7 +37,7 @@ fn hop_json(t: &super::Tables, id: Option<u32>) -> Value {
 
 /// Answer `/l3fwd...` (`rest` is what follows `/l3fwd`).
 pub fn answer(rest: &str, dp: &Dataplane) -> Value {
-    let Some(sh) = &dp.l3fwd else {
+    let Some(sh) = dp.l3fwd() else {
         return json!({"error": "the forwarding mode is not l3fwd"});
     };
     sh.retire(None);
@@ -52,12 +52,12 @@ pub fn answer(rest: &str, dp: &Dataplane) -> Value {
         "" => {
             let t = sh.current();
             let ports: Vec<Value> = dp
-                .ports
+                .ports()
                 .iter()
                 .map(|p| {
                     let mut f = crate::stats::PortFwd::default();
                     for s in dp
-                        .streams
+                        .streams()
                         .iter()
                         .filter(|s| s.rx.is_some_and(|q| q.port == p.id))
                     {
