@@ -324,6 +324,10 @@ impl Port for FaultInjector {
         Ok(out)
     }
 
+    fn core(&self) -> &crate::port::PortCore {
+        self.inner.core()
+    }
+
     fn stop(&mut self) -> Result<(), PortError> {
         self.inner.stop()
     }

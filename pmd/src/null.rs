@@ -7,12 +7,12 @@
 //! net_null's `copy`), so the data is really touched.
 
 use crate::devargs::Devargs;
-use crate::dma::{DmaMapper, MappingKind, SoftMapper};
+use crate::dma::{MappingKind, SoftMapper};
 use crate::error::PortError;
 use crate::port::{
-    parse_mac, Link, Port, PortConf, PortCore, PortInfo, PortQueues, QueueToken, RxQueue, TxQueue,
+    parse_mac, Port, PortConf, PortCore, PortInfo, PortQueues, QueueToken, RxQueue, TxQueue,
 };
-use crate::stats::{PortStats, QueueCounters};
+use crate::stats::QueueCounters;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use xfwd_mempool::{MbufBatch, MbufPool};
@@ -117,23 +117,12 @@ impl Port for NullPort {
         Ok(q)
     }
 
+    fn core(&self) -> &PortCore {
+        &self.core
+    }
+
     fn stop(&mut self) -> Result<(), PortError> {
         self.core.stop()
-    }
-
-    fn link(&self) -> Link {
-        Link {
-            up: true,
-            speed_mbps: 0,
-        }
-    }
-
-    fn stats(&self) -> PortStats {
-        self.core.counters.read()
-    }
-
-    fn mapper(&self) -> Arc<dyn DmaMapper> {
-        self.core.mapper.clone()
     }
 }
 

@@ -237,11 +237,23 @@ pub trait Port: Send + fmt::Debug {
     /// [`PortError::State`] while queue handles are alive.
     fn stop(&mut self) -> Result<(), PortError>;
 
-    /// Link state.
-    fn link(&self) -> Link;
+    /// The state every driver keeps in a [`PortCore`] (configuration,
+    /// counters, mapper); the defaults of [`Port::stats`] and
+    /// [`Port::mapper`] read it.
+    fn core(&self) -> &PortCore;
 
-    /// Counters.
-    fn stats(&self) -> PortStats;
+    /// Link state. Default: up, speed unknown (a software port's link).
+    fn link(&self) -> Link {
+        Link {
+            up: true,
+            speed_mbps: 0,
+        }
+    }
+
+    /// Counters. Default: the sums of the core's queue counters.
+    fn stats(&self) -> PortStats {
+        self.core().counters.read()
+    }
 
     /// Named driver counters.
     fn xstats(&self) -> Vec<(String, u64)> {
@@ -255,8 +267,10 @@ pub trait Port: Send + fmt::Debug {
         None
     }
 
-    /// The device's DMA mapper.
-    fn mapper(&self) -> Arc<dyn DmaMapper>;
+    /// The device's DMA mapper. Default: the core's.
+    fn mapper(&self) -> Arc<dyn DmaMapper> {
+        self.core().mapper.clone()
+    }
 
     /// `rte_dev_dma_map`: make `va..va+len` reachable at `iova`.
     ///

@@ -6,12 +6,10 @@
 //! mbuf pointers move: the fastest possible port, for testing the app.
 
 use crate::devargs::Devargs;
-use crate::dma::{DmaMapper, MappingKind, SoftMapper};
+use crate::dma::{MappingKind, SoftMapper};
 use crate::error::PortError;
-use crate::port::{
-    Link, Port, PortConf, PortCore, PortInfo, PortQueues, QueueToken, RxQueue, TxQueue,
-};
-use crate::stats::{PortStats, QueueCounters};
+use crate::port::{Port, PortConf, PortCore, PortInfo, PortQueues, QueueToken, RxQueue, TxQueue};
+use crate::stats::QueueCounters;
 use std::collections::HashMap;
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -207,6 +205,10 @@ impl Port for RingPort {
         Ok(q)
     }
 
+    fn core(&self) -> &PortCore {
+        &self.core
+    }
+
     fn stop(&mut self) -> Result<(), PortError> {
         self.core.stop()?;
         // Packets addressed to this port that nobody received go back to
@@ -223,21 +225,6 @@ impl Port for RingPort {
             );
         }
         Ok(())
-    }
-
-    fn link(&self) -> Link {
-        Link {
-            up: true,
-            speed_mbps: 0,
-        }
-    }
-
-    fn stats(&self) -> PortStats {
-        self.core.counters.read()
-    }
-
-    fn mapper(&self) -> Arc<dyn DmaMapper> {
-        self.core.mapper.clone()
     }
 }
 

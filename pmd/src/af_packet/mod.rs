@@ -34,7 +34,7 @@ pub mod ring;
 pub mod socket;
 
 use crate::devargs::Devargs;
-use crate::dma::{DmaMapper, MappingKind, SoftMapper};
+use crate::dma::{MappingKind, SoftMapper};
 use crate::error::PortError;
 use crate::port::{Link, Port, PortConf, PortCore, PortInfo, PortQueues};
 use crate::stats::PortStats;
@@ -508,6 +508,10 @@ impl Port for AfPacketPort {
         Ok(q)
     }
 
+    fn core(&self) -> &PortCore {
+        &self.core
+    }
+
     fn stop(&mut self) -> Result<(), PortError> {
         if !self.core.started() {
             return Ok(());
@@ -577,10 +581,6 @@ impl Port for AfPacketPort {
             ("tx_kick_busy".into(), sum(&self.tx_x, 2)),
             ("tx_revoked".into(), sum(&self.tx_x, 3)),
         ]
-    }
-
-    fn mapper(&self) -> Arc<dyn DmaMapper> {
-        self.core.mapper.clone()
     }
 }
 

@@ -36,7 +36,7 @@ use super::umem::{desc_base, desc_encode, desc_offset, Umem, XDP_PACKET_HEADROOM
 use super::xsk::{BindMode, BusyPoll, XskConfig, XskRx, XskSocket, XskTx};
 use super::XdpDesc;
 use crate::devargs::Devargs;
-use crate::dma::{DmaMapper, MappingKind, SoftMapper};
+use crate::dma::{MappingKind, SoftMapper};
 use crate::error::PortError;
 use crate::netdev;
 use crate::port::{
@@ -313,6 +313,10 @@ impl Port for AfXdpPort {
         r
     }
 
+    fn core(&self) -> &PortCore {
+        &self.core
+    }
+
     fn stop(&mut self) -> Result<(), PortError> {
         self.core.stop()?;
         // Queue halves are gone: their sockets are closed and their buffers
@@ -347,10 +351,6 @@ impl Port for AfXdpPort {
             ("kernel_rx_ring_full".into(), g(&x.kernel_rx_ring_full)),
             ("kernel_fill_ring_empty".into(), g(&x.kernel_fill_empty)),
         ]
-    }
-
-    fn mapper(&self) -> Arc<dyn DmaMapper> {
-        self.core.mapper.clone()
     }
 }
 

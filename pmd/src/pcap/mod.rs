@@ -31,12 +31,10 @@ pub use reader::{Capture, CaptureFormat, FormatError, Record};
 pub use writer::PcapWriter;
 
 use crate::devargs::Devargs;
-use crate::dma::{DmaMapper, MappingKind, SoftMapper};
+use crate::dma::{MappingKind, SoftMapper};
 use crate::error::PortError;
-use crate::port::{
-    Link, Port, PortConf, PortCore, PortInfo, PortQueues, QueueToken, RxQueue, TxQueue,
-};
-use crate::stats::{PortStats, QueueCounters};
+use crate::port::{Port, PortConf, PortCore, PortInfo, PortQueues, QueueToken, RxQueue, TxQueue};
+use crate::stats::QueueCounters;
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
@@ -265,6 +263,10 @@ impl Port for PcapPort {
         Ok(q)
     }
 
+    fn core(&self) -> &PortCore {
+        &self.core
+    }
+
     fn stop(&mut self) -> Result<(), PortError> {
         self.core.stop()?;
         let (writer, error) = {
@@ -291,17 +293,6 @@ impl Port for PcapPort {
         Ok(())
     }
 
-    fn link(&self) -> Link {
-        Link {
-            up: true,
-            speed_mbps: 0,
-        }
-    }
-
-    fn stats(&self) -> PortStats {
-        self.core.counters.read()
-    }
-
     fn xstats(&self) -> Vec<(String, u64)> {
         let x = &self.xc;
         let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -317,10 +308,6 @@ impl Port for PcapPort {
             ("tx_truncated".into(), r(&x.tx_truncated)),
             ("tx_discarded".into(), r(&x.tx_discarded)),
         ]
-    }
-
-    fn mapper(&self) -> Arc<dyn DmaMapper> {
-        self.core.mapper.clone()
     }
 
     fn rx_finished(&self) -> Option<bool> {

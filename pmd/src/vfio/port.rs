@@ -13,7 +13,7 @@ use crate::error::PortError;
 use crate::port::{
     Link, Port, PortConf, PortCore, PortInfo, PortQueues, QueueToken, RxQueue, TxQueue,
 };
-use crate::stats::{PortStats, QueueCounters};
+use crate::stats::QueueCounters;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -626,6 +626,10 @@ impl Port for VfioPort {
         Ok(q)
     }
 
+    fn core(&self) -> &PortCore {
+        &self.core
+    }
+
     fn stop(&mut self) -> Result<(), PortError> {
         self.core.stop()?;
         self.teardown()
@@ -636,10 +640,6 @@ impl Port for VfioPort {
             up: self.transport.link_up(self.features),
             speed_mbps: 0,
         }
-    }
-
-    fn stats(&self) -> PortStats {
-        self.core.counters.read()
     }
 
     fn xstats(&self) -> Vec<(String, u64)> {
@@ -670,10 +670,6 @@ impl Port for VfioPort {
             v.push(("rings_iova".to_string(), r.iova));
         }
         v
-    }
-
-    fn mapper(&self) -> Arc<dyn DmaMapper> {
-        self.core.mapper.clone()
     }
 }
 
