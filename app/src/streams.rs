@@ -55,6 +55,12 @@ pub(crate) fn round_robin(
     cpus: &[u32],
 ) -> Result<Vec<LcorePlan>, ConfigError> {
     let n = ports.len();
+    // l3fwd sends where its routes say: the topology does not apply.
+    let topology = if mode == FwdMode::L3fwd {
+        "loop"
+    } else {
+        topology
+    };
     if topology == "paired" && n > 1 && n % 2 == 1 {
         return v.bad(
             "fwd.port_topology",

@@ -558,3 +558,44 @@ fn route_changes_at_run_time_are_never_half_applied() {
     let sent = (o0.len() + o1.len()) as u64;
     assert_eq!(sent, n(&fin["accumulated"]["fwd"]["tx_packets"]), "{fin}");
 }
+
+/// The example router configs check (their routes, neighbours and next
+/// hops are valid) with their devices swapped for null ports.
+#[test]
+fn example_router_configs_check() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = tempfile::tempdir().unwrap();
+    for (name, want) in [
+        ("router.toml", "3 IPv4 routes"),
+        ("router-v6.toml", "5 IPv6 routes"),
+        ("router-16k.toml", "16384 IPv4 routes"),
+    ] {
+        let cfg = std::fs::read_to_string(root.join("configs").join(name)).unwrap();
+        let swapped: String = cfg
+            .lines()
+            .map(|l| {
+                if l.starts_with("devargs = ") {
+                    "devargs = \"null:\"".to_string()
+                } else {
+                    l.replace(
+                        "route_file = \"configs/",
+                        &format!("route_file = \"{}/configs/", root.display()),
+                    )
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let p = dir.path().join(name);
+        std::fs::write(&p, swapped).unwrap();
+        let o = run(
+            &["check", p.to_str().unwrap(), "--no-huge"],
+            Duration::from_secs(60),
+        );
+        let (so, se) = text(&o);
+        assert!(o.status.success(), "{name}: {so}\n{se}");
+        assert!(
+            so.contains("l3fwd  : lookup lpm") && so.contains(want),
+            "{name}: {so}"
+        );
+    }
+}
