@@ -32,10 +32,9 @@ mod queue;
 pub mod sys;
 
 use crate::devargs::Devargs;
-use crate::dma::{DmaMapper, MappingKind, SoftMapper};
+use crate::dma::{MappingKind, SoftMapper};
 use crate::error::PortError;
 use crate::port::{parse_mac, Link, Port, PortConf, PortCore, PortInfo, PortQueues};
-use crate::stats::PortStats;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -433,6 +432,10 @@ impl Port for MemifPort {
         Ok(q)
     }
 
+    fn core(&self) -> &PortCore {
+        &self.core
+    }
+
     fn stop(&mut self) -> Result<(), PortError> {
         self.core.stop()?;
         if let Some(shared) = self.shared.take() {
@@ -454,10 +457,6 @@ impl Port for MemifPort {
                 .is_some_and(|s| s.link_up.load(Ordering::Acquire)),
             speed_mbps: 0,
         }
-    }
-
-    fn stats(&self) -> PortStats {
-        self.core.counters.read()
     }
 
     fn xstats(&self) -> Vec<(String, u64)> {
@@ -484,10 +483,6 @@ impl Port for MemifPort {
             ));
         }
         v
-    }
-
-    fn mapper(&self) -> Arc<dyn DmaMapper> {
-        self.core.mapper.clone()
     }
 }
 
