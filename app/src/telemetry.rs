@@ -203,7 +203,10 @@ pub fn answer(q: &str, dp: &Dataplane) -> Value {
             match n.parse::<u16>().ok().and_then(|n| dp.ports().iter().find(|p| p.id == n)) {
                 None => json!({"error": format!("no port {n}; ports: {:?}", dp.ports().iter().map(|p| p.id).collect::<Vec<_>>())}),
                 Some(p) if *what == "xstats" => {
-                    Value::Object(p.port.xstats().into_iter().map(|(k, v)| (k, json!(v))).collect())
+                    let mut x: serde_json::Map<String, Value> =
+                        p.port.xstats().into_iter().map(|(k, v)| (k, json!(v))).collect();
+                    fwd_xstats(dp, p.id, &mut x);
+                    Value::Object(x)
                 }
                 Some(p) => {
                     let s = p.port.stats();
@@ -254,4 +257,23 @@ pub fn answer(q: &str, dp: &Dataplane) -> Value {
         ["", "help"] | [""] => json!({"commands": COMMANDS}),
         _ => json!({"error": format!("unknown query `{q}`"), "commands": COMMANDS}),
     }
+}
+
+/// The forwarding mode's counters for what port `id` received: its drops
+/// per reason (`fwd_drop_<reason>`, docs/forwarding.md) and `fwd_partial`.
+fn fwd_xstats(dp: &Dataplane, id: u16, x: &mut serde_json::Map<String, Value>) {
+    let (mut drops, mut partial) = (crate::counters::Drops::default(), 0);
+    for s in dp
+        .streams()
+        .iter()
+        .filter(|s| s.rx.is_some_and(|q| q.port == id))
+    {
+        let c = s.counters.read();
+        drops += c.drops;
+        partial += c.partial;
+    }
+    for r in crate::fwd::Reason::ALL {
+        x.insert(format!("fwd_drop_{}", r.name()), json!(drops.get(r)));
+    }
+    x.insert("fwd_partial".into(), json!(partial));
 }

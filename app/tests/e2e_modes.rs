@@ -740,3 +740,65 @@ fn jumbo_multi_segment_frames_are_handled_by_every_mode() {
     assert_adds_up(&r.fin, 2);
     tshark_checksums_good_n(&r.out_path, 1);
 }
+
+/// The per-reason drop counters are xstats too: the telemetry socket's
+/// `/ports/N/xstats` shows `fwd_drop_<reason>` and `fwd_partial` while the
+/// run goes on.
+#[test]
+fn drop_reasons_are_port_xstats_on_the_telemetry_socket() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let inp = dir.path().join("in.pcap");
+    let sock = dir.path().join("t.sock");
+    let mut bad = ping4();
+    let n = bad.len();
+    bad[n - 1] ^= 0x40; // ICMP checksum no longer verifies
+    write_pcap(&inp, &[runt(), bad, ping4()]);
+    let port = format!("pcap:rx={},loop=infinite", inp.display());
+    let mut child = xfwd()
+        .args(["--port", &port, "--forward-mode", "icmpecho", "--no-huge"])
+        .args(["--duration", "20", "--stats-period", "0", "--telemetry"])
+        .arg(&sock)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn xfwd");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let conn = loop {
+        if let Ok(c) = std::os::unix::net::UnixStream::connect(&sock) {
+            break Some(c);
+        }
+        if std::time::Instant::now() > deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let x = conn.map(|conn| {
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut w = conn.try_clone().unwrap();
+        let mut r = BufReader::new(conn);
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap(); // hello
+        std::thread::sleep(Duration::from_millis(300));
+        writeln!(w, "/ports/0/xstats").unwrap();
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        serde_json::from_str::<serde_json::Value>(&line).unwrap()
+    });
+    // SIGINT (to our own child, by its PID): a clean stop with the leak audit.
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+    let o = child.wait_with_output().expect("xfwd output");
+    let x = x.expect("no telemetry socket");
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("0 mbufs leaked"),
+        "{o:?}"
+    );
+    let get = |k: &str| x[k].as_u64().unwrap_or_else(|| panic!("{k} missing: {x}"));
+    assert!(get("fwd_drop_runt") > 0, "{x}");
+    assert!(get("fwd_drop_bad_icmp_checksum") > 0, "{x}");
+    assert_eq!(get("fwd_drop_fragment"), 0, "{x}");
+    assert_eq!(get("fwd_partial"), 0, "{x}");
+    assert!(get("rx_loops") > 0, "{x}");
+}
