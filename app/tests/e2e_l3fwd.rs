@@ -12,7 +12,6 @@
 mod support;
 
 use etherparse::PacketBuilder;
-use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use support::*;
@@ -464,26 +463,9 @@ fn route_changes_at_run_time_are_never_half_applied() {
             .expect("spawn xfwd"),
     ));
     let pid = child.0.as_ref().expect("child").id();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let conn = loop {
-        if let Ok(c) = std::os::unix::net::UnixStream::connect(&sock) {
-            break c;
-        }
-        assert!(Instant::now() < deadline, "no telemetry socket");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    conn.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut w = conn.try_clone().unwrap();
-    let mut r = BufReader::new(conn);
-    let mut line = String::new();
-    r.read_line(&mut line).unwrap(); // hello
-    let mut ask = |q: &str| -> serde_json::Value {
-        writeln!(w, "{q}").unwrap();
-        line.clear();
-        r.read_line(&mut line).unwrap();
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"))
-    };
+    let mut t =
+        TelemetryClient::connect(&sock, Duration::from_secs(15)).expect("no telemetry socket");
+    let mut ask = |q: &str| t.ask(q);
     let mut changes = 0u64;
     let mut tx_before = 0;
     // Flip the /24 between deleting it (→ the /16 on port 1) and adding it

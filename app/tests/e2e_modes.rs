@@ -746,7 +746,6 @@ fn jumbo_multi_segment_frames_are_handled_by_every_mode() {
 /// run goes on.
 #[test]
 fn drop_reasons_are_port_xstats_on_the_telemetry_socket() {
-    use std::io::{BufRead, BufReader, Write};
     let dir = tempfile::tempdir().unwrap();
     let inp = dir.path().join("in.pcap");
     let sock = dir.path().join("t.sock");
@@ -755,7 +754,7 @@ fn drop_reasons_are_port_xstats_on_the_telemetry_socket() {
     bad[n - 1] ^= 0x40; // ICMP checksum no longer verifies
     write_pcap(&inp, &[runt(), bad, ping4()]);
     let port = format!("pcap:rx={},loop=infinite", inp.display());
-    let mut child = xfwd()
+    let child = xfwd()
         .args(["--port", &port, "--forward-mode", "icmpecho", "--no-huge"])
         .args(["--duration", "20", "--stats-period", "0", "--telemetry"])
         .arg(&sock)
@@ -763,28 +762,9 @@ fn drop_reasons_are_port_xstats_on_the_telemetry_socket() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn xfwd");
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    let conn = loop {
-        if let Ok(c) = std::os::unix::net::UnixStream::connect(&sock) {
-            break Some(c);
-        }
-        if std::time::Instant::now() > deadline {
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let x = conn.map(|conn| {
-        conn.set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let mut w = conn.try_clone().unwrap();
-        let mut r = BufReader::new(conn);
-        let mut line = String::new();
-        r.read_line(&mut line).unwrap(); // hello
+    let x = TelemetryClient::connect(&sock, Duration::from_secs(15)).map(|mut t| {
         std::thread::sleep(Duration::from_millis(300));
-        writeln!(w, "/ports/0/xstats").unwrap();
-        line.clear();
-        r.read_line(&mut line).unwrap();
-        serde_json::from_str::<serde_json::Value>(&line).unwrap()
+        t.ask("/ports/0/xstats")
     });
     // SIGINT (to our own child, by its PID): a clean stop with the leak audit.
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);

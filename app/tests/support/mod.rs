@@ -180,3 +180,43 @@ pub fn hugepage_files_settled(before: &[String]) -> Vec<String> {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A client of xfwd's telemetry socket (one JSON answer per line).
+pub struct TelemetryClient {
+    w: std::os::unix::net::UnixStream,
+    r: std::io::BufReader<std::os::unix::net::UnixStream>,
+    line: String,
+}
+
+impl TelemetryClient {
+    /// Connect to `sock`, waiting up to `limit` for it to appear, and read
+    /// the hello line; None when it never appeared.
+    pub fn connect(sock: &Path, limit: Duration) -> Option<TelemetryClient> {
+        use std::io::BufRead;
+        let deadline = Instant::now() + limit;
+        let conn = loop {
+            if let Ok(c) = std::os::unix::net::UnixStream::connect(sock) {
+                break c;
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        conn.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        let w = conn.try_clone().ok()?;
+        let mut r = std::io::BufReader::new(conn);
+        let mut line = String::new();
+        r.read_line(&mut line).ok()?;
+        Some(TelemetryClient { w, r, line })
+    }
+
+    /// Ask `q`, return the answer.
+    pub fn ask(&mut self, q: &str) -> serde_json::Value {
+        use std::io::{BufRead, Write};
+        writeln!(self.w, "{q}").expect("telemetry write");
+        self.line.clear();
+        self.r.read_line(&mut self.line).expect("telemetry read");
+        serde_json::from_str(&self.line).unwrap_or_else(|e| panic!("{e}: {}", self.line))
+    }
+}
