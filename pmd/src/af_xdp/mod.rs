@@ -16,10 +16,13 @@
 //! Teardown: remove the XSKMAP entry, drop the sockets, then drop the
 //! [`XdpRedirect`] (the link detaches the program), then free the memory.
 
+mod args;
 pub mod bpf;
 pub mod error;
 pub mod port;
 pub mod ring;
+mod rx;
+mod tx;
 pub mod umem;
 pub mod xsk;
 

@@ -31,26 +31,26 @@
 
 #![forbid(unsafe_code)]
 
+use super::args::Args;
 use super::bpf::{XdpMode, XdpRedirect};
-use super::umem::{desc_base, desc_encode, desc_offset, Umem, XDP_PACKET_HEADROOM};
-use super::xsk::{BindMode, BusyPoll, XskConfig, XskRx, XskSocket, XskTx};
+use super::rx::XdpRx;
+use super::tx::XdpTx;
+use super::umem::{Umem, XDP_PACKET_HEADROOM};
+use super::xsk::{XskConfig, XskSocket};
 use super::XdpDesc;
 use crate::devargs::Devargs;
 use crate::dma::{MappingKind, SoftMapper};
 use crate::error::PortError;
 use crate::netdev;
-use crate::port::{
-    Link, Port, PortConf, PortCore, PortInfo, PortQueues, QueueToken, RxQueue, TxQueue,
-};
-use crate::stats::{PortStats, QueueCounters};
+use crate::port::{Link, Port, PortConf, PortCore, PortInfo, PortQueues};
+use crate::stats::PortStats;
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use xfwd_mempool::{InFlight, Mbuf, MbufBatch, MbufPool, MBUF_HEADER_SIZE};
+use xfwd_mempool::{InFlight, Mbuf, MbufBatch, MbufPool};
 
 /// Chunk size the kernel is told (the buffer part of each pool object).
-const CHUNK: u32 = 2048;
+pub(super) const CHUNK: u32 = 2048;
 
 /// UMEMs by memory base: ports over the same pool share one.
 fn umems() -> &'static Mutex<HashMap<usize, Weak<Umem>>> {
@@ -60,17 +60,17 @@ fn umems() -> &'static Mutex<HashMap<usize, Weak<Umem>>> {
 
 /// Port-wide counters the queues add to (named xstats).
 #[derive(Debug, Default)]
-struct Xstats {
-    tx_copies: AtomicU64,
-    tx_kicks: AtomicU64,
-    rx_fill_posted: AtomicU64,
-    kernel_rx_dropped: AtomicU64,
-    kernel_rx_ring_full: AtomicU64,
-    kernel_fill_empty: AtomicU64,
+pub(super) struct Xstats {
+    pub(super) tx_copies: AtomicU64,
+    pub(super) tx_kicks: AtomicU64,
+    pub(super) rx_fill_posted: AtomicU64,
+    pub(super) kernel_rx_dropped: AtomicU64,
+    pub(super) kernel_rx_ring_full: AtomicU64,
+    pub(super) kernel_fill_empty: AtomicU64,
 }
 
 #[inline]
-fn bump(c: &AtomicU64, n: u64) {
+pub(super) fn bump(c: &AtomicU64, n: u64) {
     if n != 0 {
         c.store(c.load(Ordering::Relaxed) + n, Ordering::Relaxed);
     }
@@ -79,30 +79,17 @@ fn bump(c: &AtomicU64, n: u64) {
 /// Mbufs a socket's halves handed to the kernel; freed when the last half
 /// (and with it the socket) is gone.
 #[derive(Debug, Default)]
-struct Reclaim {
+pub(super) struct Reclaim {
     objs: Mutex<Vec<Mbuf>>,
 }
 
 impl Reclaim {
     /// Park what `posted` still holds until both halves are gone: the socket
     /// is closed then and the kernel no longer uses the buffers.
-    fn park(&self, posted: &mut InFlight) {
+    pub(super) fn park(&self, posted: &mut InFlight) {
         posted.drain_into(&mut self.objs.lock().unwrap_or_else(|p| p.into_inner()));
     }
 }
-
-/// Devargs of an af_xdp port.
-#[derive(Debug, Clone)]
-struct Args {
-    iface: String,
-    queues: u16,
-    mode: XdpMode,
-    bind: BindMode,
-    need_wakeup: bool,
-    busy_poll: Option<BusyPoll>,
-    tx_kick_batch: usize,
-}
-
 /// An AF_XDP port.
 #[derive(Debug)]
 pub struct AfXdpPort {
@@ -125,27 +112,11 @@ impl AfXdpPort {
     /// # Errors
     /// Unknown keys, bad values, an interface that does not exist.
     pub fn probe(d: &Devargs) -> Result<AfXdpPort, PortError> {
-        d.check_keys(&[
-            "iface",
-            "queues",
-            "queue_count",
-            "mode",
-            "zero_copy",
-            "need_wakeup",
-            "busy_poll",
-            "busy_budget",
-            "prefer_busy_poll",
-            "tx_kick_batch",
-        ])?;
+        let iface = Args::iface(d)?;
         let bad = |why: String| PortError::Devargs {
             devargs: d.raw.clone(),
             why,
         };
-        let iface = d
-            .get("iface")
-            .or(d.name.as_deref())
-            .ok_or_else(|| bad("an af_xdp port needs `iface=NAME`".into()))?
-            .to_string();
         let ifindex =
             netdev::ifindex(&iface).map_err(|e| bad(format!("interface `{iface}`: {e}")))?;
         let mtu = netdev::mtu(&iface).map_err(|e| bad(format!("interface `{iface}`: {e}")))?;
@@ -153,41 +124,10 @@ impl AfXdpPort {
         let max_queues = netdev::queues(&iface)
             .map(|q| q.rx.clamp(1, 64) as u16)
             .unwrap_or(1);
-        let queues = match d.get("queue_count") {
-            Some(_) => d.num("queue_count", 1u16, 1..=64)?,
-            None => d.num("queues", 1u16, 1..=64)?,
-        };
-        let mode = match d.get("mode").unwrap_or("drv") {
-            "drv" | "native" => XdpMode::Drv,
-            "skb" | "generic" => XdpMode::Skb,
-            m => return Err(bad(format!("`mode={m}`: expected drv or skb"))),
-        };
-        let bind = match d.get("zero_copy") {
-            None => BindMode::Auto,
-            Some(_) if d.flag("zero_copy", false)? => BindMode::ZeroCopy,
-            Some(_) => BindMode::Copy,
-        };
-        let busy = d.num("busy_poll", 0u32, 0..=1_000_000)?;
-        let busy_poll = if busy > 0 {
-            Some(BusyPoll {
-                usecs: busy,
-                budget: d.num("busy_budget", 64u32, 1..=65535)?,
-                prefer: d.flag("prefer_busy_poll", true)?,
-            })
-        } else {
-            None
-        };
+        let args = Args::parse(d, iface)?;
         Ok(AfXdpPort {
             core: PortCore::new(&d.raw, Arc::new(SoftMapper::new(MappingKind::Umem))),
-            args: Args {
-                iface,
-                queues,
-                mode,
-                bind,
-                need_wakeup: d.flag("need_wakeup", true)?,
-                busy_poll,
-                tx_kick_batch: d.num("tx_kick_batch", 32usize, 1..=4096)?,
-            },
+            args,
             ifindex,
             mac,
             mtu,
@@ -450,296 +390,5 @@ impl AfXdpPort {
         );
         self.xdp = Some(xdp);
         Ok(out)
-    }
-}
-
-/// Receive half of one queue.
-struct XdpRx {
-    xsk: Option<XskRx>,
-    pool: MbufPool,
-    base: usize,
-    posted: InFlight,
-    want_fill: usize,
-    scratch: MbufBatch,
-    port: u16,
-    polls: u32,
-    counters: Arc<QueueCounters>,
-    xstats: Arc<Xstats>,
-    reclaim: Arc<Reclaim>,
-    _token: QueueToken,
-}
-
-impl fmt::Debug for XdpRx {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "XdpRx(in kernel {})", self.posted.len())
-    }
-}
-
-impl XdpRx {
-    /// Top the fill ring up to `want_fill` buffers from the pool.
-    #[inline]
-    fn refill(&mut self) {
-        if self.posted.len() >= self.want_fill {
-            return;
-        }
-        // One Arc clone per refilling burst (not per packet) to lend the pool
-        // to the lcore-cache closure while self is borrowed mutably.
-        let pool = self.pool.clone();
-        pool.with_lcore_cache(|c| self.refill_from(c));
-    }
-
-    /// Top the fill ring up from `cache` (the lcore's, or a temporary one at
-    /// start so the control thread keeps no cache of the pool).
-    #[inline]
-    fn refill_from(&mut self, cache: &mut xfwd_mempool::PoolCache) {
-        let Some(xsk) = self.xsk.as_mut() else { return };
-        let want = self
-            .want_fill
-            .saturating_sub(self.posted.len())
-            .min(self.scratch.limit());
-        if want == 0 {
-            return;
-        }
-        let n = want.min(xsk.fill.free());
-        if n == 0 || cache.alloc_bulk_raw(&mut self.scratch, n).is_err() {
-            self.counters.add_nombuf(n as u64);
-            return;
-        }
-        let (base, posted, scratch) = (self.base, &mut self.posted, &mut self.scratch);
-        let mut drained = scratch.drain();
-        let done = xsk.fill.produce_with(n, |_| {
-            let m = drained.next().expect("n allocated");
-            let hdr = posted.park(m);
-            (hdr + MBUF_HEADER_SIZE - base) as u64
-        });
-        debug_assert_eq!(done, n);
-        drop(drained);
-        bump(&self.xstats.rx_fill_posted, n as u64);
-        if xsk.fill.needs_wakeup() {
-            let _ = xsk.wakeup();
-        }
-    }
-}
-
-impl RxQueue for XdpRx {
-    #[inline]
-    fn rx_burst(&mut self, out: &mut MbufBatch) -> usize {
-        let Some(xsk) = self.xsk.as_mut() else {
-            return 0;
-        };
-        let room = out.room();
-        let (base, posted, port, pool) = (self.base, &mut self.posted, self.port, &self.pool);
-        let mut bytes = 0u64;
-        let mut bad = 0u64;
-        let n = xsk.rx.consume_with(room, |_, d| {
-            let hdr = base + desc_base(d.addr) as usize - MBUF_HEADER_SIZE;
-            match posted.take(pool, hdr) {
-                Some(mut m) => {
-                    if m.set_data_range(desc_offset(d.addr) as usize, d.len as usize)
-                        .is_ok()
-                    {
-                        m.set_port(port);
-                        // The kernel wrote this frame from another core: start
-                        // pulling it in now, for the whole burst at once, so the
-                        // misses overlap instead of stalling whoever reads it
-                        // next (the forward loop, or the TX copy in sendto).
-                        m.prefetch_data();
-                        bytes += d.len as u64;
-                        let _ = out.push(m);
-                    } else {
-                        bad += 1;
-                    }
-                }
-                None => bad += 1,
-            }
-        });
-        self.counters.add((n as u64) - bad, bytes);
-        self.counters.add_errors(bad);
-        self.polls = self.polls.wrapping_add(1);
-        if self.polls.is_multiple_of(4096) {
-            if let Ok(s) = xsk.stats() {
-                self.xstats
-                    .kernel_rx_dropped
-                    .store(s.rx_dropped, Ordering::Relaxed);
-                self.xstats
-                    .kernel_rx_ring_full
-                    .store(s.rx_ring_full, Ordering::Relaxed);
-                self.xstats
-                    .kernel_fill_empty
-                    .store(s.rx_fill_ring_empty_descs, Ordering::Relaxed);
-            }
-        }
-        self.refill();
-        n - bad as usize
-    }
-}
-
-impl Drop for XdpRx {
-    fn drop(&mut self) {
-        // Rings first (the socket closes when the TX half is gone too), then
-        // park the buffers the kernel may still hold until it is closed.
-        self.xsk = None;
-        self.reclaim.park(&mut self.posted);
-    }
-}
-
-/// Transmit half of one queue.
-struct XdpTx {
-    xsk: Option<XskTx>,
-    pool: MbufPool,
-    base: usize,
-    len: usize,
-    posted: InFlight,
-    descs: Box<[XdpDesc]>,
-    comp: Box<[u64]>,
-    /// Kick once this many descriptors wait in the TX ring.
-    kick_batch: usize,
-    counters: Arc<QueueCounters>,
-    xstats: Arc<Xstats>,
-    reclaim: Arc<Reclaim>,
-    _token: QueueToken,
-}
-
-impl fmt::Debug for XdpTx {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "XdpTx(in kernel {})", self.posted.len())
-    }
-}
-
-impl XdpTx {
-    /// Free what the kernel finished sending.
-    #[inline]
-    fn complete(&mut self) {
-        let Some(xsk) = self.xsk.as_mut() else { return };
-        loop {
-            let n = xsk.comp.consume(&mut self.comp);
-            if n == 0 {
-                return;
-            }
-            let (base, comp, posted, pool) = (self.base, &self.comp, &mut self.posted, &self.pool);
-            pool.with_lcore_cache(|c| {
-                for &a in &comp[..n] {
-                    let hdr = base + desc_base(a) as usize - MBUF_HEADER_SIZE;
-                    if let Some(m) = posted.take(pool, hdr) {
-                        c.free(m);
-                    }
-                }
-            });
-        }
-    }
-
-    /// One `sendto`: the kernel sends what waits in the TX ring (up to 32
-    /// frames per call in copy mode; the rest go with the next kick).
-    #[inline]
-    fn kick(&mut self) {
-        if let Some(xsk) = self.xsk.as_ref() {
-            let _ = xsk.kick();
-            bump(&self.xstats.tx_kicks, 1);
-        }
-    }
-
-    /// A UMEM mbuf with a copy of `m`'s data (for foreign or chained mbufs).
-    #[cold]
-    fn copy_into_umem(&mut self, m: &Mbuf) -> Option<Mbuf> {
-        let mut c = self.pool.with_lcore_cache(|c| c.alloc())?;
-        let len = m.pkt_len();
-        let dst = c.append(len).ok()?;
-        let mut off = 0;
-        for s in m.segments() {
-            dst[off..off + s.len()].copy_from_slice(s);
-            off += s.len();
-        }
-        bump(&self.xstats.tx_copies, 1);
-        Some(c)
-    }
-}
-
-impl TxQueue for XdpTx {
-    #[inline]
-    fn tx_burst(&mut self, pkts: &mut MbufBatch) -> usize {
-        self.complete();
-        let Some(xsk) = self.xsk.as_mut() else {
-            return 0;
-        };
-        if pkts.is_empty() {
-            return 0;
-        }
-        let n = pkts.len().min(xsk.tx.free());
-        if n == 0 {
-            self.kick();
-            return 0;
-        }
-        let (base, len) = (self.base, self.len);
-        let mut bytes = 0u64;
-        let mut sent = 0usize;
-        let mut copied_out = 0usize;
-        let mut tmp = Vec::new();
-        pkts.consume_front(n, |m| {
-            let buf = m.buf_addr() as usize;
-            let inside = buf >= base && buf + m.buf_len() <= base + len;
-            let m = if inside && m.nb_segs() == 1 && self.pool.owns(&m) {
-                m
-            } else {
-                tmp.push(m);
-                copied_out += 1;
-                return;
-            };
-            bytes += m.data_len() as u64;
-            let off = (buf - base) as u64;
-            let d = m.data_off() as u64;
-            let l = m.data_len() as u32;
-            self.posted.park(m);
-            self.descs[sent] = XdpDesc {
-                addr: desc_encode(off, d),
-                len: l,
-                options: 0,
-            };
-            sent += 1;
-        });
-        // Foreign or chained mbufs: copy into the UMEM (counted), rare path.
-        for m in tmp.drain(..) {
-            match self.copy_into_umem(&m) {
-                Some(c) => {
-                    let off = (c.buf_addr() as usize - base) as u64;
-                    bytes += c.data_len() as u64;
-                    self.descs[sent] = XdpDesc {
-                        addr: desc_encode(off, c.data_off() as u64),
-                        len: c.data_len() as u32,
-                        options: 0,
-                    };
-                    self.posted.park(c);
-                    sent += 1;
-                }
-                None => self.counters.add_errors(1),
-            }
-        }
-        if let Some(xsk) = self.xsk.as_mut() {
-            let posted = xsk.tx.produce(&self.descs[..sent]);
-            debug_assert_eq!(posted, sent);
-            if xsk.tx.outstanding() >= self.kick_batch {
-                self.kick();
-            }
-        }
-        self.counters.add(sent as u64, bytes);
-        n
-    }
-
-    #[inline]
-    fn flush(&mut self) {
-        if self.xsk.as_ref().is_some_and(|x| x.tx.outstanding() > 0) {
-            self.kick();
-        }
-    }
-}
-
-impl Drop for XdpTx {
-    fn drop(&mut self) {
-        // Let the kernel finish what it can, then park the rest.
-        if let Some(x) = self.xsk.as_mut() {
-            let _ = x.flush(64);
-        }
-        self.complete();
-        self.xsk = None;
-        self.reclaim.park(&mut self.posted);
     }
 }

@@ -1,0 +1,143 @@
+//! The receive half of an `af_xdp` queue: RX ring → mbufs, the fill ring
+//! topped up from the lcore's pool cache.
+#![forbid(unsafe_code)]
+
+use super::port::{bump, Reclaim, Xstats};
+use super::umem::{desc_base, desc_offset};
+use super::xsk::XskRx;
+use crate::port::{QueueToken, RxQueue};
+use crate::stats::QueueCounters;
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use xfwd_mempool::{InFlight, MbufBatch, MbufPool, MBUF_HEADER_SIZE};
+
+/// Receive half of one queue.
+pub(super) struct XdpRx {
+    pub(super) xsk: Option<XskRx>,
+    pub(super) pool: MbufPool,
+    pub(super) base: usize,
+    pub(super) posted: InFlight,
+    pub(super) want_fill: usize,
+    pub(super) scratch: MbufBatch,
+    pub(super) port: u16,
+    pub(super) polls: u32,
+    pub(super) counters: Arc<QueueCounters>,
+    pub(super) xstats: Arc<Xstats>,
+    pub(super) reclaim: Arc<Reclaim>,
+    pub(super) _token: QueueToken,
+}
+
+impl fmt::Debug for XdpRx {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "XdpRx(in kernel {})", self.posted.len())
+    }
+}
+
+impl XdpRx {
+    /// Top the fill ring up to `want_fill` buffers from the pool.
+    #[inline]
+    fn refill(&mut self) {
+        if self.posted.len() >= self.want_fill {
+            return;
+        }
+        // One Arc clone per refilling burst (not per packet) to lend the pool
+        // to the lcore-cache closure while self is borrowed mutably.
+        let pool = self.pool.clone();
+        pool.with_lcore_cache(|c| self.refill_from(c));
+    }
+
+    /// Top the fill ring up from `cache` (the lcore's, or a temporary one at
+    /// start so the control thread keeps no cache of the pool).
+    #[inline]
+    pub(super) fn refill_from(&mut self, cache: &mut xfwd_mempool::PoolCache) {
+        let Some(xsk) = self.xsk.as_mut() else { return };
+        let want = self
+            .want_fill
+            .saturating_sub(self.posted.len())
+            .min(self.scratch.limit());
+        if want == 0 {
+            return;
+        }
+        let n = want.min(xsk.fill.free());
+        if n == 0 || cache.alloc_bulk_raw(&mut self.scratch, n).is_err() {
+            self.counters.add_nombuf(n as u64);
+            return;
+        }
+        let (base, posted, scratch) = (self.base, &mut self.posted, &mut self.scratch);
+        let mut drained = scratch.drain();
+        let done = xsk.fill.produce_with(n, |_| {
+            let m = drained.next().expect("n allocated");
+            let hdr = posted.park(m);
+            (hdr + MBUF_HEADER_SIZE - base) as u64
+        });
+        debug_assert_eq!(done, n);
+        drop(drained);
+        bump(&self.xstats.rx_fill_posted, n as u64);
+        if xsk.fill.needs_wakeup() {
+            let _ = xsk.wakeup();
+        }
+    }
+}
+
+impl RxQueue for XdpRx {
+    #[inline]
+    fn rx_burst(&mut self, out: &mut MbufBatch) -> usize {
+        let Some(xsk) = self.xsk.as_mut() else {
+            return 0;
+        };
+        let room = out.room();
+        let (base, posted, port, pool) = (self.base, &mut self.posted, self.port, &self.pool);
+        let mut bytes = 0u64;
+        let mut bad = 0u64;
+        let n = xsk.rx.consume_with(room, |_, d| {
+            let hdr = base + desc_base(d.addr) as usize - MBUF_HEADER_SIZE;
+            match posted.take(pool, hdr) {
+                Some(mut m) => {
+                    if m.set_data_range(desc_offset(d.addr) as usize, d.len as usize)
+                        .is_ok()
+                    {
+                        m.set_port(port);
+                        // The kernel wrote this frame from another core: start
+                        // pulling it in now, for the whole burst at once, so the
+                        // misses overlap instead of stalling whoever reads it
+                        // next (the forward loop, or the TX copy in sendto).
+                        m.prefetch_data();
+                        bytes += d.len as u64;
+                        let _ = out.push(m);
+                    } else {
+                        bad += 1;
+                    }
+                }
+                None => bad += 1,
+            }
+        });
+        self.counters.add((n as u64) - bad, bytes);
+        self.counters.add_errors(bad);
+        self.polls = self.polls.wrapping_add(1);
+        if self.polls.is_multiple_of(4096) {
+            if let Ok(s) = xsk.stats() {
+                self.xstats
+                    .kernel_rx_dropped
+                    .store(s.rx_dropped, Ordering::Relaxed);
+                self.xstats
+                    .kernel_rx_ring_full
+                    .store(s.rx_ring_full, Ordering::Relaxed);
+                self.xstats
+                    .kernel_fill_empty
+                    .store(s.rx_fill_ring_empty_descs, Ordering::Relaxed);
+            }
+        }
+        self.refill();
+        n - bad as usize
+    }
+}
+
+impl Drop for XdpRx {
+    fn drop(&mut self) {
+        // Rings first (the socket closes when the TX half is gone too), then
+        // park the buffers the kernel may still hold until it is closed.
+        self.xsk = None;
+        self.reclaim.park(&mut self.posted);
+    }
+}
