@@ -31,6 +31,19 @@ pub enum Cmd {
     },
     /// Run the built-in demo: txonly → ring → rxonly on two lcores, 5 s.
     Demo,
+    /// Run one prompt command on a running xfwd through its control socket
+    /// (`--telemetry SOCKET`): `xfwd ctl SOCKET show port stats all`.
+    /// `show` commands print JSON; `help` lists the commands.
+    Ctl {
+        /// The control socket.
+        socket: PathBuf,
+        /// Print the prompt's text for `show` commands too, not JSON.
+        #[arg(long)]
+        text: bool,
+        /// The command and its arguments.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
 }
 
 /// Every option; each one overrides the config file.
@@ -140,9 +153,24 @@ pub struct Opts {
     /// Print stats as JSON, one object per line  [stats.json].
     #[arg(long, global = true)]
     pub json: bool,
-    /// Serve telemetry on this Unix socket  [stats.telemetry].
+    /// Serve telemetry and the prompt's commands on this Unix socket
+    /// (mode 0600; `xfwd ctl PATH COMMAND`)  [stats.telemetry].
     #[arg(long, global = true, value_name = "PATH")]
     pub telemetry: Option<PathBuf>,
+    /// Share the telemetry socket with this group (mode 0660).
+    #[arg(long, global = true, value_name = "GROUP")]
+    pub telemetry_group: Option<String>,
+    /// Interactive: set up ports and lcores, then an `xfwd> ` prompt
+    /// (forwarding starts with `start`; `help` lists the commands).
+    #[arg(long, short = 'i', global = true)]
+    pub interactive: bool,
+    /// Run the prompt's commands from this file (one a line, `sleep MS`
+    /// pauses); works without a terminal.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub cmdline_file: Option<PathBuf>,
+    /// Serve Prometheus metrics on `ADDR:PORT` (or `PORT`: loopback), `GET /metrics`.
+    #[arg(long, global = true, value_name = "ADDR:PORT")]
+    pub metrics: Option<String>,
     /// Generated frame length (testpmd `--txpkts`)  [txonly.pkt_len].
     #[arg(long, global = true, value_name = "BYTES")]
     pub txpkts: Option<u32>,

@@ -206,6 +206,8 @@ pub struct LcoreCounters {
     pub sleeps: Counter,
     /// Nanoseconds asleep in them.
     pub slept_ns: Counter,
+    /// Latency buckets, published every 100 ms (`--metrics`).
+    pub latency: crate::control::metrics::LatencyBuckets,
 }
 
 /// A loop iteration this much later than the previous one is a stall: the

@@ -67,6 +67,8 @@ pub struct LcoreInfo {
     pub mode: FwdMode,
     /// Counters.
     pub counters: Arc<LcoreCounters>,
+    /// Its run-time command channel.
+    pub ctl: Arc<crate::control::lcore::LcoreCtl>,
 }
 
 /// How long start-up waits for peer-dependent links (memif).
@@ -241,6 +243,7 @@ impl Dataplane {
         let gate = StartGate::new(plan.lcores.len());
         for l in &plan.lcores {
             let counters = Arc::new(LcoreCounters::default());
+            let ctl = Arc::new(crate::control::lcore::LcoreCtl::default());
             let mut w = Worker {
                 cpu: l.cpu,
                 mode: l.mode,
@@ -261,6 +264,7 @@ impl Dataplane {
                 pin: true,
                 gate: gate.clone(),
                 l3: None,
+                ctl: ctl.clone(),
             };
             let mut tx_idx: HashMap<QueueRef, usize> = HashMap::new();
             for s in &l.streams {
@@ -306,6 +310,7 @@ impl Dataplane {
                     gen,
                     first,
                     counters: sc,
+                    enabled: true,
                 });
             }
             if let (FwdMode::L3fwd, Some(sh)) = (l.mode, &self.l3fwd) {
@@ -331,6 +336,7 @@ impl Dataplane {
                 cpu: l.cpu,
                 mode: l.mode,
                 counters,
+                ctl,
             });
             workers.push(w);
         }

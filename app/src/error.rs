@@ -104,6 +104,15 @@ pub enum RunError {
     /// A worker panicked.
     #[error("the worker of lcore {0} panicked")]
     WorkerPanic(u32),
+    /// The metrics endpoint could not listen.
+    #[error("metrics endpoint {addr}: {source}")]
+    Metrics {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The telemetry socket could not be served.
     #[error("telemetry socket {path}: {source}")]
     Telemetry {

@@ -13,13 +13,13 @@ use std::sync::Arc;
 use std::time::Instant;
 use xfwd::cli::{Cli, Cmd};
 use xfwd::config::Settings;
+use xfwd::control::Control;
 use xfwd::dataplane::Dataplane;
 use xfwd::error::ConfigError;
 use xfwd::lcores::{self, Handle};
 use xfwd::monitor::monitor;
 use xfwd::plan::{Plan, RunSettings};
 use xfwd::report::FinalReport;
-use xfwd::telemetry::Telemetry;
 use xfwd::worker::Worker;
 use xfwd::{config, signals, validate};
 
@@ -45,11 +45,19 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Some(Cmd::Ctl {
+        socket,
+        text,
+        command,
+    }) = &cli.cmd
+    {
+        return Ok(xfwd::control::ctl::main(socket, command, *text)); // `xfwd ctl`
+    }
     let (settings, check_only) = parse(&cli)?; // 1. the config file (or the demo) + flags
     let Some(plan) = validate(&settings, check_only)? else {
         return Ok(ExitCode::SUCCESS); // `xfwd check`: the plan was printed
     };
-    let up = bring_up(plan)?; // 3. memory (hugepages → registry → pool), 4. ports
+    let up = bring_up(plan, &cli.opts)?; // 3. memory (hugepages → registry → pool), 4. ports
     let mut running = launch(up)?; // 5. one pinned worker per lcore
     watch(&mut running); // 6. stats until --duration, a signal or every finite source done
     let report = shutdown(running); // 7. stop lcores, then ports; unmap, free, audit
@@ -63,6 +71,7 @@ fn parse(cli: &Cli) -> anyhow::Result<(Settings, bool)> {
         Some(Cmd::Check { config }) => (true, config.clone().or(cli.opts.config.clone())),
         Some(Cmd::Demo) => (false, None),
         Some(Cmd::Run) | None => (false, cli.opts.config.clone()),
+        Some(Cmd::Ctl { .. }) => unreachable!("handled in run()"),
     };
     Ok((config::settings(path.as_deref(), &cli.opts)?, check))
 }
@@ -86,28 +95,27 @@ struct Up {
     run: RunSettings,
     stop: Arc<AtomicBool>,
     signals: Arc<AtomicUsize>,
-    telemetry: Option<Telemetry>,
+    ctl: Control,
 }
 
-/// Steps 3 and 4: memory and ports: signals, telemetry, then the data plane
-/// (memory, pool, DMA maps, ports configured and started, workers built).
-fn bring_up(plan: Plan) -> anyhow::Result<Up> {
-    let run = plan.run.clone();
+/// Steps 3 and 4: memory and ports: signals, run-time control (socket,
+/// metrics, prompt), then the data plane (memory, pool, DMA maps, ports
+/// configured and started, workers built).
+fn bring_up(mut plan: Plan, opts: &xfwd::cli::Opts) -> anyhow::Result<Up> {
     let stop = Arc::new(AtomicBool::new(false));
     let signals = signals::install()?;
-    let telemetry = match &run.telemetry {
-        Some(p) => Some(Telemetry::bind(p)?),
-        None => None,
-    };
+    let mut ctl = Control::setup(opts, &mut plan, &stop)?;
+    let run = plan.run.clone();
     let (dp, workers) = Dataplane::setup(plan, &stop).context("bringing up the data plane")?;
     eprint!("{}", dp.mapping_report());
+    ctl.attach(&dp);
     Ok(Up {
         dp,
         workers,
         run,
         stop,
         signals,
-        telemetry,
+        ctl,
     })
 }
 
@@ -138,7 +146,7 @@ fn watch(r: &mut Running) {
         &up.run,
         &up.signals,
         &r.lcores,
-        up.telemetry.as_mut(),
+        &mut up.ctl,
         r.start,
     );
 }
@@ -150,6 +158,6 @@ fn shutdown(running: Running) -> FinalReport {
     up.stop.store(true, Ordering::Relaxed);
     let elapsed = start.elapsed().as_secs_f64();
     let (latency, worker_errors) = lcores::join(lcores);
-    drop(up.telemetry);
+    drop(up.ctl);
     FinalReport::teardown(up.dp, elapsed, &latency, worker_errors, up.run.json)
 }

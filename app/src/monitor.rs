@@ -2,11 +2,11 @@
 //! stop conditions (a signal, `--duration`, a worker that ended, or every
 //! finite source done and drained).
 
+use crate::control::Control;
 use crate::dataplane::Dataplane;
 use crate::lcores::Handle;
 use crate::plan::{RunSettings, DRAIN_SECS};
 use crate::stats::{self, Snapshot};
-use crate::telemetry::Telemetry;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ pub fn monitor(
     run: &RunSettings,
     signals: &AtomicUsize,
     handles: &[Handle],
-    mut telemetry: Option<&mut Telemetry>,
+    ctl: &mut Control,
     start: Instant,
 ) {
     let mhz = stats::cpu_mhz();
@@ -28,6 +28,7 @@ pub fn monitor(
         if signals.load(Ordering::SeqCst) > 0
             || (run.duration > 0.0 && t >= run.duration)
             || handles.iter().any(|h| h.is_finished())
+            || ctl.quit
         {
             return;
         }
@@ -51,10 +52,7 @@ pub fn monitor(
             wait = wait.min(run.duration - t);
         }
         let wait = Duration::from_secs_f64(wait.max(0.001));
-        match telemetry.as_deref_mut() {
-            Some(tel) => tel.serve(wait, dp),
-            None => std::thread::sleep(wait),
-        }
+        ctl.serve(wait, dp); // the socket, metrics, prompt and script
     }
 }
 

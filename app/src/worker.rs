@@ -6,6 +6,7 @@
 //! (adaptive polling) a receiving lcore whose round found nothing flushes
 //! its TX queues and sleeps: a system call per empty round, never per packet.
 
+use crate::control::lcore::{LcoreCtl, LcoreHooks, LcoreSettings};
 use crate::counters::{LcoreCounters, StreamCounters};
 use crate::fwd::edit;
 use crate::fwd::txgen::Generator;
@@ -16,6 +17,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use xfwd_mempool::{Mbuf, MbufBatch, PoolCache, MAX_BURST};
 use xfwd_pmd::{RxQueue, TxQueue, TX_DRAIN_NS, TX_QUIET_NS};
+
+/// How often an lcore publishes its latency buckets (for `--metrics`).
+const PUBLISH_NS: u64 = 100_000_000;
 
 /// One stream of a worker: indexes into the worker's queue tables.
 #[derive(Debug)]
@@ -34,6 +38,8 @@ pub struct Stream {
     pub first: Option<Generator>,
     /// Counters.
     pub counters: Arc<StreamCounters>,
+    /// False while a port of the stream is stopped (`port stop N`).
+    pub enabled: bool,
 }
 
 /// Everything a worker owns.
@@ -69,6 +75,8 @@ pub struct Worker {
     pub gate: Arc<StartGate>,
     /// l3fwd: the router's tables and per-port TX queues.
     pub l3: Option<crate::fwd::l3fwd::Lcore>,
+    /// Run-time commands (`stop`, `start`, `set fwd` ...), read once per round.
+    pub ctl: Arc<LcoreCtl>,
 }
 
 /// Start line of a run's lcores: a generator must not send before the
@@ -136,8 +144,10 @@ impl Worker {
             stop,
             gate,
             mut l3,
+            ctl,
             ..
         } = self;
+        let mut idle_sleep_ns = idle_sleep_ns;
         if idle_sleep_ns > 0 {
             // Wake close to the asked time: the default 50 µs timer slack
             // would make a 10 µs sleep a 60 µs one.
@@ -152,6 +162,7 @@ impl Worker {
         let mut last = latency::now_ns();
         let mut last_drain = last;
         let mut last_work = last;
+        let mut last_pub = last;
         let mut ctx = Ctx {
             mode,
             burst,
@@ -163,6 +174,23 @@ impl Worker {
             ctx.tx_first(s, &mut txqs, &mut cache, &mut b);
         }
         while !stop.load(Ordering::Relaxed) {
+            if ctl.pending() {
+                let mut h = Hooks {
+                    ctx: &mut ctx,
+                    streams: &mut streams,
+                    txqs: &mut txqs,
+                    cache: &mut cache,
+                    b: &mut b,
+                    idle_sleep_ns: &mut idle_sleep_ns,
+                    lat_fwd,
+                };
+                if !ctl.serve(&stop, &mut h) {
+                    break;
+                }
+                // Time parked is neither busy, idle nor a stall.
+                last = latency::now_ns();
+                (last_drain, last_work) = (last, last);
+            }
             let mut clock: Option<u64> = None;
             let mut work = 0u64;
             if let Some(l3) = l3.as_mut() {
@@ -197,6 +225,10 @@ impl Worker {
             if sleep || quiet || now.saturating_sub(last_drain) >= TX_DRAIN_NS {
                 last_drain = now;
                 txqs.iter_mut().for_each(|q| q.flush());
+                if ctx.measure && now.saturating_sub(last_pub) >= PUBLISH_NS {
+                    last_pub = now;
+                    counters.latency.publish(ctx.hist);
+                }
             }
             counters.loops.add(1);
             if sleep {
@@ -215,6 +247,7 @@ impl Worker {
             }
         }
         txqs.iter_mut().for_each(|q| q.flush());
+        counters.latency.publish(&hist);
         // Drop order: queue handles first (the port's stop() waits for
         // them), then the cache (flushes to the shared ring).
         drop(b);
@@ -249,6 +282,9 @@ impl Ctx<'_> {
         clock: &mut Option<u64>,
     ) -> u64 {
         let mut handled = 0u64;
+        if !s.enabled {
+            return 0;
+        }
         if let Some(rx) = s.rx {
             let n = rxqs[rx].rx_burst(b);
             if n > 0 {
@@ -376,6 +412,45 @@ pub(crate) fn send_burst(
     if !b.is_empty() {
         counters.tx_dropped.add(b.len() as u64);
         cache.free_batch(b);
+    }
+}
+
+/// The lcore's side of a control command (run while parked, never per packet).
+struct Hooks<'a, 'h> {
+    ctx: &'a mut Ctx<'h>,
+    streams: &'a mut [Stream],
+    txqs: &'a mut [Box<dyn TxQueue>],
+    cache: &'a mut PoolCache,
+    b: &'a mut MbufBatch,
+    idle_sleep_ns: &'a mut u64,
+    lat_fwd: bool,
+}
+
+impl LcoreHooks for Hooks<'_, '_> {
+    fn flush(&mut self) {
+        self.txqs.iter_mut().for_each(|q| q.flush());
+    }
+
+    fn apply(&mut self, s: LcoreSettings) {
+        let c = &mut *self.ctx;
+        c.mode = s.mode;
+        c.burst = s.burst;
+        c.measure = s.mode == FwdMode::RxOnly || (self.lat_fwd && s.mode != FwdMode::TxOnly);
+        self.b.set_limit(s.burst);
+        *self.idle_sleep_ns = s.idle_sleep_ns;
+        for (st, new) in self.streams.iter_mut().zip(s.streams) {
+            st.gen = new.gen;
+            st.first = new.first;
+            st.peer_mac = new.peer_mac;
+            st.enabled = new.enabled;
+        }
+    }
+
+    fn resume(&mut self) {
+        for s in self.streams.iter_mut() {
+            self.ctx.tx_first(s, self.txqs, self.cache, self.b);
+        }
+        self.txqs.iter_mut().for_each(|q| q.flush());
     }
 }
 

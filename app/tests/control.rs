@@ -1,0 +1,556 @@
+//! Run-time control end to end: `--cmdline-file` switching the mode of a
+//! running pcap port (the written bytes change, the windows add up), the
+//! control socket (mode 0600, JSON replies, stop/start keep counting), a
+//! hostile client (2 MB line, never reading, too many connections) that
+//! stalls neither forwarding nor other clients nor `--duration`/Ctrl-C,
+//! the `xfwd> ` prompt in a real terminal (tmux), and `/metrics` scraped
+//! with curl during traffic.
+
+mod support;
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+use support::*;
+
+fn n(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+/// `xfwd ctl SOCKET words...`: (success, stdout, stderr).
+fn ctl(sock: &Path, words: &str) -> (bool, String, String) {
+    let o = xfwd()
+        .arg("ctl")
+        .arg(sock)
+        .args(words.split(' '))
+        .output()
+        .expect("run xfwd ctl");
+    let (so, se) = text(&o);
+    (o.status.success(), so, se)
+}
+
+fn ctl_json(sock: &Path, words: &str) -> Value {
+    let (ok, so, se) = ctl(sock, words);
+    assert!(ok, "xfwd ctl {words}: {se}");
+    serde_json::from_str(&so).unwrap_or_else(|e| panic!("{words}: {e}: {so}"))
+}
+
+fn wait_socket(sock: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while UnixStream::connect(sock).is_err() {
+        assert!(Instant::now() < deadline, "no control socket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Wait for the child's exit (bounded); its stdout.
+fn finish(mut child: Child, limit: Duration) -> (std::process::ExitStatus, String, Duration) {
+    let t = Instant::now();
+    let mut out = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if t.elapsed() > limit {
+            let _ = child.kill();
+            panic!("xfwd did not stop within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    (status, reader.join().unwrap(), t.elapsed())
+}
+
+/// The ring demo (txonly → ring → rxonly) with a control socket.
+fn demo(sock: &Path, extra: &[&str]) -> Child {
+    xfwd()
+        .args(["--no-huge", "--stats-period", "0", "--json", "--telemetry"])
+        .arg(sock)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn xfwd")
+}
+
+/// The numbers after `TX-packets:` in the "Accumulated" blocks of `text`.
+fn accumulated_tx(text: &str) -> Vec<u64> {
+    let mut out = Vec::new();
+    let mut acc = false;
+    for l in text.lines() {
+        if l.contains("Accumulated forward statistics") {
+            acc = true;
+        } else if acc && l.trim_start().starts_with("TX-packets:") {
+            out.push(l.split_whitespace().nth(1).unwrap().parse().unwrap());
+            acc = false;
+        }
+    }
+    out
+}
+
+#[test]
+fn cmdline_file_switches_the_mode_and_the_windows_add_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let (inp, outp) = (dir.path().join("in.pcap"), dir.path().join("out.pcap"));
+    let mut frame = vec![0u8; 60];
+    frame[..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 0xd5]); // dst
+    frame[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x5a]); // src
+    frame[12..14].copy_from_slice(&[0x08, 0x00]);
+    write_pcap(&inp, &[frame.clone()]);
+    let script = dir.path().join("cmds.txt");
+    std::fs::write(
+        &script,
+        "# comment\nshow config fwd\nstart\nsleep 150\nstop\nbogus command\nset fwd nope\nset burst 0\n\
+         set fwd macswap\nset burst 16\nstart\nset fwd io\nsleep 150\nstop\nshow port stats all\nquit\n",
+    )
+    .unwrap();
+    let devargs = format!(
+        "pcap:rx={},tx={},loop=infinite",
+        inp.display(),
+        outp.display()
+    );
+    let o = run(
+        &[
+            "--no-huge",
+            "-i",
+            "--cmdline-file",
+            script.to_str().unwrap(),
+            "--port",
+            &devargs,
+            "--port-topology",
+            "loop",
+            "-l",
+            "0",
+            "--stats-period",
+            "0",
+        ],
+        Duration::from_secs(60),
+    );
+    let (so, se) = text(&o);
+    assert!(o.status.success(), "{so}\n{se}");
+    // Bad commands: one line each, the script goes on.
+    for want in [
+        "error: unknown command `bogus command`: `help` lists the commands",
+        "error: unknown mode `nope`: accepted:",
+        "error: burst 0 out of range",
+        "error: set fwd needs forwarding stopped",
+        "Set macswap packet forwarding mode",
+        "0 mbufs leaked",
+    ] {
+        assert!(so.contains(want), "missing `{want}` in:\n{so}");
+    }
+    let errors: Vec<&str> = so.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 4, "{errors:?}");
+    // Two stop windows plus the final report.
+    let acc = accumulated_tx(&so);
+    assert_eq!(acc.len(), 3, "{so}");
+    let (w1, w2, total) = (acc[0], acc[1], acc[2]);
+    assert!(w1 > 0 && w2 > 0, "{acc:?}");
+    assert_eq!(w1 + w2, total, "the windows add up to the run's total");
+    // The written bytes: io frames unchanged, then macswap frames swapped.
+    let frames = read_pcap(&outp);
+    let mut swapped = frame.clone();
+    swapped[..6].copy_from_slice(&frame[6..12]);
+    swapped[6..12].copy_from_slice(&frame[..6]);
+    let io = frames.iter().take_while(|f| **f == frame).count();
+    let ms = frames[io..].iter().take_while(|f| **f == swapped).count();
+    assert_eq!(
+        (io as u64, ms as u64, frames.len() as u64),
+        (w1, w2, total),
+        "first window io, second macswap, nothing else"
+    );
+}
+
+#[test]
+fn the_socket_is_0600_answers_json_and_counts_across_stop_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("x.sock");
+    let child = demo(&sock, &["--duration", "30"]);
+    wait_socket(&sock);
+    let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "socket mode {mode:o}");
+    let st = ctl_json(&sock, "show port stats all");
+    assert_eq!(st.as_array().unwrap().len(), 2, "{st}");
+    let info = ctl_json(&sock, "show port info 0");
+    assert_eq!(info[0]["driver"], "ring");
+    let cfg = ctl_json(&sock, "show config fwd");
+    assert_eq!(cfg["running"], true);
+    assert_eq!(cfg["modes"], serde_json::json!(["txonly", "rxonly"]));
+    let (ok, _, se) = ctl(&sock, "set fwd io");
+    assert!(!ok && se.contains("needs forwarding stopped"), "{se}");
+    let (ok, _, se) = ctl(&sock, "show port stats 7");
+    assert!(
+        !ok && se.trim().lines().count() == 1 && se.contains("no port `7`"),
+        "{se}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let (ok, w1, _) = ctl(&sock, "stop");
+    assert!(ok);
+    // Parked: nothing moves.
+    let a = ctl_json(&sock, "show port stats 1");
+    std::thread::sleep(Duration::from_millis(200));
+    let b = ctl_json(&sock, "show port stats 1");
+    assert!(n(&a[0]["rx_packets"]) > 0, "{a}");
+    assert_eq!(
+        a[0]["rx_packets"], b[0]["rx_packets"],
+        "parked lcores poll nothing"
+    );
+    let (ok, _, se) = ctl(&sock, "stop");
+    assert!(!ok && se.contains("not started"), "{se}");
+    let (ok, so, _) = ctl(&sock, "start");
+    assert!(ok && so.contains("Forwarding started"), "{so}");
+    std::thread::sleep(Duration::from_millis(300));
+    let fwd = ctl_json(&sock, "show fwd stats all");
+    assert!(n(&fwd["accumulated"]["tx_packets"]) > 0, "{fwd}");
+    let (ok, w2, _) = ctl(&sock, "stop");
+    assert!(ok);
+    let mem = ctl_json(&sock, "show mempool");
+    assert_eq!(mem["capacity"], 8192);
+    let dma = ctl_json(&sock, "show dma");
+    assert_eq!(
+        dma[0]["mappings"][0]["pins"], 1,
+        "ports stay mapped while stopped"
+    );
+    let (ok, so, _) = ctl(&sock, "clear port stats all");
+    assert!(ok, "{so}");
+    let z = ctl_json(&sock, "show port stats 1");
+    assert_eq!(n(&z[0]["rx_packets"]), 0, "{z}");
+    let (ok, help, _) = ctl(&sock, "help");
+    assert!(
+        ok && help.lines().count() >= 20 && help.contains("show port xstats"),
+        "{help}"
+    );
+    let (ok, so, _) = ctl(&sock, "quit");
+    assert!(ok && so.contains("Bye"), "{so}");
+    let (status, out, _) = finish(child, Duration::from_secs(20));
+    assert!(status.success(), "{out}");
+    let f: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let (t1, t2) = (accumulated_tx(&w1), accumulated_tx(&w2));
+    assert_eq!(
+        t1[0] + t2[0],
+        n(&f["accumulated"]["fwd"]["tx_packets"]),
+        "stop windows add up to the final report: {w1}\n{w2}\n{f}"
+    );
+    assert_eq!(f["leaked_mbufs"], 0);
+    assert!(!sock.exists());
+}
+
+/// Packets port 1 received during `d`, read over the socket.
+fn rx_during(sock: &Path, d: Duration) -> u64 {
+    let a = n(&ctl_json(sock, "show port stats 1")[0]["rx_packets"]);
+    std::thread::sleep(d);
+    n(&ctl_json(sock, "show port stats 1")[0]["rx_packets"]) - a
+}
+
+#[test]
+fn hostile_clients_stall_neither_forwarding_nor_others_nor_duration() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("x.sock");
+    let t0 = Instant::now();
+    // A rate the debug build sustains on a busy machine: slowed forwarding
+    // would show as fewer packets in the window.
+    let child = demo(&sock, &["--duration", "7", "--tx-rate", "20k"]);
+    wait_socket(&sock);
+    std::thread::sleep(Duration::from_millis(300));
+    let before = rx_during(&sock, Duration::from_millis(1000));
+    // 1: a 2 MB line without a newline: an error, then closed.
+    let big = UnixStream::connect(&sock).unwrap();
+    big.set_write_timeout(Some(Duration::from_secs(3))).unwrap();
+    big.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut big2 = big.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        let chunk = vec![b'x'; 64 << 10];
+        let mut sent = 0usize;
+        while sent < 2 << 20 {
+            match big2.write(&chunk) {
+                Ok(k) => sent += k,
+                Err(_) => break,
+            }
+        }
+        sent
+    });
+    let mut r = BufReader::new(big);
+    let (mut hello, mut err) = (String::new(), String::new());
+    r.read_line(&mut hello).unwrap();
+    r.read_line(&mut err).unwrap();
+    assert!(err.contains("request line longer than 4096 B"), "{err}");
+    let sent = writer.join().unwrap();
+    assert!(
+        sent < 2 << 20,
+        "the server stopped reading the long line ({sent} B taken)"
+    );
+    // 2: floods requests and never reads.
+    let flood = UnixStream::connect(&sock).unwrap();
+    flood
+        .set_write_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut f2 = flood.try_clone().unwrap();
+    let flooder = std::thread::spawn(move || {
+        let reqs = b"/dma\n/lcores\n".repeat(2 << 20 >> 12);
+        let mut sent = 0usize;
+        for c in reqs.chunks(4096) {
+            match f2.write(c) {
+                Ok(k) => sent += k,
+                Err(_) => break,
+            }
+        }
+        sent
+    });
+    // 3: other clients still answered, quickly; forwarding not slowed.
+    let t = Instant::now();
+    let st = ctl_json(&sock, "show port stats 1");
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert!(n(&st[0]["rx_packets"]) > 0);
+    let during = rx_during(&sock, Duration::from_millis(1000));
+    eprintln!("port 1 rx in 1 s: {before} before, {during} with the hostile clients");
+    assert!(
+        during * 2 >= before,
+        "forwarding slowed: {before} → {during} packets/s"
+    );
+    let flooded = flooder.join().unwrap();
+    assert!(
+        flooded < 2 << 20,
+        "the server stopped reading a client that does not read ({flooded} B taken)"
+    );
+    // 4: connections are capped (the flood and the long line are gone or held).
+    let held: Vec<UnixStream> = (0..20)
+        .filter_map(|_| UnixStream::connect(&sock).ok())
+        .collect();
+    let mut refused = 0;
+    for s in &held {
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut l = String::new();
+        let _ = BufReader::new(s).read_line(&mut l);
+        if l.contains("too many connections") {
+            refused += 1;
+        }
+    }
+    assert!((4..=20).contains(&refused), "{refused} of 20 refused");
+    // 5: --duration ends the run on time with clients still connected.
+    let (status, out, _) = finish(child, Duration::from_secs(20));
+    assert!(status.success(), "{out}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(7 + 6),
+        "ran {:?} for --duration 7",
+        t0.elapsed()
+    );
+    let f: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(f["leaked_mbufs"], 0);
+    drop((held, flood));
+}
+
+#[test]
+fn ctrl_c_stops_while_a_client_holds_a_partial_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("x.sock");
+    let child = demo(&sock, &[]);
+    wait_socket(&sock);
+    let mut c = UnixStream::connect(&sock).unwrap();
+    c.write_all(b"show port st").unwrap(); // no newline, ever
+    std::thread::sleep(Duration::from_millis(200));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let (status, out, took) = finish(child, Duration::from_secs(10));
+    assert!(status.success(), "{out}");
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    drop(c);
+}
+
+#[test]
+fn the_prompt_edits_completes_and_recalls_in_a_terminal() {
+    if !xfwd_mempool::caps::require_tool("tmux", "the interactive prompt test") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let session = format!("xfwd-ctl-{}", std::process::id());
+    let err = dir.path().join("err.txt");
+    let cmd = format!(
+        "HOME={} {} -i --no-huge 2>{}; sleep 30",
+        dir.path().display(),
+        env!("CARGO_BIN_EXE_xfwd"),
+        err.display()
+    );
+    struct Session(String);
+    impl Drop for Session {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("tmux")
+                .args(["kill-session", "-t", &self.0])
+                .status();
+        }
+    }
+    let ok = std::process::Command::new("tmux")
+        .args([
+            "new-session",
+            "-d",
+            "-s",
+            &session,
+            "-x",
+            "160",
+            "-y",
+            "200",
+            &cmd,
+        ])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "tmux new-session");
+    let _guard = Session(session.clone());
+    let keys = |k: &[&str]| {
+        let ok = std::process::Command::new("tmux")
+            .args(["send-keys", "-t", &session])
+            .args(k)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "send-keys {k:?}");
+    };
+    let screen = || {
+        let o = std::process::Command::new("tmux")
+            .args(["capture-pane", "-p", "-S", "-", "-t", &session])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let wait_for = |want: &str, count: usize| -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let s = screen();
+            if s.matches(want).count() >= count {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no `{want}` ×{count} on screen:\n{s}\n{}",
+                std::fs::read_to_string(&err).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_for("xfwd>", 1);
+    // Stopped at start (testpmd -i): nothing received yet.
+    keys(&["show port stats 1", "Enter"]);
+    let s = wait_for("NIC statistics for port 1", 1);
+    assert!(s.contains("RX-packets: 0 "), "{s}");
+    // Tab completion: "sta<Tab>" → "start ".
+    keys(&["sta", "Tab", "Enter"]);
+    wait_for("Forwarding started", 1);
+    std::thread::sleep(Duration::from_millis(300));
+    keys(&["stop", "Enter"]);
+    wait_for("Done.", 1);
+    // A bad command: one line, the prompt stays.
+    keys(&["set fwd bogus", "Enter"]);
+    wait_for("error: unknown mode `bogus`", 1);
+    // History: Up twice recalls `stop`... then the typed `show port stats 1`.
+    keys(&["sh", "Tab", "port st", "Tab", "1", "Enter"]);
+    let s = wait_for("NIC statistics for port 1", 2);
+    let rx: Vec<u64> = s
+        .lines()
+        .filter(|l| l.trim_start().starts_with("RX-packets:"))
+        .map(|l| l.split_whitespace().nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert!(rx.last().copied().unwrap_or(0) > 0, "{s}");
+    keys(&["Up", "Enter"]);
+    wait_for("NIC statistics for port 1", 3);
+    keys(&["quit", "Enter"]);
+    wait_for("0 mbufs leaked", 1);
+}
+
+#[test]
+fn metrics_are_scraped_with_curl_and_match_the_final_stats() {
+    if !xfwd_mempool::caps::require_tool("curl", "the metrics scrape test") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("x.sock");
+    let mut child = xfwd()
+        .args([
+            "--no-huge",
+            "--stats-period",
+            "0",
+            "--json",
+            "--duration",
+            "30",
+        ])
+        .args([
+            "--metrics",
+            "127.0.0.1:0",
+            "--tx-rate",
+            "200k",
+            "--telemetry",
+        ])
+        .arg(&sock)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let url = loop {
+        let mut l = String::new();
+        assert!(
+            err.read_line(&mut l).unwrap() > 0,
+            "no metrics address printed"
+        );
+        if let Some(u) = l.trim().strip_prefix("xfwd: metrics on ") {
+            break u.to_string();
+        }
+    };
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    let scrape = || -> String {
+        let o = std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "5", &url])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let value = |text: &str, series: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no `{series}` in:\n{text}"))
+    };
+    wait_socket(&sock);
+    std::thread::sleep(Duration::from_millis(300));
+    let a = scrape();
+    std::thread::sleep(Duration::from_millis(400));
+    let b = scrape();
+    let tx = r#"xfwd_port_tx_packets_total{port="0",driver="ring"}"#;
+    let rx = r#"xfwd_port_rx_packets_total{port="1",driver="ring"}"#;
+    assert!(value(&b, tx) > value(&a, tx), "tx grows");
+    assert!(value(&b, rx) > value(&a, rx), "rx grows");
+    for series in [
+        "xfwd_lcore_busy_ratio{",
+        "xfwd_mempool_in_use ",
+        "xfwd_queue_packets_total{",
+        "xfwd_latency_seconds_bucket{le=",
+        "xfwd_latency_seconds_count ",
+        "xfwd_stream_tx_dropped_packets_total{",
+    ] {
+        assert!(b.contains(series), "no `{series}` in:\n{b}");
+    }
+    assert!(value(&b, "xfwd_latency_seconds_count") > 0.0, "{b}");
+    // Stopped: the figures hold still and are the final report's.
+    let (ok, _, se) = ctl(&sock, "stop");
+    assert!(ok, "{se}");
+    let c = scrape();
+    let (ok, _, _) = ctl(&sock, "quit");
+    assert!(ok);
+    let (status, out, _) = finish(child, Duration::from_secs(20));
+    assert!(status.success(), "{out}");
+    let f: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(value(&c, tx) as u64, n(&f["ports"][0]["tx_packets"]), "{c}");
+    assert_eq!(value(&c, rx) as u64, n(&f["ports"][1]["rx_packets"]), "{c}");
+    assert_eq!(f["leaked_mbufs"], 0);
+}
