@@ -554,3 +554,91 @@ fn metrics_are_scraped_with_curl_and_match_the_final_stats() {
     assert_eq!(value(&c, rx) as u64, n(&f["ports"][1]["rx_packets"]), "{c}");
     assert_eq!(f["leaked_mbufs"], 0);
 }
+
+/// A Unix-socket client as another user: the lines it read, or its error.
+fn client_as(uid: u32, gid: u32, sock: &Path) -> (bool, String) {
+    use std::os::unix::process::CommandExt;
+    let o = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.settimeout(5)\ns.connect(sys.argv[1])\n\
+             f=s.makefile('rwb')\nprint(f.readline().decode().strip())\nf.write(b'show config fwd\\n');f.flush()\n\
+             print(f.readline().decode().strip())",
+        ])
+        .arg(sock)
+        .uid(uid)
+        .gid(gid)
+        .output()
+        .unwrap();
+    let (so, se) = text(&o);
+    (o.status.success(), format!("{so}{se}"))
+}
+
+#[test]
+fn peers_are_checked_and_a_group_shares_the_socket() {
+    use std::os::unix::fs::MetadataExt;
+    if !xfwd_mempool::caps::require_root("the socket permission test")
+        || !xfwd_mempool::caps::require_tool("python3", "the socket permission test")
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let sock = dir.path().join("x.sock");
+    let child = demo(&sock, &["--duration", "30", "--telemetry-group", "nogroup"]);
+    wait_socket(&sock);
+    let m = std::fs::metadata(&sock).unwrap();
+    assert_eq!(
+        (m.mode() & 0o777, m.gid()),
+        (0o660, 65534),
+        "mode and group"
+    );
+    // nobody:nogroup is in the group: served.
+    let (ok, out) = client_as(65534, 65534, &sock);
+    assert!(
+        ok && out.contains("\"command\":\"show config fwd\""),
+        "{out}"
+    );
+    // nobody:daemon is not: the file mode keeps it out...
+    let (ok, out) = client_as(65534, 1, &sock);
+    assert!(!ok && out.contains("Permission denied"), "{out}");
+    // ...and with the mode opened by hand, the peer check does.
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let (_, out) = client_as(65534, 1, &sock);
+    assert!(
+        out.contains("neither this user nor in the telemetry group"),
+        "{out}"
+    );
+    let (ok, _, _) = ctl(&sock, "quit");
+    assert!(ok);
+    let (status, out, _) = finish(child, Duration::from_secs(20));
+    assert!(status.success(), "{out}");
+}
+
+#[test]
+fn an_unknown_group_or_address_is_a_configuration_error() {
+    let o = run(
+        &[
+            "--no-huge",
+            "--telemetry",
+            "/tmp/never.sock",
+            "--telemetry-group",
+            "no-such-group-xfwd",
+        ],
+        Duration::from_secs(20),
+    );
+    let (_, se) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{se}");
+    assert!(
+        se.contains("--telemetry-group") && se.contains("no-such-group-xfwd"),
+        "{se}"
+    );
+    let o = run(
+        &["--no-huge", "--metrics", "localhost:x"],
+        Duration::from_secs(20),
+    );
+    let (_, se) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{se}");
+    assert!(se.contains("--metrics"), "{se}");
+    assert!(!Path::new("/tmp/never.sock").exists());
+}
