@@ -29,9 +29,13 @@
 
 #![forbid(unsafe_code)]
 
+mod args;
+mod device;
 pub mod mmio;
 pub mod pci;
 mod port;
+mod rx;
+mod tx;
 pub mod virtio;
 pub mod virtqueue;
 

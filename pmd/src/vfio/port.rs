@@ -1,7 +1,11 @@
 //! [`VfioPort`]: the `vfio:` port over a virtio-net device bound to vfio-pci.
 
+use super::args::Args;
+use super::device::{self, dev_err};
 use super::mmio::{self, Mmio};
-use super::pci::{self, ConfigSpace};
+use super::pci;
+use super::rx::VfioRx;
+use super::tx::VfioTx;
 use super::virtio::{self, feature, status, Transport};
 use super::virtqueue::{Layout, Virtqueue};
 use super::{shared_container, DeviceError};
@@ -10,41 +14,19 @@ use crate::dma::{
     DmaError, DmaMapper, DmaRange, MapInfo, MapOrigin, MappingKind, MappingPin, VfioContainerMapper,
 };
 use crate::error::PortError;
-use crate::port::{
-    Link, Port, PortConf, PortCore, PortInfo, PortQueues, QueueToken, RxQueue, TxQueue,
-};
-use crate::stats::QueueCounters;
-use std::path::{Path, PathBuf};
+use crate::port::{Link, Port, PortConf, PortCore, PortInfo, PortQueues};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
-use vfio_bindings::bindings::vfio::VFIO_PCI_CONFIG_REGION_INDEX;
 use vfio_ioctls::VfioDevice;
-use xfwd_mempool::{
-    Backing, ExtMem, ExtMemConfig, IovaMode, MbufBatch, PageSize, PoolCache, MAX_BURST,
-};
+use xfwd_mempool::{Backing, ExtMem, ExtMemConfig, IovaMode, MbufBatch, PageSize, MAX_BURST};
 
 /// `struct virtio_net_hdr` with VERSION_1 (§5.1.6): 12 bytes before every frame.
-const NET_HDR: usize = 12;
+pub(super) const NET_HDR: usize = 12;
 /// Largest frame without MRG_RXBUF/GSO: 1500 MTU + Ethernet header.
 const MAX_FRAME: usize = 1514;
 /// Env var that enables the `debug_skip_map` devarg (negative tests only).
 pub const DEBUG_ENV: &str = "XFWD_DEBUG_DEVARGS";
-
-/// Config space of a vfio-pci device through its config region.
-struct DevConfig<'a>(&'a VfioDevice);
-
-impl ConfigSpace for DevConfig<'_> {
-    fn read(&self, off: u16, buf: &mut [u8]) -> Result<(), DeviceError> {
-        mmio::region_read(self.0, VFIO_PCI_CONFIG_REGION_INDEX, u64::from(off), buf)
-            .map_err(|e| DeviceError::Config(format!("read at {off:#x}: {e}")))
-    }
-
-    fn write(&self, off: u16, buf: &[u8]) -> Result<(), DeviceError> {
-        mmio::region_write(self.0, VFIO_PCI_CONFIG_REGION_INDEX, u64::from(off), buf)
-            .map_err(|e| DeviceError::Config(format!("write at {off:#x}: {e}")))
-    }
-}
 
 /// The negative-test mapper: `dma_map` claims success without mapping.
 #[derive(Debug)]
@@ -95,14 +77,14 @@ impl Rings {
 
 /// Where a queue handle parks its virtqueue when dropped, so `stop()` gets
 /// every posted mbuf back once the device is reset.
-type Home = Arc<Mutex<Option<Virtqueue>>>;
+pub(super) type Home = Arc<Mutex<Option<Virtqueue>>>;
 
 #[derive(Debug, Default)]
-struct Xstats {
-    rx_bad_len: AtomicU64,
-    tx_unsent_at_stop: AtomicU64,
-    tx_bad_segs: AtomicU64,
-    device_errors: AtomicU64,
+pub(super) struct Xstats {
+    pub(super) rx_bad_len: AtomicU64,
+    pub(super) tx_unsent_at_stop: AtomicU64,
+    pub(super) tx_bad_segs: AtomicU64,
+    pub(super) device_errors: AtomicU64,
 }
 
 /// A virtio-net device driven from user space through vfio-pci.
@@ -135,45 +117,11 @@ impl std::fmt::Debug for VfioPort {
     }
 }
 
-fn dev_err(port: &str, what: &str, e: DeviceError) -> PortError {
-    PortError::Io {
-        port: port.to_string(),
-        what: what.to_string(),
-        source: std::io::Error::other(e),
-    }
-}
-
 fn dma_err(port: &str) -> impl Fn(DmaError) -> PortError + '_ {
     move |source| PortError::Dma {
         port: port.to_string(),
         source,
     }
-}
-
-/// `0000:00:03.0` from `0000:00:03.0` or `00:03.0`.
-fn normalize_bdf(s: &str) -> Option<String> {
-    let full = if s.matches(':').count() == 1 {
-        format!("0000:{s}")
-    } else {
-        s.to_string()
-    };
-    let b = full.as_bytes();
-    let hex = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_hexdigit);
-    (b.len() == 12
-        && b[4] == b':'
-        && b[7] == b':'
-        && b[10] == b'.'
-        && hex(0..4)
-        && hex(5..7)
-        && hex(8..10)
-        && (b'0'..=b'7').contains(&b[11]))
-    .then(|| full.to_ascii_lowercase())
-}
-
-fn read_sysfs(p: &Path) -> String {
-    std::fs::read_to_string(p)
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
 }
 
 impl VfioPort {
@@ -184,64 +132,12 @@ impl VfioPort {
     /// vfio-pci (with the devbind command that fixes it), VFIO unavailable
     /// or the group not viable, missing virtio features.
     pub fn probe(d: &Devargs) -> Result<VfioPort, PortError> {
-        d.check_keys(&["debug_skip_map"])?;
-        let bad = |why: String| PortError::Devargs {
-            devargs: d.raw.clone(),
-            why,
-        };
-        let name = d
-            .name
-            .as_deref()
-            .ok_or_else(|| bad("expected `vfio:<PCI address>`, e.g. `vfio:0000:00:03.0`".into()))?;
-        let bdf = normalize_bdf(name)
-            .ok_or_else(|| bad(format!("`{name}` is not a PCI address (DDDD:BB:DD.F)")))?;
-        let debug_skip_map = d.num("debug_skip_map", 0u8, 0..=2)?;
-        if debug_skip_map > 0 && std::env::var(DEBUG_ENV).as_deref() != Ok("1") {
-            return Err(bad(format!(
-                "debug_skip_map is a negative-test switch that makes the device DMA to unmapped \
-                 memory; it is only accepted with {DEBUG_ENV}=1"
-            )));
-        }
+        let Args {
+            bdf,
+            debug_skip_map,
+        } = Args::parse(d)?;
         let port = d.raw.as_str();
-        let sysfs = PathBuf::from("/sys/bus/pci/devices").join(&bdf);
-        if !sysfs.exists() {
-            return Err(dev_err(
-                port,
-                "probe",
-                DeviceError::Unsupported(format!(
-                    "no PCI device {bdf} ({} missing)",
-                    sysfs.display()
-                )),
-            ));
-        }
-        let ids = (
-            read_sysfs(&sysfs.join("vendor")),
-            read_sysfs(&sysfs.join("device")),
-        );
-        if ids.0 != "0x1af4" || !matches!(ids.1.as_str(), "0x1041" | "0x1000") {
-            return Err(dev_err(
-                port,
-                "probe",
-                DeviceError::Unsupported(format!(
-                    "{bdf} is {}:{}, this driver drives virtio-net (1af4:1041)",
-                    ids.0, ids.1
-                )),
-            ));
-        }
-        let driver = std::fs::read_link(sysfs.join("driver"))
-            .ok()
-            .and_then(|p| Some(p.file_name()?.to_string_lossy().into_owned()));
-        if driver.as_deref() != Some("vfio-pci") {
-            return Err(dev_err(
-                port,
-                "probe",
-                DeviceError::Unsupported(format!(
-                    "{bdf} is bound to {}, not vfio-pci; bind it first: \
-                     `xfwd-host devbind --bind vfio-pci {bdf}`",
-                    driver.as_deref().unwrap_or("no driver")
-                )),
-            ));
-        }
+        let sysfs = device::check(port, &bdf)?;
         let container = shared_container().map_err(dma_err(port))?;
         let group = container.attach(&sysfs).map_err(dma_err(port))?;
         let dev = container.backend().device(&sysfs).ok_or_else(|| {
@@ -251,7 +147,7 @@ impl VfioPort {
                 DeviceError::Unsupported("the VFIO backend has no device handle".into()),
             )
         })?;
-        let cfg = DevConfig(&dev);
+        let cfg = device::DevConfig(&dev);
         let de = |what: &'static str| move |e| dev_err(port, what, e);
         let caps = virtio::find_caps(&cfg).map_err(de("virtio capabilities"))?;
         let mut bars: [Option<Mmio>; 6] = Default::default();
@@ -434,7 +330,7 @@ impl VfioPort {
         if let Err(e) = self.transport.reset() {
             // The device may still DMA: stop it at the bus before anything is unmapped.
             log::error!("vfio {}: {e}; clearing bus master", self.bdf);
-            pci::set_command(&DevConfig(&self.dev), 0, pci::CMD_BUS_MASTER)
+            pci::set_command(&device::DevConfig(&self.dev), 0, pci::CMD_BUS_MASTER)
                 .map_err(|e| dev_err(&port, "disable bus master", e))?;
         }
         for vq in vqs.iter_mut().flatten() {
@@ -682,161 +578,9 @@ impl Drop for VfioPort {
     }
 }
 
-#[derive(Debug)]
-struct VfioRx {
-    vq: Option<Virtqueue>,
-    home: Home,
-    cache: PoolCache,
-    scratch: MbufBatch,
-    headroom: u64,
-    counters: Arc<QueueCounters>,
-    xstats: Arc<Xstats>,
-    _token: QueueToken,
-}
-
-impl VfioRx {
-    /// Post fresh buffers into every free descriptor (header lands in the headroom).
-    fn refill(&mut self) -> usize {
-        let Some(vq) = self.vq.as_mut() else { return 0 };
-        let mut posted = 0;
-        loop {
-            let want = vq.free_count().min(MAX_BURST);
-            if want == 0 {
-                break;
-            }
-            if self.cache.alloc_bulk_raw(&mut self.scratch, want).is_err() {
-                self.counters.add_nombuf(want as u64);
-                break;
-            }
-            for m in self.scratch.drain() {
-                let addr = m.buf_iova() + self.headroom - NET_HDR as u64;
-                let len = (m.buf_len() as u64 - self.headroom) as u32 + NET_HDR as u32;
-                if let Err(m) = vq.add(addr, len, true, m) {
-                    drop(m);
-                }
-                posted += 1;
-            }
-        }
-        if posted > 0 {
-            vq.kick();
-        }
-        posted
-    }
-}
-
-impl RxQueue for VfioRx {
-    fn rx_burst(&mut self, out: &mut MbufBatch) -> usize {
-        let Some(vq) = self.vq.as_mut() else { return 0 };
-        let room = out.room();
-        let mut n = 0;
-        let mut bytes = 0u64;
-        while n < room {
-            let Some((mut m, len)) = vq.pop_used() else {
-                break;
-            };
-            let frame = (len as usize).saturating_sub(NET_HDR);
-            if len as usize <= NET_HDR || m.reset_len(frame).is_err() {
-                self.xstats.rx_bad_len.fetch_add(1, Ordering::Relaxed);
-                self.counters.add_errors(1);
-                self.cache.free(m);
-                continue;
-            }
-            bytes += frame as u64;
-            if let Err(m) = out.push(m) {
-                self.cache.free(m);
-                break;
-            }
-            n += 1;
-        }
-        if vq.free_count() >= 32.min(vq.size() as usize / 2).max(1) {
-            self.refill();
-        }
-        self.counters.add(n as u64, bytes);
-        n
-    }
-}
-
-impl Drop for VfioRx {
-    fn drop(&mut self) {
-        *self.home.lock().unwrap_or_else(PoisonError::into_inner) = self.vq.take();
-    }
-}
-
-#[derive(Debug)]
-struct VfioTx {
-    vq: Option<Virtqueue>,
-    home: Home,
-    cache: PoolCache,
-    counters: Arc<QueueCounters>,
-    xstats: Arc<Xstats>,
-    _token: QueueToken,
-}
-
-impl TxQueue for VfioTx {
-    fn tx_burst(&mut self, pkts: &mut MbufBatch) -> usize {
-        let Some(vq) = self.vq.as_mut() else { return 0 };
-        while let Some((m, _)) = vq.pop_used() {
-            self.cache.free(m);
-        }
-        let k = pkts.len().min(vq.free_count());
-        let (mut sent, mut bytes, mut bad) = (0u64, 0u64, 0u64);
-        let cache = &mut self.cache;
-        pkts.consume_front(k, |mut m| {
-            if m.nb_segs() != 1 {
-                bad += 1;
-                cache.free(m);
-                return;
-            }
-            match m.prepend(NET_HDR) {
-                Ok(h) => h.fill(0), // no checksum offload, no GSO (§5.1.6.2)
-                Err(_) => {
-                    bad += 1;
-                    cache.free(m);
-                    return;
-                }
-            }
-            let (addr, len) = (m.data_iova(), m.data_len() as u32);
-            match vq.add(addr, len, false, m) {
-                Ok(()) => {
-                    sent += 1;
-                    bytes += u64::from(len) - NET_HDR as u64;
-                }
-                Err(m) => cache.free(m),
-            }
-        });
-        if sent > 0 {
-            vq.kick();
-        }
-        if bad > 0 {
-            self.xstats.tx_bad_segs.fetch_add(bad, Ordering::Relaxed);
-            self.counters.add_errors(bad);
-        }
-        self.counters.add(sent, bytes);
-        k
-    }
-}
-
-impl Drop for VfioTx {
-    fn drop(&mut self) {
-        *self.home.lock().unwrap_or_else(PoisonError::into_inner) = self.vq.take();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pci_addresses_are_normalized_or_refused() {
-        assert_eq!(normalize_bdf("00:03.0").as_deref(), Some("0000:00:03.0"));
-        assert_eq!(
-            normalize_bdf("0000:AF:1f.7").as_deref(),
-            Some("0000:af:1f.7")
-        );
-        for bad in ["0000:00:03", "00:03.8", "eth0", "0000:00:03.0.1", "zz:00.0"] {
-            assert!(normalize_bdf(bad).is_none(), "{bad}");
-        }
-    }
 
     #[test]
     fn probe_refuses_bad_devargs_and_missing_devices_with_reasons() {
