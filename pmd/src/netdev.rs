@@ -2,7 +2,6 @@
 //! namespace: index, MTU, MAC address and queue counts (ioctls on a UDP
 //! socket through [`crate::sys::netdev`], so they work inside any netns
 //! without remounting sysfs).
-#![forbid(unsafe_code)]
 
 use crate::af_xdp::error::{hint_common, XdpError};
 use crate::sys::netdev::{valid_name, Control};

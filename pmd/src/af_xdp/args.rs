@@ -1,7 +1,6 @@
 //! `af_xdp` devargs → typed configuration:
 //! `af_xdp:iface=NAME[,queues=N][,mode=drv|skb][,zero_copy=0|1][,need_wakeup=0|1]
 //! [,busy_poll=USECS][,busy_budget=N][,prefer_busy_poll=0|1][,tx_kick_batch=N]`
-#![forbid(unsafe_code)]
 
 use super::bpf::XdpMode;
 use super::xsk::{BindMode, BusyPoll};

@@ -8,8 +8,6 @@
 //! the link's file descriptor: dropping [`XdpLink`], or the process dying
 //! (even by SIGKILL), detaches it.
 
-#![forbid(unsafe_code)]
-
 use super::error::{hint_attach, hint_common, XdpError};
 pub use crate::sys::bpf::BpfInsn;
 use crate::sys::bpf::{self as sys, LinkCreateAttr, MapCreateAttr, ProgLoadAttr};

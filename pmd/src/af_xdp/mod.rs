@@ -16,14 +16,24 @@
 //! Teardown: remove the XSKMAP entry, drop the sockets, then drop the
 //! [`XdpRedirect`] (the link detaches the program), then free the memory.
 
+#[forbid(unsafe_code)]
 mod args;
+#[forbid(unsafe_code)]
 pub mod bpf;
+#[forbid(unsafe_code)]
 pub mod error;
+#[forbid(unsafe_code)]
 pub mod port;
+#[forbid(unsafe_code)]
 pub mod ring;
+#[forbid(unsafe_code)]
 mod rx;
+#[forbid(unsafe_code)]
 mod tx;
+// The raw-area constructor `Umem::new` and frame accessors are `unsafe fn`s.
+#[allow(unsafe_code)]
 pub mod umem;
+#[forbid(unsafe_code)]
 pub mod xsk;
 
 pub use bpf::{BpfInsn, XdpLink, XdpMode, XdpProgram, XdpRedirect, XskMap};

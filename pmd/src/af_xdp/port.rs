@@ -29,8 +29,6 @@
 //! (the kernel unbinds it and waits for in-flight RX) and only then are those
 //! mbufs returned to their pool. So `stop()` gets every mbuf back.
 
-#![forbid(unsafe_code)]
-
 use super::args::Args;
 use super::bpf::{XdpMode, XdpRedirect};
 use super::rx::XdpRx;

@@ -3,7 +3,6 @@
 //! protocol (acquire/release, cached indices, no syscall per burst) is
 //! [`crate::sys::SpscRing`]; this file maps the four rings and gives each
 //! its typed, one-sided API.
-#![forbid(unsafe_code)]
 
 use super::error::{hint_common, XdpError};
 use crate::sys::{Mapping, RingLayout, Shared, Socket, SpscRing};

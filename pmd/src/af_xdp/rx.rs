@@ -1,6 +1,5 @@
 //! The receive half of an `af_xdp` queue: RX ring → mbufs, the fill ring
 //! topped up from the lcore's pool cache.
-#![forbid(unsafe_code)]
 
 use super::port::{bump, Reclaim, Xstats};
 use super::umem::{desc_base, desc_offset};

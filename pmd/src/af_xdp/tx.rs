@@ -1,7 +1,6 @@
 //! The transmit half of an `af_xdp` queue: mbufs → TX ring (zero copy for
 //! UMEM mbufs, a counted copy for others), completions freed in bulk, kicks
 //! batched.
-#![forbid(unsafe_code)]
 
 use super::port::{bump, Reclaim, Xstats};
 use super::umem::{desc_base, desc_encode};

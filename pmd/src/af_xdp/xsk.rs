@@ -6,8 +6,6 @@
 //! calling thread's network namespace: bind from a thread inside the device's
 //! netns.
 
-#![forbid(unsafe_code)]
-
 use super::error::{hint_bind, hint_common, XdpError};
 use super::ring::{CompRing, FillRing, RingOffsets, RingSize, RxRing, TxRing};
 use super::umem::{Member, Umem};

@@ -13,8 +13,8 @@
 //! | [`bpf`] | `bpf(2)`: map create/update/delete, program load, link create |
 //! | [`fd`] | `pread`/`pwrite` of a whole buffer (device regions) |
 //!
-//! Drivers above this layer carry `#![forbid(unsafe_code)]` (see
-//! `docs/architecture.md` for the few files that still need `unsafe`).
+//! Driver modules above this layer are declared with `forbid(unsafe_code)`
+//! (see `docs/architecture.md` for the few files that still need it).
 
 pub mod bpf;
 pub mod eventfd;

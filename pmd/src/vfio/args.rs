@@ -1,5 +1,4 @@
 //! `vfio` devargs → typed configuration: `vfio:<PCI address>[,debug_skip_map=1|2]`.
-#![forbid(unsafe_code)]
 
 use super::port::DEBUG_ENV;
 use crate::devargs::Devargs;

@@ -1,7 +1,6 @@
 //! The PCI device behind a vfio port: found in sysfs and checked to be a
 //! modern virtio-net bound to vfio-pci (with the command that fixes it when
 //! not), and its config space read and written through the vfio region.
-#![forbid(unsafe_code)]
 
 use super::mmio;
 use super::pci::ConfigSpace;

@@ -6,7 +6,6 @@
 //! come from the device (capabilities) are validated with [`Mmio::sub`]
 //! before any access. Config space is read and written with `pread`/`pwrite`
 //! on the device fd.
-#![forbid(unsafe_code)]
 
 use crate::sys::fd::{pread_exact, pwrite_all};
 use crate::sys::{Mapping, Shared};

@@ -1,7 +1,6 @@
 //! The receive half of a vfio (virtio-net) queue: used buffers → mbufs
 //! (the 12-byte virtio-net header in the headroom), fresh buffers posted in
 //! bursts from the lcore's cache.
-#![forbid(unsafe_code)]
 
 use super::port::{Home, Xstats, NET_HDR};
 use super::virtqueue::Virtqueue;

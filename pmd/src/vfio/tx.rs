@@ -1,7 +1,6 @@
 //! The transmit half of a vfio (virtio-net) queue: one descriptor per
 //! single-segment mbuf (a zeroed virtio-net header prepended), completions
 //! freed to the lcore's cache.
-#![forbid(unsafe_code)]
 
 use super::port::{Home, Xstats, NET_HDR};
 use super::virtqueue::Virtqueue;
