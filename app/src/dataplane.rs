@@ -311,6 +311,7 @@ impl Dataplane {
                     first,
                     counters: sc,
                     enabled: true,
+                    tap: None,
                 });
             }
             if let (FwdMode::L3fwd, Some(sh)) = (l.mode, &self.l3fwd) {

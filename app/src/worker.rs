@@ -40,6 +40,8 @@ pub struct Stream {
     pub counters: Arc<StreamCounters>,
     /// False while a port of the stream is stopped (`port stop N`).
     pub enabled: bool,
+    /// A live capture of what the stream receives or sends.
+    pub tap: Option<crate::control::capture::StreamTap>,
 }
 
 /// Everything a worker owns.
@@ -290,6 +292,10 @@ impl Ctx<'_> {
             if n > 0 {
                 handled += n as u64;
                 s.counters.rx.add(n as u64);
+                if let Some((t, q)) = s.tap.as_ref().and_then(|t| Some((t, t.rx?))) {
+                    let now = *clock.get_or_insert_with(latency::now_ns);
+                    t.tap.copy(b, q, crate::control::capture::Dir::Rx, now);
+                }
                 // A receive-only stream on a generating lcore reads back what
                 // the generator stamped (one lcore as generator and sink).
                 if self.measure || (self.mode == FwdMode::TxOnly && s.tx.is_none()) {
@@ -385,6 +391,12 @@ impl Ctx<'_> {
     /// Transmit with up to `tx_retry` retries; what is left is freed and counted.
     #[inline]
     fn send(&mut self, s: &Stream, tx: &mut dyn TxQueue, cache: &mut PoolCache, b: &mut MbufBatch) {
+        if let Some((t, q)) = s.tap.as_ref().and_then(|t| Some((t, t.tx?))) {
+            if !b.is_empty() {
+                t.tap
+                    .copy(b, q, crate::control::capture::Dir::Tx, latency::now_ns());
+            }
+        }
         send_burst(&s.counters, tx, cache, b, self.tx_retry);
     }
 }
@@ -443,6 +455,12 @@ impl LcoreHooks for Hooks<'_, '_> {
             st.first = new.first;
             st.peer_mac = new.peer_mac;
             st.enabled = new.enabled;
+        }
+    }
+
+    fn tap(&mut self, taps: Vec<Option<crate::control::capture::StreamTap>>) {
+        for (st, t) in self.streams.iter_mut().zip(taps) {
+            st.tap = t;
         }
     }
 

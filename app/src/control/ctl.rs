@@ -24,6 +24,15 @@ pub const TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Send `command` (its words joined by spaces) and return what to print.
 pub fn run(socket: &Path, words: &[String], text: bool) -> Output {
+    // `capture ... -w FILE`: the file is named for xfwd, from this directory.
+    let mut words = words.to_vec();
+    if let Some(i) = words.iter().position(|w| w == "-w") {
+        if let Some(f) = words.get_mut(i + 1) {
+            if let Ok(abs) = std::path::absolute(&*f) {
+                *f = abs.display().to_string();
+            }
+        }
+    }
     let line = words.join(" ");
     if line.trim().is_empty() {
         return Output::Err("a command is expected: `xfwd ctl SOCKET help`".into());
@@ -70,7 +79,51 @@ pub fn run(socket: &Path, words: &[String], text: bool) -> Output {
         Ok(v) => v,
         Err(e) => return Output::Err(format!("bad reply ({e}): {reply}")),
     };
+    if words.first().is_some_and(|w| w == "capture")
+        && words.get(1).is_some_and(|w| w != "stop")
+        && v.get("error").is_none()
+    {
+        return wait_capture(&mut w, &mut r, text);
+    }
     format(&line, &v, text)
+}
+
+/// After `capture ...`: ask `show capture` every 100 ms until it is done
+/// (after [`CAPTURE_LIMIT`], `capture stop`).
+fn wait_capture(w: &mut UnixStream, r: &mut BufReader<UnixStream>, text: bool) -> Output {
+    let start = std::time::Instant::now();
+    let mut stopping = false;
+    loop {
+        if !stopping && start.elapsed() > CAPTURE_LIMIT {
+            stopping = true;
+            let _ = ask(w, r, "capture stop");
+        }
+        let v = match ask(w, r, "show capture") {
+            Ok(v) => v,
+            Err(e) => return Output::Err(e),
+        };
+        if v["data"]["done"] == true {
+            if let Some(e) = v["data"]["write_error"].as_str() {
+                return Output::Err(format!("capture: {e}"));
+            }
+            return format("show capture", &v, text);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// How long `xfwd ctl ... capture` waits for its count.
+pub const CAPTURE_LIMIT: Duration = Duration::from_secs(60);
+
+fn ask(w: &mut UnixStream, r: &mut BufReader<UnixStream>, line: &str) -> Result<Value, String> {
+    w.write_all(format!("{line}\n").as_bytes())
+        .map_err(|e| format!("sending: {e}"))?;
+    let mut reply = String::new();
+    match r.read_line(&mut reply) {
+        Ok(0) => Err("xfwd closed the connection".into()),
+        Ok(_) => serde_json::from_str(&reply).map_err(|e| format!("bad reply ({e}): {reply}")),
+        Err(e) => Err(format!("no reply: {e}")),
+    }
 }
 
 /// What to print for reply `v` of `line`.

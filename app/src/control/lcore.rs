@@ -54,6 +54,8 @@ pub enum LcoreCmd {
     Apply(Box<LcoreSettings>),
     /// Poll again.
     Resume,
+    /// Start or end a capture (one entry per stream; taken parked or not).
+    Tap(Vec<Option<super::capture::StreamTap>>),
 }
 
 /// An lcore's answer to one command.
@@ -97,6 +99,8 @@ pub trait LcoreHooks {
     fn apply(&mut self, s: LcoreSettings);
     /// About to poll again (send the `tx_first` bursts).
     fn resume(&mut self);
+    /// Attach (or detach) the streams' capture taps.
+    fn tap(&mut self, taps: Vec<Option<super::capture::StreamTap>>);
 }
 
 /// How long the control thread waits for an lcore's reply.
@@ -176,6 +180,10 @@ impl LcoreCtl {
                         self.reply(LcoreReply::Applied);
                     }
                     LcoreCmd::Apply(_) => self.reply(LcoreReply::NotParked),
+                    LcoreCmd::Tap(t) => {
+                        hooks.tap(t);
+                        self.reply(LcoreReply::Applied);
+                    }
                     LcoreCmd::Resume => {
                         if parked {
                             hooks.resume();
@@ -219,6 +227,7 @@ mod tests {
         fn resume(&mut self) {
             self.resumes += 1;
         }
+        fn tap(&mut self, _: Vec<Option<crate::control::capture::StreamTap>>) {}
     }
 
     fn settings(burst: usize) -> LcoreCmd {

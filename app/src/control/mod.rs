@@ -14,6 +14,7 @@
 //! --metrics HTTP (metrics.rs) ←── counters ──────┘
 //! ```
 
+pub mod capture;
 pub mod commands;
 pub mod ctl;
 pub mod lcore;
@@ -102,6 +103,10 @@ pub struct Control {
     resume_at: Option<Instant>,
     /// The prompt thread, joined at the end.
     pub prompt_thread: Option<std::thread::JoinHandle<()>>,
+    /// The live capture, and the figures of the last one.
+    pub capture: Option<capture::Capture>,
+    /// `show capture` after the end.
+    pub last_capture: Value,
 }
 
 impl Control {
@@ -130,6 +135,8 @@ impl Control {
             script: VecDeque::new(),
             resume_at: None,
             prompt_thread: None,
+            capture: None,
+            last_capture: Value::Null,
         }
     }
 
@@ -173,6 +180,7 @@ impl Control {
     /// metrics for up to `wait`.
     pub fn serve(&mut self, wait: Duration, dp: &Dataplane) {
         self.run_script(dp);
+        self.capture_step(dp);
         // The prompt's lines wait until the script is done (`-i --cmdline-file`).
         let scripted = !self.script.is_empty() || self.resume_at.is_some();
         if let Some(rx) = self.prompt.as_ref().filter(|_| !scripted && !self.quit) {
@@ -193,7 +201,7 @@ impl Control {
                 let _ = r.reply.send(out);
             }
         }
-        let wait = if self.prompt.is_some() || !self.script.is_empty() {
+        let wait = if self.prompt.is_some() || !self.script.is_empty() || self.capture.is_some() {
             wait.min(Duration::from_millis(10))
         } else {
             wait
@@ -257,10 +265,31 @@ impl Control {
             return crate::telemetry::answer(line, dp);
         }
         let r = self.execute(dp, line);
-        if r.data.get("error").is_some() {
+        if r.data.get("error").is_some_and(Value::is_string) {
             r.data
         } else {
             json!({"command": line, "text": r.text, "data": r.data})
+        }
+    }
+
+    /// Write what a live capture copied; at its end detach it from the
+    /// lcores and close the file.
+    fn capture_step(&mut self, dp: &Dataplane) {
+        let Some(c) = self.capture.as_mut() else {
+            return;
+        };
+        let mut err = c.drain().err();
+        if c.tap.done() || err.is_some() {
+            c.tap.close();
+            let n = dp.lcores().len();
+            if let Err(e) = self.broadcast(dp, |_| LcoreCmd::Tap((0..n).map(|_| None).collect())) {
+                log::warn!("capture: detaching: {e}");
+            }
+            let mut c = self.capture.take().expect("checked above");
+            if let Err(e) = c.finish() {
+                err.get_or_insert(e);
+            }
+            self.last_capture = capture_status(&c, true, err.map(|e| e.to_string()));
         }
     }
 
@@ -415,6 +444,13 @@ fn sub_stats(a: &PortStats, b: &PortStats) -> PortStats {
         rxq: a.rxq.clone(),
         txq: a.txq.clone(),
     }
+}
+
+/// `show capture`'s figures.
+pub fn capture_status(c: &capture::Capture, done: bool, error: Option<String>) -> Value {
+    let (taken, skipped) = c.tap.counts();
+    json!({"file": c.path.display().to_string(), "capture": c.what, "taken": taken,
+        "skipped": skipped, "written": c.written, "done": done, "write_error": error})
 }
 
 /// Numbers combined leaf by leaf (objects by key, a missing key is 0).
