@@ -257,7 +257,7 @@ pub struct StreamCfg {
 
 /// A config with CLI overrides applied, and which flag set which key (so
 /// errors name what the user typed).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Settings {
     /// The merged values.
     pub cfg: FileConfig,
