@@ -34,6 +34,8 @@ struct Link {
     last: u16,
     /// Client RX: our producer index of empty buffers (S2C head).
     head: u16,
+    /// RX after the peer left: its last producer index, drained up to.
+    drain_to: Option<u16>,
 }
 
 impl Link {
@@ -44,6 +46,7 @@ impl Link {
             conn: None,
             last: 0,
             head: 0,
+            drain_to: None,
         }
     }
 
@@ -56,12 +59,42 @@ impl Link {
         }
     }
 
+    /// RX: as [`Link::sync`], but when the peer has gone, first take what
+    /// it had already put in the ring (its last burst before DISCONNECT or
+    /// death) up to the producer index seen then; the mapping is still ours.
+    #[inline]
+    fn sync_rx(&mut self, role: Role, q: usize) {
+        let g = self.slot.gen.load(Ordering::Acquire);
+        if g == self.gen {
+            return;
+        }
+        self.drain_rx(g, role, q);
+    }
+
+    #[cold]
+    fn drain_rx(&mut self, g: u64, role: Role, q: usize) {
+        if let Some(c) = &self.conn {
+            if lock(&self.slot.conn).is_none() {
+                let r = c.rx[q].ring;
+                let to = *self.drain_to.get_or_insert_with(|| match role {
+                    Role::Server => r.head().load(Ordering::Acquire),
+                    Role::Client => r.tail().load(Ordering::Acquire),
+                });
+                if to != self.last && u32::from(to.wrapping_sub(self.last)) <= r.size() {
+                    return;
+                }
+            }
+        }
+        self.resync(g);
+    }
+
     #[cold]
     fn resync(&mut self, g: u64) {
         self.gen = g;
         self.conn = lock(&self.slot.conn).clone();
         self.last = 0;
         self.head = 0;
+        self.drain_to = None;
     }
 }
 
@@ -154,15 +187,16 @@ fn read_desc(
 
 impl RxQueue for MemifRx {
     fn rx_burst(&mut self, out: &mut MbufBatch) -> usize {
-        self.link.sync();
+        self.link.sync_rx(self.role, self.q);
         let Some(conn) = self.link.conn.clone() else {
             return 0;
         };
         let side = &conn.rx[self.q];
         let r: Ring = side.ring;
-        let prod = match self.role {
-            Role::Server => r.head().load(Ordering::Acquire),
-            Role::Client => r.tail().load(Ordering::Acquire),
+        let prod = match (self.link.drain_to, self.role) {
+            (Some(to), _) => to,
+            (None, Role::Server) => r.head().load(Ordering::Acquire),
+            (None, Role::Client) => r.tail().load(Ordering::Acquire),
         };
         let mut cur = self.link.last;
         let avail = u32::from(prod.wrapping_sub(cur));
