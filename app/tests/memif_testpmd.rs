@@ -240,7 +240,7 @@ fn xfwd_final(p: Proc, limit: Duration) -> (serde_json::Value, String) {
     (fin, out)
 }
 
-fn port<'a>(fin: &'a serde_json::Value, i: usize) -> &'a serde_json::Value {
+fn port(fin: &serde_json::Value, i: usize) -> &serde_json::Value {
     &fin["ports"][i]
 }
 
@@ -430,13 +430,13 @@ fn io_forward_through_testpmd_byte_exact_with_chains() {
         ],
     );
     let (fin, log) = xfwd_final(x, Duration::from_secs(40));
-    let _ = stop_testpmd_after_peer(tp);
+    let tout = stop_testpmd_after_peer(tp);
     assert!(log.contains("connected to server `DPDK 22.11"), "{log}");
-    assert_same(
-        &read_pcap(&out),
-        &frames,
-        "pcap → memif → testpmd io → memif → pcap",
-    );
+    let got = read_pcap(&out);
+    if got.len() != frames.len() {
+        eprintln!("xfwd:\n{log}\ntestpmd:\n{tout}");
+    }
+    assert_same(&got, &frames, "pcap → memif → testpmd io → memif → pcap");
     assert_eq!(port(&fin, 1)["tx_packets"].as_u64(), Some(3000), "{fin}");
     assert_eq!(port(&fin, 1)["rx_packets"].as_u64(), Some(3000), "{fin}");
 }

@@ -433,11 +433,16 @@ impl Session {
                 let b = self.client.take().expect("built at HELLO");
                 let mut conn = b.conn;
                 conn.peer = self.peer.clone();
-                // We receive on S2C and poll it.
+                // We receive on S2C and poll it. Every buffer is offered at
+                // once (the server reset the indexes at CONNECT), so the
+                // server can send before our first RX poll.
                 for s in &conn.rx {
                     s.ring
                         .flags()
                         .store(proto::RING_FLAG_MASK_INT, Ordering::Release);
+                    s.ring
+                        .head()
+                        .store(s.ring.mask().wrapping_add(1), Ordering::Release);
                 }
                 self.state = State::Connected;
                 let what = format!(

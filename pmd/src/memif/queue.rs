@@ -93,7 +93,12 @@ impl Link {
         self.gen = g;
         self.conn = lock(&self.slot.conn).clone();
         self.last = 0;
-        self.head = 0;
+        // Client RX: the control thread offered every S2C buffer at connect.
+        self.head = self
+            .conn
+            .as_ref()
+            .and_then(|c| c.rx.first())
+            .map_or(0, |s| s.ring.mask().wrapping_add(1));
         self.drain_to = None;
     }
 }
@@ -135,7 +140,9 @@ impl MemifRx {
     #[inline]
     fn refill(&mut self, conn: &Conn, side: &RingSide) {
         let r = side.ring;
-        let n = r.size() - u32::from(self.link.head.wrapping_sub(self.link.last));
+        let n = r
+            .size()
+            .saturating_sub(u32::from(self.link.head.wrapping_sub(self.link.last)));
         if n == 0 {
             return;
         }
