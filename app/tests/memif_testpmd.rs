@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 use support::{read_pcap, write_pcap};
 use xfwd_mempool::caps;
 
+/// io forwarding that waits for ring room instead of dropping.
+const IO: [&str; 4] = ["--forward-mode", "io", "--tx-retry", "1000000"];
+
 /// One test at a time: each runs two dataplane processes on a 2-core host.
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -272,6 +275,17 @@ fn corpus(n: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// A socket name, an input pcap of `n` corpus frames, an output path.
+fn pcap_case(tag: &str, n: usize) -> (String, PathBuf, PathBuf, Vec<Vec<u8>>) {
+    let (inp, out) = (
+        tmp(&format!("{tag}-in.pcap")),
+        tmp(&format!("{tag}-out.pcap")),
+    );
+    let frames = corpus(n);
+    write_pcap(&inp, &frames);
+    (sock(tag), inp, out, frames)
+}
+
 fn assert_same(got: &[Vec<u8>], want: &[Vec<u8>], what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: frame count");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
@@ -402,10 +416,7 @@ fn io_forward_through_testpmd_byte_exact_with_chains() {
     if !env_ok("memif io through testpmd") {
         return;
     }
-    let s = sock("iot");
-    let (inp, out) = (tmp("iot-in.pcap"), tmp("iot-out.pcap"));
-    let frames = corpus(3000);
-    write_pcap(&inp, &frames);
+    let (s, inp, out, frames) = pcap_case("iot", 3000);
     let tp = testpmd(
         "iot",
         &[format!("net_memif0,role=server,socket={s},id=3")],
@@ -420,14 +431,7 @@ fn io_forward_through_testpmd_byte_exact_with_chains() {
             format!("pcap:rx={},tx={}", inp.display(), out.display()),
             format!("memif:role=client,socket={s},id=3,bsize=512,rsize=13"),
         ],
-        &[
-            "--forward-mode",
-            "io",
-            "--tx-retry",
-            "1000000",
-            "--duration",
-            "20",
-        ],
+        &[IO[0], IO[1], IO[2], IO[3], "--duration", "20"],
     );
     let (fin, log) = xfwd_final(x, Duration::from_secs(40));
     let tout = stop_testpmd_after_peer(tp);
@@ -447,20 +451,10 @@ fn io_forward_through_xfwd_byte_exact_testpmd_zero_copy_client() {
     if !env_ok("memif io through xfwd") {
         return;
     }
-    let s = sock("iox");
-    let (inp, out) = (tmp("iox-in.pcap"), tmp("iox-out.pcap"));
-    let frames = corpus(2000);
-    write_pcap(&inp, &frames);
+    let (s, inp, out, frames) = pcap_case("iox", 2000);
     let x = xfwd(
         &[format!("memif:role=server,socket={s},id=4")],
-        &[
-            "--forward-mode",
-            "io",
-            "--tx-retry",
-            "1000000",
-            "--duration",
-            "6",
-        ],
+        &[IO[0], IO[1], IO[2], IO[3], "--duration", "6"],
     );
     wait_listening(&s, &x);
     // testpmd's own zero-copy client: descriptors point into its mempool
@@ -525,21 +519,11 @@ fn xfwd_to_xfwd_byte_exact_and_counts() {
     if !env_ok("memif xfwd <-> xfwd") {
         return;
     }
-    let s = sock("xx");
-    let (inp, out) = (tmp("xx-in.pcap"), tmp("xx-out.pcap"));
-    let frames = corpus(4000);
-    write_pcap(&inp, &frames);
+    let (s, inp, out, frames) = pcap_case("xx", 4000);
     // B bounces everything back (io on its one port) until its duration ends.
     let b = xfwd(
         &[format!("memif:role=server,socket={s},id=5,rsize=9")],
-        &[
-            "--forward-mode",
-            "io",
-            "--tx-retry",
-            "1000000",
-            "--duration",
-            "8",
-        ],
+        &[IO[0], IO[1], IO[2], IO[3], "--duration", "8"],
     );
     wait_listening(&s, &b);
     let a = xfwd(
@@ -547,14 +531,7 @@ fn xfwd_to_xfwd_byte_exact_and_counts() {
             format!("pcap:rx={},tx={}", inp.display(), out.display()),
             format!("memif:role=client,socket={s},id=5,rsize=9,bsize=1024"),
         ],
-        &[
-            "--forward-mode",
-            "io",
-            "--tx-retry",
-            "1000000",
-            "--duration",
-            "20",
-        ],
+        &[IO[0], IO[1], IO[2], IO[3], "--duration", "20"],
     );
     let (fa, _) = xfwd_final(a, Duration::from_secs(40));
     assert_same(
