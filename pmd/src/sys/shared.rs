@@ -32,7 +32,7 @@ use super::mmap::Mapping;
 use std::any::Any;
 use std::fmt;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
 use std::sync::Arc;
 use xfwd_mempool::ExtMem;
 
@@ -204,6 +204,26 @@ impl Shared {
         unsafe { (*self.at::<AtomicU32>(off)).store(v, order) }
     }
 
+    /// Atomic load of a 16-bit ownership word (memif's ring head and tail).
+    ///
+    /// # Panics
+    /// When `off` is outside the window or not 2-byte aligned.
+    #[inline(always)]
+    pub fn load_u16(&self, off: usize, order: Ordering) -> u16 {
+        // SAFETY: as in load_u32, for an AtomicU16.
+        unsafe { (*self.at::<AtomicU16>(off)).load(order) }
+    }
+
+    /// Atomic store of a 16-bit ownership word.
+    ///
+    /// # Panics
+    /// When `off` is outside the window or not 2-byte aligned.
+    #[inline(always)]
+    pub fn store_u16(&self, off: usize, v: u16, order: Ordering) {
+        // SAFETY: as in load_u32, for an AtomicU16.
+        unsafe { (*self.at::<AtomicU16>(off)).store(v, order) }
+    }
+
     /// The atomic word at `off` (for rings that keep it at hand).
     ///
     /// # Panics
@@ -330,6 +350,8 @@ mod tests {
         assert_eq!(m.read::<u32>(33), 7, "plain accesses may be unaligned");
         m.store_u32(40, 9, Ordering::Release);
         assert_eq!(m.load_u32(40, Ordering::Acquire), 9);
+        m.store_u16(46, 3, Ordering::Release);
+        assert_eq!(m.load_u16(46, Ordering::Acquire), 3);
         m.copy_in(100, b"abc");
         let mut out = [0u8; 3];
         m.copy_out(100, &mut out);
