@@ -5,9 +5,18 @@
 //! accessed with relaxed loads and stores (plain moves on x86), published by the release store of the tail and observed by
 //! the acquire load of the other side's tail, so this module needs no `unsafe`.
 //! It is touched only when a per-lcore cache refills or flushes, in bulk.
+//!
+//! A side with one thread at a time (a ring port's TX queue, its RX queue)
+//! takes the single-producer / single-consumer paths after claiming the side
+//! ([`Ring::claim_producer`], [`Ring::claim_consumer`]): no compare-exchange,
+//! no wait for earlier reservations, and the other side's tail cached so its
+//! cache line is read only when the cached value does not cover the burst.
+//! One acquire (only then) and one release store per burst, like DPDK's
+//! `rte_ring` with `RING_F_SP_ENQ | RING_F_SC_DEQ`. The other side may stay
+//! multi-threaded: a single producer works with multi consumers and back.
 
 use crate::mbuf::MbufHeader;
-use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
 
 /// What a ring holds: an mbuf header pointer.
 pub type Obj = *mut MbufHeader;
@@ -17,6 +26,11 @@ pub type Obj = *mut MbufHeader;
 struct HeadTail {
     head: AtomicU32,
     tail: AtomicU32,
+    /// The single thread of this side holds it (claim_producer/consumer).
+    single: AtomicBool,
+    /// That thread's last look at the other side's tail (only it touches
+    /// this; it lives on this side's cache line).
+    other_tail: AtomicU32,
 }
 
 /// The ring.
@@ -89,6 +103,86 @@ impl Ring {
             return 0;
         }
         self.dequeue(out, true)
+    }
+
+    /// Become this ring's only producer until [`Ring::release_producer`];
+    /// false when another thread holds the claim. While it is held, only the
+    /// holder may enqueue, and only with [`Ring::enqueue_burst_sp`].
+    pub fn claim_producer(&self) -> bool {
+        claim(&self.prod, &self.cons)
+    }
+
+    /// Give the producer claim back (the holder, after its last enqueue).
+    pub fn release_producer(&self) {
+        self.prod.single.store(false, Ordering::Release);
+    }
+
+    /// Become this ring's only consumer until [`Ring::release_consumer`];
+    /// as [`Ring::claim_producer`], for [`Ring::dequeue_burst_sc`].
+    pub fn claim_consumer(&self) -> bool {
+        claim(&self.cons, &self.prod)
+    }
+
+    /// Give the consumer claim back.
+    pub fn release_consumer(&self) {
+        self.cons.single.store(false, Ordering::Release);
+    }
+
+    /// [`Ring::enqueue_burst`] for the holder of the producer claim: the
+    /// free space from the cached consumer tail (re-read, acquire, only
+    /// when it does not cover the burst), the slots, one release store.
+    /// A caller without the claim corrupts the ring's order (never memory).
+    #[inline]
+    pub fn enqueue_burst_sp(&self, objs: &[Obj]) -> usize {
+        debug_assert!(self.prod.single.load(Ordering::Relaxed));
+        let head = self.prod.tail.load(Ordering::Relaxed);
+        let want = objs.len().min(self.capacity as usize) as u32;
+        let mut free = self
+            .capacity
+            .wrapping_add(self.prod.other_tail.load(Ordering::Relaxed))
+            .wrapping_sub(head);
+        if free < want {
+            let ct = self.cons.tail.load(Ordering::Acquire);
+            self.prod.other_tail.store(ct, Ordering::Relaxed);
+            free = self.capacity.wrapping_add(ct).wrapping_sub(head);
+        }
+        let n = want.min(free);
+        if n == 0 {
+            return 0;
+        }
+        self.fill(head, &objs[..n as usize]);
+        let next = head.wrapping_add(n);
+        self.prod.head.store(next, Ordering::Relaxed);
+        self.prod.tail.store(next, Ordering::Release);
+        n as usize
+    }
+
+    /// [`Ring::dequeue_burst`] for the holder of the consumer claim; as
+    /// [`Ring::enqueue_burst_sp`] with the producer tail cached.
+    #[inline]
+    pub fn dequeue_burst_sc(&self, out: &mut [Obj]) -> usize {
+        debug_assert!(self.cons.single.load(Ordering::Relaxed));
+        let head = self.cons.tail.load(Ordering::Relaxed);
+        let want = out.len().min(self.capacity as usize) as u32;
+        let mut entries = self
+            .cons
+            .other_tail
+            .load(Ordering::Relaxed)
+            .wrapping_sub(head);
+        if entries < want {
+            let pt = self.prod.tail.load(Ordering::Acquire);
+            self.cons.other_tail.store(pt, Ordering::Relaxed);
+            entries = pt.wrapping_sub(head);
+        }
+        let n = want.min(entries);
+        if n == 0 {
+            return 0;
+        }
+        self.take(head, &mut out[..n as usize]);
+        let next = head.wrapping_add(n);
+        self.cons.head.store(next, Ordering::Relaxed);
+        self.cons.tail.store(next, Ordering::Release);
+        n as usize
     }
 
     #[inline]
@@ -195,6 +289,27 @@ impl Ring {
     }
 }
 
+/// Claim side `me`: only when nobody holds it and no multi-thread
+/// reservation of that side is in flight (head == tail); the cached other
+/// tail starts from the other side's current tail.
+fn claim(me: &HeadTail, other: &HeadTail) -> bool {
+    if me
+        .single
+        .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        return false;
+    }
+    // A multi-thread enqueue (dequeue) still between its reservation and
+    // its publication would be overtaken: wait for it (they are short).
+    while me.head.load(Ordering::Acquire) != me.tail.load(Ordering::Acquire) {
+        std::thread::yield_now();
+    }
+    me.other_tail
+        .store(other.tail.load(Ordering::Acquire), Ordering::Relaxed);
+    true
+}
+
 /// Wait until earlier producers (or consumers) published their part.
 #[inline]
 fn wait_turn(tail: &AtomicU32, mine: u32) {
@@ -267,6 +382,83 @@ mod tests {
             assert!(r.dequeue_bulk(&mut out));
             assert_eq!(ids(&out), [i, i + 1, i + 2]);
         }
+        assert_eq!(r.count(), 0);
+    }
+
+    #[test]
+    fn claims_are_exclusive_and_given_back() {
+        let r = Ring::new(8);
+        assert!(r.claim_producer());
+        assert!(!r.claim_producer());
+        assert!(r.claim_consumer());
+        assert!(!r.claim_consumer());
+        r.release_producer();
+        r.release_consumer();
+        assert!(r.claim_producer() && r.claim_consumer());
+    }
+
+    #[test]
+    fn single_producer_consumer_keep_order_and_fill_exactly() {
+        let r = Ring::new(6);
+        assert!(r.claim_producer() && r.claim_consumer());
+        assert_eq!(r.enqueue_burst_sp(&ps(&[1, 2, 3, 4])), 4);
+        assert_eq!(r.enqueue_burst_sp(&ps(&[5, 6, 7])), 2);
+        assert_eq!(r.enqueue_burst_sp(&ps(&[8])), 0);
+        let mut out = [NULL; 4];
+        assert_eq!(r.dequeue_burst_sc(&mut out), 4);
+        assert_eq!(ids(&out), [1, 2, 3, 4]);
+        // A multi-thread consumer and the single producer mix.
+        r.release_consumer();
+        assert!(r.dequeue_bulk(&mut out[..1]));
+        assert_eq!(ids(&out[..1]), [5]);
+        assert!(r.claim_consumer());
+        assert_eq!(r.enqueue_burst_sp(&ps(&[9, 10, 11, 12, 13, 14])), 5);
+        let mut all = [NULL; 8];
+        assert_eq!(r.dequeue_burst_sc(&mut all), 6);
+        assert_eq!(ids(&all[..6]), [6, 9, 10, 11, 12, 13]);
+        assert_eq!(r.dequeue_burst_sc(&mut all), 0);
+        assert_eq!(r.count(), 0);
+    }
+
+    #[test]
+    fn spsc_threads_pass_every_entry_in_order() {
+        let r = Arc::new(Ring::new(64));
+        let n = if cfg!(miri) { 300 } else { 200_000usize };
+        assert!(r.claim_producer());
+        let prod = {
+            let r = r.clone();
+            std::thread::spawn(move || {
+                let mut next = 1usize;
+                while next <= n {
+                    let k = (next % 7 + 1).min(n + 1 - next);
+                    let v: Vec<Obj> = (next..next + k).map(p).collect();
+                    let mut done = 0;
+                    while done < k {
+                        let m = r.enqueue_burst_sp(&v[done..]);
+                        if m == 0 {
+                            std::thread::yield_now();
+                        }
+                        done += m;
+                    }
+                    next += k;
+                }
+                r.release_producer();
+            })
+        };
+        assert!(r.claim_consumer());
+        let mut want = 1usize;
+        let mut buf = [NULL; 16];
+        while want <= n {
+            let m = r.dequeue_burst_sc(&mut buf[..(want % 11) + 1]);
+            if m == 0 {
+                std::thread::yield_now();
+            }
+            for &o in &buf[..m] {
+                assert_eq!(o.addr() / 64, want);
+                want += 1;
+            }
+        }
+        prod.join().unwrap();
         assert_eq!(r.count(), 0);
     }
 

@@ -4,6 +4,13 @@
 //! side B; A's TX queue q feeds B's RX queue q and the other way round. A
 //! port alone on its name (or with `loop=1`) receives what it sends. Only
 //! mbuf pointers move: the fastest possible port, for testing the app.
+//!
+//! Each ring has one writer (a TX queue) and one reader (an RX queue), so
+//! the queues claim their side and take the ring's single-producer /
+//! single-consumer paths (no compare-exchange; one release store per burst).
+//! Like DPDK's `net_ring`, the port counts packets per burst and does not
+//! touch the mbufs; `bytes=1` also counts bytes and sets each received
+//! mbuf's input port (reads every header on TX and writes it on RX).
 
 use crate::devargs::Devargs;
 use crate::dma::{MappingKind, SoftMapper};
@@ -32,12 +39,17 @@ struct Link2 {
 struct MbufRing(Ring);
 
 impl MbufRing {
+    /// Free what the ring holds, unless an RX queue reads it (it will).
     fn drain(&self) -> usize {
+        if !self.0.claim_consumer() {
+            return 0;
+        }
         let mut buf = [std::ptr::null_mut(); 64];
         let mut total = 0;
         loop {
-            let n = self.0.dequeue_burst(&mut buf);
+            let n = self.0.dequeue_burst_sc(&mut buf);
             if n == 0 {
+                self.0.release_consumer();
                 return total;
             }
             total += n;
@@ -84,6 +96,8 @@ pub struct RingPort {
     link: Arc<Link2>,
     side: usize,
     looped: bool,
+    /// Count bytes and set the input port (`bytes=1`).
+    bytes: bool,
     devargs: String,
 }
 
@@ -93,13 +107,14 @@ impl RingPort {
     /// # Errors
     /// Missing name, unknown keys, or a name already used by two ports.
     pub fn probe(d: &Devargs) -> Result<RingPort, PortError> {
-        d.check_keys(&["loop"])?;
+        d.check_keys(&["loop", "bytes"])?;
         let name = d.name.clone().ok_or_else(|| PortError::Devargs {
             devargs: d.raw.clone(),
             why: "a ring port needs a name: `ring:NAME` (two ports with the same NAME are joined)"
                 .into(),
         })?;
         let looped = d.flag("loop", false)?;
+        let bytes = d.flag("bytes", false)?;
         let mut map = links().lock().unwrap_or_else(|p| p.into_inner());
         map.retain(|_, w| w.strong_count() > 0);
         let link = map.get(&name).and_then(Weak::upgrade).unwrap_or_else(|| {
@@ -127,6 +142,7 @@ impl RingPort {
             link,
             side,
             looped,
+            bytes,
             devargs: d.raw.clone(),
         })
     }
@@ -143,6 +159,51 @@ impl RingPort {
         } else {
             (self.side, 1 - self.side)
         }
+    }
+}
+
+impl RingPort {
+    /// The queues of a start, each holding its ring side's claim.
+    fn queues(&self, conf: &PortConf) -> Result<PortQueues, PortError> {
+        let (txd, rxd) = self.dirs();
+        let port_id = self.side as u16;
+        let mut q = PortQueues::default();
+        let busy = |what: &str, who: &str, i: usize| {
+            PortError::Devargs {
+            devargs: self.devargs.clone(),
+            why: format!(
+                "ring `{}`: its {what} queue {i} already has a {who} (a port with loop=1 and a peer, \
+                 or a port started alone before its peer was probed): stop it first or use another name",
+                self.link.name
+            ),
+        }
+        };
+        for i in 0..conf.rx_queues as usize {
+            let ring = self.link.ring(rxd, i, conf.rx_desc);
+            if !ring.0.claim_consumer() {
+                return Err(busy("RX", "reader", i));
+            }
+            q.rx.push(Box::new(RingRx {
+                ring,
+                port: port_id,
+                bytes: self.bytes,
+                counters: self.core.counters.rx[i].clone(),
+                _token: self.core.token(),
+            }));
+        }
+        for i in 0..conf.tx_queues as usize {
+            let ring = self.link.ring(txd, i, conf.tx_desc);
+            if !ring.0.claim_producer() {
+                return Err(busy("TX", "writer", i));
+            }
+            q.tx.push(Box::new(RingTx {
+                ring,
+                bytes: self.bytes,
+                counters: self.core.counters.tx[i].clone(),
+                _token: self.core.token(),
+            }));
+        }
+        Ok(q)
     }
 }
 
@@ -184,25 +245,14 @@ impl Port for RingPort {
 
     fn start(&mut self) -> Result<PortQueues, PortError> {
         let conf = self.core.start()?;
-        let (txd, rxd) = self.dirs();
-        let port_id = self.side as u16;
-        let mut q = PortQueues::default();
-        for i in 0..conf.rx_queues as usize {
-            q.rx.push(Box::new(RingRx {
-                ring: self.link.ring(rxd, i, conf.rx_desc),
-                port: port_id,
-                counters: self.core.counters.rx[i].clone(),
-                _token: self.core.token(),
-            }));
+        match self.queues(&conf) {
+            Ok(q) => Ok(q),
+            Err(e) => {
+                // The queues made so far are dropped (their claims given back).
+                self.core.stop()?;
+                Err(e)
+            }
         }
-        for i in 0..conf.tx_queues as usize {
-            q.tx.push(Box::new(RingTx {
-                ring: self.link.ring(txd, i, conf.tx_desc),
-                counters: self.core.counters.tx[i].clone(),
-                _token: self.core.token(),
-            }));
-        }
-        Ok(q)
     }
 
     fn core(&self) -> &PortCore {
@@ -232,26 +282,40 @@ impl Port for RingPort {
 struct RingRx {
     ring: Arc<MbufRing>,
     port: u16,
+    bytes: bool,
     counters: Arc<QueueCounters>,
     _token: QueueToken,
+}
+
+impl Drop for RingRx {
+    fn drop(&mut self) {
+        self.ring.0.release_consumer();
+    }
 }
 
 impl RxQueue for RingRx {
     #[inline]
     fn rx_burst(&mut self, out: &mut MbufBatch) -> usize {
         let start = out.len();
-        // SAFETY: dequeue_burst writes only owned header addresses (given up
-        // by a TX burst) into the spare slots, and set_len covers exactly those.
+        // SAFETY: this queue holds the ring's consumer claim (taken in
+        // start, given back on drop), so dequeue_burst_sc is its only reader;
+        // it writes only owned header addresses (given up by a TX burst) into
+        // the spare slots, and set_len covers exactly those.
         #[allow(unsafe_code)]
         let n = unsafe {
-            let n = self.ring.0.dequeue_burst(out.spare_addrs());
+            let n = self.ring.0.dequeue_burst_sc(out.spare_addrs());
             out.set_len(start + n);
             n
         };
+        if n == 0 {
+            return 0;
+        }
         let mut bytes = 0u64;
-        for m in &mut out.as_mut_slice()[start..] {
-            bytes += m.pkt_len() as u64;
-            m.set_port(self.port);
+        if self.bytes {
+            for m in &mut out.as_mut_slice()[start..] {
+                bytes += m.pkt_len() as u64;
+                m.set_port(self.port);
+            }
         }
         self.counters.add(n as u64, bytes);
         n
@@ -261,21 +325,20 @@ impl RxQueue for RingRx {
 #[derive(Debug)]
 struct RingTx {
     ring: Arc<MbufRing>,
+    bytes: bool,
     counters: Arc<QueueCounters>,
     _token: QueueToken,
+}
+
+impl Drop for RingTx {
+    fn drop(&mut self) {
+        self.ring.0.release_producer();
+    }
 }
 
 impl TxQueue for RingTx {
     #[inline]
     fn tx_burst(&mut self, pkts: &mut MbufBatch) -> usize {
-        let n = pkts.len();
-        if n == 0 {
-            return 0;
-        }
-        let mut bytes = 0u64;
-        for m in pkts.iter() {
-            bytes += m.pkt_len() as u64;
-        }
         let addrs: &[*mut MbufHeader] = {
             let s = pkts.as_slice();
             // SAFETY: Mbuf is repr(transparent) over NonNull<MbufHeader>, the
@@ -285,14 +348,20 @@ impl TxQueue for RingTx {
                 std::slice::from_raw_parts(s.as_ptr().cast::<*mut MbufHeader>(), s.len())
             }
         };
-        let sent = self.ring.0.enqueue_burst(addrs);
-        if sent < n {
-            // Count bytes of what was sent only.
-            bytes = pkts.as_slice()[..sent]
+        // This queue holds the ring's producer claim (taken in start, given
+        // back on drop): it is the ring's only writer.
+        let sent = self.ring.0.enqueue_burst_sp(addrs);
+        if sent == 0 {
+            return 0;
+        }
+        let bytes = if self.bytes {
+            pkts.as_slice()[..sent]
                 .iter()
                 .map(|m| m.pkt_len() as u64)
-                .sum();
-        }
+                .sum()
+        } else {
+            0
+        };
         // SAFETY: the first `sent` mbufs are now owned by the ring.
         #[allow(unsafe_code)]
         unsafe {

@@ -61,8 +61,8 @@ fn null_rx_counts_nombuf_when_the_pool_is_empty() {
 #[test]
 fn ring_pair_roundtrips_frames_byte_exact() {
     let p = pool(1024);
-    let mut a = probe("ring:pair1").unwrap();
-    let mut b = probe("ring:pair1").unwrap();
+    let mut a = probe("ring:pair1,bytes=1").unwrap();
+    let mut b = probe("ring:pair1,bytes=1").unwrap();
     for port in [&mut a, &mut b] {
         port.configure(&PortConf::simple(&p)).unwrap();
     }
