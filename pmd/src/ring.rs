@@ -163,41 +163,54 @@ impl RingPort {
 }
 
 impl RingPort {
-    /// The queues of a start, each holding its ring side's claim.
-    fn queues(&self, conf: &PortConf) -> Result<PortQueues, PortError> {
-        let (txd, rxd) = self.dirs();
-        let port_id = self.side as u16;
-        let mut q = PortQueues::default();
-        let busy = |what: &str, who: &str, i: usize| {
-            PortError::Devargs {
+    /// Ring `dir`/`q` with its reader (`reader`) or writer side claimed.
+    fn claimed(
+        &self,
+        dir: usize,
+        q: usize,
+        desc: u16,
+        reader: bool,
+    ) -> Result<Arc<MbufRing>, PortError> {
+        let ring = self.link.ring(dir, q, desc);
+        let ok = if reader {
+            ring.0.claim_consumer()
+        } else {
+            ring.0.claim_producer()
+        };
+        if ok {
+            return Ok(ring);
+        }
+        let (what, who) = if reader {
+            ("RX", "reader")
+        } else {
+            ("TX", "writer")
+        };
+        Err(PortError::Devargs {
             devargs: self.devargs.clone(),
             why: format!(
-                "ring `{}`: its {what} queue {i} already has a {who} (a port with loop=1 and a peer, \
+                "ring `{}`: its {what} queue {q} already has a {who} (a port with loop=1 and a peer, \
                  or a port started alone before its peer was probed): stop it first or use another name",
                 self.link.name
             ),
-        }
-        };
+        })
+    }
+
+    /// The queues of a start, each holding its ring side's claim.
+    fn queues(&self, conf: &PortConf) -> Result<PortQueues, PortError> {
+        let (txd, rxd) = self.dirs();
+        let mut q = PortQueues::default();
         for i in 0..conf.rx_queues as usize {
-            let ring = self.link.ring(rxd, i, conf.rx_desc);
-            if !ring.0.claim_consumer() {
-                return Err(busy("RX", "reader", i));
-            }
             q.rx.push(Box::new(RingRx {
-                ring,
-                port: port_id,
+                ring: self.claimed(rxd, i, conf.rx_desc, true)?,
+                port: self.side as u16,
                 bytes: self.bytes,
                 counters: self.core.counters.rx[i].clone(),
                 _token: self.core.token(),
             }));
         }
         for i in 0..conf.tx_queues as usize {
-            let ring = self.link.ring(txd, i, conf.tx_desc);
-            if !ring.0.claim_producer() {
-                return Err(busy("TX", "writer", i));
-            }
             q.tx.push(Box::new(RingTx {
-                ring,
+                ring: self.claimed(txd, i, conf.tx_desc, false)?,
                 bytes: self.bytes,
                 counters: self.core.counters.tx[i].clone(),
                 _token: self.core.token(),

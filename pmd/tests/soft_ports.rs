@@ -213,3 +213,25 @@ fn probe_knows_fault_wrappers_with_nested_devargs() {
     port.stop().unwrap();
     p.leak_check().unwrap();
 }
+
+#[test]
+fn a_ring_with_a_reader_refuses_a_second_one() {
+    let p = pool(256);
+    // a loops onto itself and reads its own ring; b, its peer, would read
+    // the same ring: refused (a ring has one reader and one writer).
+    let mut a = probe("ring:dup1,loop=1").unwrap();
+    let mut b = probe("ring:dup1").unwrap();
+    for port in [&mut a, &mut b] {
+        port.configure(&PortConf::simple(&p)).unwrap();
+    }
+    let qa = a.start().unwrap();
+    let e = b.start().map(|_| ()).unwrap_err().to_string();
+    assert!(e.contains("already has a reader"), "{e}");
+    // Once a's queues are gone, b starts (its failed start left it stopped).
+    drop(qa);
+    a.stop().unwrap();
+    let qb = b.start().unwrap();
+    drop(qb);
+    b.stop().unwrap();
+    p.leak_check().unwrap();
+}
