@@ -410,28 +410,24 @@ fn testpmd_txonly_client_to_xfwd_rxonly_server() {
     assert_eq!(p["rx_errors"].as_u64(), Some(0), "{p}");
 }
 
-#[test]
-fn io_forward_through_testpmd_byte_exact_with_chains() {
-    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    if !env_ok("memif io through testpmd") {
-        return;
-    }
-    let (s, inp, out, frames) = pcap_case("iot", 3000);
+/// pcap → memif (xfwd client with `memif_args`) → testpmd server io →
+/// memif → pcap, byte-exact.
+fn io_through_testpmd(tag: &str, n: usize, memif_args: &str, xfwd_args: &[&str]) {
+    let (s, inp, out, frames) = pcap_case(tag, n);
     let tp = testpmd(
-        "iot",
+        tag,
         &[format!("net_memif0,role=server,socket={s},id=3")],
         "io",
         &[],
     );
-    // bsize 512: frames above it travel as descriptor chains both ways;
-    // 8192-slot rings hold the whole corpus, so testpmd (which drops what it
-    // cannot send at once) never finds a full ring.
+    let mut args = vec![IO[0], IO[1], IO[2], IO[3], "--duration", "20"];
+    args.extend_from_slice(xfwd_args);
     let x = xfwd(
         &[
             format!("pcap:rx={},tx={}", inp.display(), out.display()),
-            format!("memif:role=client,socket={s},id=3,bsize=512,rsize=13"),
+            format!("memif:role=client,socket={s},id=3,{memif_args}"),
         ],
-        &[IO[0], IO[1], IO[2], IO[3], "--duration", "20"],
+        &args,
     );
     let (fin, log) = xfwd_final(x, Duration::from_secs(40));
     let tout = stop_testpmd_after_peer(tp);
@@ -441,8 +437,67 @@ fn io_forward_through_testpmd_byte_exact_with_chains() {
         eprintln!("xfwd:\n{log}\ntestpmd:\n{tout}");
     }
     assert_same(&got, &frames, "pcap → memif → testpmd io → memif → pcap");
-    assert_eq!(port(&fin, 1)["tx_packets"].as_u64(), Some(3000), "{fin}");
-    assert_eq!(port(&fin, 1)["rx_packets"].as_u64(), Some(3000), "{fin}");
+    let p = port(&fin, 1);
+    assert_eq!(p["tx_packets"].as_u64(), Some(n as u64), "{fin}");
+    assert_eq!(p["rx_packets"].as_u64(), Some(n as u64), "{fin}");
+    assert_eq!(
+        (p["rx_errors"].as_u64(), p["tx_errors"].as_u64()),
+        (Some(0), Some(0)),
+        "{fin}"
+    );
+}
+
+#[test]
+fn io_forward_through_testpmd_byte_exact_with_chains() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    if !env_ok("memif io through testpmd") {
+        return;
+    }
+    // bsize 512: frames above it travel as descriptor chains both ways;
+    // 8192-slot rings hold the whole corpus, so testpmd (which drops what it
+    // cannot send at once) never finds a full ring.
+    io_through_testpmd("iot", 3000, "bsize=512,rsize=13", &[]);
+}
+
+#[test]
+fn io_forward_through_testpmd_xfwd_zero_copy_client() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    if !env_ok("memif zero-copy io through testpmd") {
+        return;
+    }
+    // Region 1 is xfwd's mbuf pool (memfd hugepages): descriptors point
+    // into mbufs both ways, xfwd copies no packet byte.
+    io_through_testpmd(
+        "izc",
+        2000,
+        "zero_copy=1,rsize=12",
+        &["--mem-backing", "memfd"],
+    );
+}
+
+#[test]
+fn zero_copy_needs_a_shareable_pool() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    if !env_ok("memif zero-copy refusal") {
+        return;
+    }
+    let x = xfwd(
+        &[format!(
+            "memif:role=client,socket={},zero_copy=1",
+            sock("zr")
+        )],
+        &[
+            "--forward-mode",
+            "rxonly",
+            "--mem-backing",
+            "anon",
+            "--duration",
+            "1",
+        ],
+    );
+    let (code, out) = x.finish(Duration::from_secs(20));
+    assert_ne!(code, Some(0), "{out}");
+    assert!(out.contains("--mem-backing memfd|hugetlbfs"), "{out}");
 }
 
 #[test]

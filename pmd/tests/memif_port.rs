@@ -189,6 +189,79 @@ fn client_waits_for_a_server_and_refuses_a_wrong_secret() {
     ps.leak_check().unwrap();
 }
 
+/// A pool in memfd memory (4 KiB pages), which another process can map.
+fn memfd_pool(name: &str, n: u32) -> MbufPool {
+    let cfg = PoolConfig {
+        name: name.into(),
+        n,
+        cache_size: 32,
+        ..Default::default()
+    };
+    let mem = std::sync::Arc::new(
+        ExtMem::alloc(&ExtMemConfig {
+            len: n as usize * cfg.obj_size() + (1 << 20),
+            page_size: PageSize::Size4K,
+            backing: Backing::Memfd,
+            iova_mode: IovaMode::Va,
+            allow_4k: true,
+        })
+        .unwrap(),
+    );
+    let reg = Registry::new();
+    reg.register_mem(&mem).unwrap();
+    MbufPool::create(&cfg, mem, &reg).unwrap()
+}
+
+#[test]
+fn zero_copy_client_roundtrip_and_refusal_of_unshareable_pools() {
+    let ps = pool("zs", 4096);
+    let pc = memfd_pool("zc", 4096);
+    let name = sock("zc");
+    let mut srv = probe(&format!("memif:role=server,id=2,socket={name}")).unwrap();
+    let mut cli = probe(&format!(
+        "memif:role=client,id=2,socket={name},zero_copy=1,rsize=9"
+    ))
+    .unwrap();
+    assert!(cli.info().zero_copy);
+    // A heap pool cannot be shared: refused, naming the fix.
+    let heap = pool("zh", 256);
+    let e = cli
+        .configure(&PortConf::simple(&heap))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("--mem-backing memfd|hugetlbfs"), "{e}");
+    srv.configure(&PortConf::simple(&ps)).unwrap();
+    cli.configure(&PortConf::simple(&pc)).unwrap();
+    let mut qs = srv.start().unwrap();
+    let mut qc = cli.start().unwrap();
+    wait_up(&[srv.as_ref(), cli.as_ref()]);
+    // RX buffers are pool mbufs posted to the ring: the pool shows them out.
+    let c2s = frames(2000, 5, 1500);
+    let got = send_recv(&pc, qc.tx[0].as_mut(), qs.rx[0].as_mut(), &c2s);
+    assert_eq!(got, c2s);
+    let s2c = frames(2000, 6, 1500);
+    let got = send_recv(&ps, qs.tx[0].as_mut(), qc.rx[0].as_mut(), &s2c);
+    assert_eq!(got, s2c);
+    assert!(
+        pc.stats().in_use >= 512,
+        "S2C slots hold pool mbufs: {:?}",
+        pc.stats()
+    );
+    let x: std::collections::HashMap<String, u64> = cli.xstats().into_iter().collect();
+    assert_eq!(x["memif_zero_copy"], 1);
+    let (s, c) = (srv.stats(), cli.stats());
+    assert_eq!(
+        (s.ipackets, c.ipackets, s.ierrors, c.ierrors, c.oerrors),
+        (2000, 2000, 0, 0, 0)
+    );
+    drop((qc, qs));
+    cli.stop().unwrap();
+    srv.stop().unwrap();
+    // Every posted and in-flight mbuf came back.
+    pc.leak_check().unwrap();
+    ps.leak_check().unwrap();
+}
+
 // ---------------------------------------------------------------------------
 // A hostile client speaking the protocol by hand.
 

@@ -7,9 +7,9 @@ use super::sys::{self, FdKind, Ring, SharedMap, Shm};
 use super::{Role, Shared};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use xfwd_mempool::{Backing, ExtMem, ExtMemConfig, IovaMode, RegionId, Registry};
+use xfwd_mempool::{Backing, ExtMem, ExtMemConfig, IovaMode, Mbuf, RegionId, Registry};
 
 const POLL_MS: i32 = 20;
 const HANDSHAKE: Duration = Duration::from_secs(5);
@@ -24,6 +24,9 @@ pub(crate) struct RingSide {
     pub efd: OwnedFd,
     /// Client, copy mode: offset in region 0 of slot 0's buffer.
     pub buf0: u32,
+    /// Client, zero copy, S2C: the mbufs offered at connect, by slot
+    /// (the RX queue takes them over when it picks the connection up).
+    pub offered: Mutex<Vec<Option<Mbuf>>>,
 }
 
 /// Client memory registered in the pool's registry; unregistered when the
@@ -105,7 +108,7 @@ enum State {
 /// What the client still has to send, in order.
 enum Out {
     Init,
-    Region,
+    Region(u16),
     Ring { c2s: bool, index: u16 },
     Connect,
 }
@@ -377,7 +380,12 @@ impl Session {
                     ring.flags()
                         .store(proto::RING_FLAG_MASK_INT, Ordering::Release);
                 }
-                out.push(RingSide { ring, efd, buf0: 0 });
+                out.push(RingSide {
+                    ring,
+                    efd,
+                    buf0: 0,
+                    offered: Mutex::new(Vec::new()),
+                });
             }
             Ok(out)
         };
@@ -418,6 +426,9 @@ impl Session {
                         shared.rxq
                     ));
                 }
+                if shared.cfg.zero_copy && h.max_region < 1 {
+                    return refuse("zero copy needs two regions; the server takes one");
+                }
                 if h.max_log2_ring_size == 0 {
                     return refuse("server offers no ring size");
                 }
@@ -440,18 +451,26 @@ impl Session {
                     s.ring
                         .flags()
                         .store(proto::RING_FLAG_MASK_INT, Ordering::Release);
-                    s.ring
-                        .head()
-                        .store(s.ring.mask().wrapping_add(1), Ordering::Release);
+                    let offered = if shared.cfg.zero_copy {
+                        offer_mbufs(shared, &conn, s)
+                    } else {
+                        s.ring.mask().wrapping_add(1)
+                    };
+                    s.ring.head().store(offered, Ordering::Release);
                 }
                 self.state = State::Connected;
                 let what = format!(
-                    "connected to server `{}` ({peer_if}) on {}: {} C2S + {} S2C rings of {} slots",
+                    "connected to server `{}` ({peer_if}) on {}: {} C2S + {} S2C rings of {} slots, {}",
                     self.peer,
                     shared.cfg.socket_desc(),
                     conn.tx.len(),
                     conn.rx.len(),
-                    1u32 << b.log2
+                    1u32 << b.log2,
+                    if shared.cfg.zero_copy {
+                        "zero copy (region 1 is the mbuf pool)"
+                    } else {
+                        "copy mode"
+                    }
                 );
                 connected(shared, what, conn);
                 Ok(())
@@ -479,13 +498,24 @@ impl Session {
                 }),
                 None,
             ),
-            Out::Region => (
+            Out::Region(0) => (
                 Msg::AddRegion {
                     index: 0,
                     size: own.mem.len() as u64,
                 },
                 Some(own.mem.fd().expect("memfd")),
             ),
+            Out::Region(index) => {
+                // Zero copy: region 1 is the mbuf pool's own memory.
+                let mem = shared.pool.mem();
+                (
+                    Msg::AddRegion {
+                        index,
+                        size: mem.len() as u64,
+                    },
+                    Some(mem.fd().expect("checked at configure: a shareable pool")),
+                )
+            }
             Out::Ring { c2s, index } => {
                 let side = if c2s {
                     &conn.tx[usize::from(index)]
@@ -521,6 +551,23 @@ impl RingSide {
     }
 }
 
+/// Zero copy: post one pool mbuf per S2C slot (as many as the pool gives);
+/// the count offered.
+fn offer_mbufs(shared: &Shared, conn: &Conn, side: &RingSide) -> u16 {
+    let base = conn.regions[1].addr();
+    let mut v: Vec<Option<Mbuf>> = Vec::with_capacity(side.ring.size() as usize);
+    for slot in 0..side.ring.size() {
+        let Some(m) = shared.pool.alloc() else { break };
+        side.ring
+            .set_desc(slot as u16, super::queue::zc_desc(&m, base));
+        v.push(Some(m));
+    }
+    let n = v.len() as u16;
+    v.resize_with(side.ring.size() as usize, || None);
+    *super::lock(&side.offered) = v;
+    n
+}
+
 fn connected(shared: &Shared, what: String, conn: Conn) {
     log::info!("memif {}: {what}", shared.cfg.devargs);
     shared.event(what);
@@ -554,7 +601,12 @@ fn build_client(shared: &Shared, log2: u8) -> Result<ClientBuild, String> {
     let nrings = usize::from(shared.txq) + usize::from(shared.rxq);
     let rb = proto::ring_bytes(log2);
     let buf_start = (nrings * rb).next_multiple_of(64);
-    let total = buf_start + nrings * slots * cfg.bsize as usize;
+    // Zero copy: region 0 holds only the rings; buffers are mbufs.
+    let total = if cfg.zero_copy {
+        buf_start
+    } else {
+        buf_start + nrings * slots * cfg.bsize as usize
+    };
     if total > u32::MAX as usize {
         return Err(format!(
             "{total} bytes of rings and buffers exceed the protocol's 4 GiB region offsets: lower rsize or bsize"
@@ -581,6 +633,14 @@ fn build_client(shared: &Shared, log2: u8) -> Result<ClientBuild, String> {
     };
     let base = std::ptr::NonNull::new(mem.as_ptr()).expect("mapped");
     let shm = Shm::of_own(base, mem.len());
+    let mut regions = vec![shm];
+    if cfg.zero_copy {
+        let pm = shared.pool.mem();
+        regions.push(Shm::of_own(
+            std::ptr::NonNull::new(pm.as_ptr()).expect("mapped"),
+            pm.len(),
+        ));
+    }
     let mut mk = |i: usize| -> Result<RingSide, String> {
         let ring = shm
             .ring((i * rb) as u32, log2)
@@ -593,17 +653,26 @@ fn build_client(shared: &Shared, log2: u8) -> Result<ClientBuild, String> {
         for s in 0..slots {
             ring.set_desc(
                 s as u16,
-                sys::Desc {
-                    flags: 0,
-                    region: 0,
-                    length: cfg.bsize,
-                    offset: buf0 + (s as u32) * cfg.bsize,
-                    metadata: 0,
+                if cfg.zero_copy {
+                    sys::Desc::default()
+                } else {
+                    sys::Desc {
+                        flags: 0,
+                        region: 0,
+                        length: cfg.bsize,
+                        offset: buf0 + (s as u32) * cfg.bsize,
+                        metadata: 0,
+                    }
                 },
             );
         }
         let efd = sys::eventfd().map_err(|e| format!("eventfd: {e}"))?;
-        Ok(RingSide { ring, efd, buf0 })
+        Ok(RingSide {
+            ring,
+            efd,
+            buf0,
+            offered: Mutex::new(Vec::new()),
+        })
     };
     let tx = (0..usize::from(shared.txq))
         .map(&mut mk)
@@ -613,7 +682,10 @@ fn build_client(shared: &Shared, log2: u8) -> Result<ClientBuild, String> {
         .collect::<Result<Vec<_>, _>>()?;
     let mut queue = std::collections::VecDeque::new();
     queue.push_back(Out::Init);
-    queue.push_back(Out::Region);
+    queue.push_back(Out::Region(0));
+    if cfg.zero_copy {
+        queue.push_back(Out::Region(1));
+    }
     for i in 0..shared.txq {
         queue.push_back(Out::Ring {
             c2s: true,
@@ -629,7 +701,7 @@ fn build_client(shared: &Shared, log2: u8) -> Result<ClientBuild, String> {
     queue.push_back(Out::Connect);
     Ok(ClientBuild {
         conn: Conn {
-            regions: vec![shm],
+            regions,
             rx,
             tx,
             bsize: cfg.bsize,

@@ -372,6 +372,24 @@ impl Port for MemifPort {
                     .into(),
             });
         }
+        if self.cfg.zero_copy {
+            if conf.pools.iter().any(|p| p.id() != pool.id()) {
+                return Err(PortError::Config {
+                    port: self.cfg.devargs.clone(),
+                    what: "zero_copy",
+                    value: format!("1 with {} pools", conf.pools.len()),
+                    accepted: "one pool for every queue (it is the shared region)".into(),
+                });
+            }
+            if pool.mem().len() > u32::MAX as usize {
+                return Err(PortError::Config {
+                    port: self.cfg.devargs.clone(),
+                    what: "zero_copy",
+                    value: format!("1 with a pool of {} bytes", pool.mem().len()),
+                    accepted: "a pool of at most 4 GiB (memif region offsets are 32-bit)".into(),
+                });
+            }
+        }
         self.pool = Some(pool);
         Ok(())
     }
@@ -412,6 +430,7 @@ impl Port for MemifPort {
             q.rx.push(Box::new(queue::MemifRx::new(
                 i,
                 self.cfg.role,
+                self.cfg.zero_copy,
                 shared.rx[i].clone(),
                 conf.pool(i).expect("checked").clone(),
                 self.core.counters.rx[i].clone(),
@@ -422,6 +441,7 @@ impl Port for MemifPort {
             q.tx.push(Box::new(queue::MemifTx::new(
                 i,
                 self.cfg.role,
+                self.cfg.zero_copy,
                 shared.tx[i].clone(),
                 pool.clone(),
                 self.core.counters.tx[i].clone(),

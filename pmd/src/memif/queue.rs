@@ -19,7 +19,7 @@ use crate::stats::QueueCounters;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use xfwd_mempool::{MbufBatch, MbufPool};
+use xfwd_mempool::{Mbuf, MbufBatch, MbufPool};
 
 /// Longest descriptor chain accepted for one packet.
 const MAX_CHAIN: usize = 32;
@@ -111,6 +111,7 @@ pub(crate) struct MemifRx {
     link: Link,
     pool: MbufPool,
     room: usize,
+    zc: Option<Zc>,
     counters: Arc<QueueCounters>,
     _token: QueueToken,
 }
@@ -119,6 +120,7 @@ impl MemifRx {
     pub fn new(
         q: usize,
         role: Role,
+        zero_copy: bool,
         slot: Arc<QueueSlot>,
         pool: MbufPool,
         counters: Arc<QueueCounters>,
@@ -131,6 +133,7 @@ impl MemifRx {
             link: Link::new(slot),
             pool,
             room,
+            zc: zero_copy.then(Zc::default),
             counters,
             _token: token,
         }
@@ -196,8 +199,14 @@ impl RxQueue for MemifRx {
     fn rx_burst(&mut self, out: &mut MbufBatch) -> usize {
         self.link.sync_rx(self.role, self.q);
         let Some(conn) = self.link.conn.clone() else {
+            if let Some(z) = &mut self.zc {
+                z.reset(self.link.gen, None);
+            }
             return 0;
         };
+        if self.zc.is_some() {
+            return self.rx_zc(&conn, out);
+        }
         let side = &conn.rx[self.q];
         let r: Ring = side.ring;
         let prod = match (self.link.drain_to, self.role) {
@@ -308,6 +317,7 @@ pub(crate) struct MemifTx {
     role: Role,
     link: Link,
     pool: MbufPool,
+    zc: Option<Zc>,
     counters: Arc<QueueCounters>,
     _token: QueueToken,
 }
@@ -316,6 +326,7 @@ impl MemifTx {
     pub fn new(
         q: usize,
         role: Role,
+        zero_copy: bool,
         slot: Arc<QueueSlot>,
         pool: MbufPool,
         counters: Arc<QueueCounters>,
@@ -326,6 +337,7 @@ impl MemifTx {
             role,
             link: Link::new(slot),
             pool,
+            zc: zero_copy.then(Zc::default),
             counters,
             _token: token,
         }
@@ -376,8 +388,14 @@ impl TxQueue for MemifTx {
     fn tx_burst(&mut self, pkts: &mut MbufBatch) -> usize {
         self.link.sync();
         let Some(conn) = self.link.conn.clone() else {
+            if let Some(z) = &mut self.zc {
+                z.reset(self.link.gen, None);
+            }
             return 0;
         };
+        if self.zc.is_some() {
+            return self.tx_zc(&conn, pkts);
+        }
         let side = &conn.tx[self.q];
         let r = side.ring;
         let size = r.size();
@@ -460,6 +478,223 @@ impl TxQueue for MemifTx {
         if sent > 0 {
             self.pool
                 .with_lcore_cache(|c| pkts.consume_front(sent, |m| c.free(m)));
+        }
+        self.counters.add(sent as u64, bytes);
+        self.counters.add_errors(errors);
+        sent
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Zero copy (client only): region 1 is the mbuf pool itself. S2C slots hold
+// pool mbufs the server fills; C2S descriptors point at the data of the
+// mbufs sent, which stay ours until the server's tail passes them.
+
+/// Mbufs a zero-copy queue has posted to its ring, by slot.
+#[derive(Debug, Default)]
+struct Zc {
+    gen: u64,
+    inflight: Vec<Option<Mbuf>>,
+}
+
+impl Zc {
+    /// A new connection (or none): every mbuf posted to the old one comes
+    /// back to the pool; `take` gives the RX mbufs offered at connect.
+    fn reset(&mut self, gen: u64, take: Option<&RingSide>) {
+        if self.gen == gen && !self.inflight.is_empty() {
+            return;
+        }
+        self.gen = gen;
+        self.inflight.clear();
+        if let Some(side) = take {
+            self.inflight = std::mem::take(&mut *lock(&side.offered));
+            self.inflight
+                .resize_with(side.ring.size() as usize, || None);
+        }
+    }
+}
+
+/// The descriptor offering mbuf `m`'s data room (zero copy, region 1 at
+/// address `base`).
+pub(crate) fn zc_desc(m: &Mbuf, base: usize) -> Desc {
+    Desc {
+        flags: 0,
+        region: 1,
+        length: (m.buf_len() - m.headroom()) as u32,
+        offset: (m.buf_addr() as usize + m.headroom() - base) as u32,
+        metadata: 0,
+    }
+}
+
+impl MemifRx {
+    fn rx_zc(&mut self, conn: &Conn, out: &mut MbufBatch) -> usize {
+        let side = &conn.rx[self.q];
+        let r = side.ring;
+        let z = self.zc.as_mut().expect("zero copy");
+        if z.gen != self.link.gen || z.inflight.is_empty() {
+            z.reset(self.link.gen, Some(side));
+            self.link.head = z.inflight.iter().filter(|m| m.is_some()).count() as u16;
+        }
+        let prod = self
+            .link
+            .drain_to
+            .unwrap_or_else(|| r.tail().load(Ordering::Acquire));
+        let mut cur = self.link.last;
+        if u32::from(prod.wrapping_sub(cur)) > r.size() {
+            self.counters.add_errors(1);
+            return 0;
+        }
+        let (mut n, mut bytes, mut errors) = (0usize, 0u64, 0u64);
+        let room = self.room;
+        let mask = r.mask();
+        while out.room() > 0 && cur != prod {
+            let d = r.desc(cur);
+            let slot = usize::from(cur & mask);
+            cur = cur.wrapping_add(1);
+            let Some(mut m) = z.inflight[slot].take() else {
+                errors += 1;
+                continue;
+            };
+            let hr = m.headroom();
+            let mut ok =
+                d.length as usize <= room && m.set_data_range(hr, d.length as usize).is_ok();
+            let mut flags = d.flags;
+            while flags & DESC_FLAG_NEXT != 0 {
+                if cur == prod {
+                    ok = false;
+                    break;
+                }
+                let d2 = r.desc(cur);
+                let s2 = usize::from(cur & mask);
+                cur = cur.wrapping_add(1);
+                flags = d2.flags;
+                match z.inflight[s2].take() {
+                    Some(mut t) => {
+                        let hr = t.headroom();
+                        ok = ok
+                            && d2.length as usize <= room
+                            && t.set_data_range(hr, d2.length as usize).is_ok()
+                            && m.chain(t).is_ok();
+                    }
+                    None => ok = false,
+                }
+            }
+            if !ok {
+                errors += 1;
+                continue;
+            }
+            bytes += m.pkt_len() as u64;
+            if out.push(m).is_err() {
+                errors += 1;
+                continue;
+            }
+            n += 1;
+        }
+        self.link.last = cur;
+        // Refill: a fresh pool mbuf in every slot the server has filled.
+        let base = conn.regions[1].addr();
+        let (link, counters) = (&mut self.link, &self.counters);
+        self.pool.with_lcore_cache(|c| {
+            let mut head = link.head;
+            while u32::from(head.wrapping_sub(link.last)) < r.size() {
+                let slot = usize::from(head & mask);
+                if z.inflight[slot].is_some() {
+                    break;
+                }
+                let Some(m) = c.alloc() else {
+                    counters.add_nombuf(1);
+                    break;
+                };
+                r.set_desc(head, zc_desc(&m, base));
+                z.inflight[slot] = Some(m);
+                head = head.wrapping_add(1);
+            }
+            link.head = head;
+        });
+        r.head().store(self.link.head, Ordering::Release);
+        self.counters.add(n as u64, bytes);
+        self.counters.add_errors(errors);
+        n
+    }
+}
+
+impl MemifTx {
+    fn tx_zc(&mut self, conn: &Conn, pkts: &mut MbufBatch) -> usize {
+        let side = &conn.tx[self.q];
+        let r = side.ring;
+        let size = r.size();
+        let mask = r.mask();
+        let z = self.zc.as_mut().expect("zero copy");
+        if z.gen != self.link.gen || z.inflight.is_empty() {
+            z.reset(self.link.gen, None);
+            z.inflight.resize_with(size as usize, || None);
+            self.link.head = self.link.last;
+        }
+        // Reclaim what the server has consumed (link.head: reclaim index).
+        let tail = r.tail().load(Ordering::Acquire);
+        let done = tail.wrapping_sub(self.link.head);
+        if u32::from(done) <= u32::from(self.link.last.wrapping_sub(self.link.head)) {
+            let from = self.link.head;
+            self.pool.with_lcore_cache(|c| {
+                for i in 0..done {
+                    if let Some(m) = z.inflight[usize::from(from.wrapping_add(i) & mask)].take() {
+                        c.free(m);
+                    }
+                }
+            });
+            self.link.head = tail;
+        }
+        let base = conn.regions[1].addr();
+        let end = base + conn.regions[1].len();
+        let mut slot = self.link.last;
+        let mut free = size.saturating_sub(u32::from(slot.wrapping_sub(self.link.head)));
+        let mut firsts = [0u16; xfwd_mempool::MAX_BURST];
+        let (mut sent, mut bytes, mut errors) = (0usize, 0u64, 0u64);
+        for m in pkts.iter() {
+            let nseg = m.nb_segs() as u32;
+            if nseg > free || sent == firsts.len() {
+                break;
+            }
+            let inside = m.segments().all(|s| {
+                let a = s.as_ptr() as usize;
+                a >= base && a + s.len() <= end
+            });
+            if !inside {
+                // Not pool memory the peer can see: never a silent copy.
+                errors += 1;
+                break;
+            }
+            firsts[sent] = slot;
+            let mut segs = m.segments().peekable();
+            while let Some(sg) = segs.next() {
+                let more = segs.peek().is_some();
+                r.set_desc(
+                    slot,
+                    Desc {
+                        flags: if more { DESC_FLAG_NEXT } else { 0 },
+                        region: 1,
+                        length: sg.len() as u32,
+                        offset: (sg.as_ptr() as usize - base) as u32,
+                        metadata: 0,
+                    },
+                );
+                slot = slot.wrapping_add(1);
+                free -= 1;
+            }
+            sent += 1;
+            bytes += m.pkt_len() as u64;
+        }
+        if sent > 0 {
+            r.head().store(slot, Ordering::Release);
+            self.link.last = slot;
+            if r.flags().load(Ordering::Relaxed) & RING_FLAG_MASK_INT == 0 {
+                sys::eventfd_kick(side.efd.as_raw_fd());
+            }
+            let mut i = 0;
+            pkts.consume_front(sent, |m| {
+                z.inflight[usize::from(firsts[i] & mask)] = Some(m);
+                i += 1;
+            });
         }
         self.counters.add(sent as u64, bytes);
         self.counters.add_errors(errors);
