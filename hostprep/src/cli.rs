@@ -39,7 +39,8 @@ const HUGEPAGES_EXAMPLES: &str = "Examples:
   hugepages reserve 4G --page-size 1G --node 1
   hugepages mount /mnt/huge --page-size 2M --uid 1000 --gid 1000
   hugepages unmount /mnt/huge
-  hugepages clear --page-size 2M
+  hugepages clear --page-size 2M                 (also removes files dead xfwd processes left)
+  hugepages sweep                                (only that)
   hugepages setup 2G --page-size 1G              (clear + reserve + mount /dev/hugepages)";
 
 /// `xfwd-host`: prepare a host for xfwd.
@@ -129,6 +130,9 @@ pub enum HugeAction {
         #[arg(short, long)]
         page_size: Option<String>,
     },
+    /// Remove hugetlbfs files (`xfwd-PID-N`) that dead xfwd processes left
+    /// behind, holding their pages (`clear` does this first too).
+    Sweep,
     /// Mount hugetlbfs.
     Mount(MountArgs),
     /// Unmount hugetlbfs.
@@ -514,6 +518,15 @@ fn hugepages_cmd(
             let res = hugepages::clear(fs, size_arg(page_size)?)?;
             let text = format!("{}{}", actions_text(fs), reservations_text(fs, &res));
             Ok((with_actions(fs, json!({ "reservations": res })), text))
+        }
+        HugeAction::Sweep => {
+            let removed = hugepages::sweep_stale_files(fs, None)?;
+            let text = if removed.is_empty() {
+                "no stale xfwd hugetlbfs files\n".to_string()
+            } else {
+                actions_text(fs)
+            };
+            Ok((with_actions(fs, json!({ "removed": removed })), text))
         }
         HugeAction::Mount(m) => {
             let mode = match &m.mode {

@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::error::HostError;
 use crate::size::{dir_for_page_size, format_size, page_size_from_dir, parse_size};
 use crate::sysfs::{Action, Sysfs};
+use xfwd_mempool::hugefile;
 
 const GLOBAL: &str = "/sys/kernel/mm/hugepages";
 const NODES: &str = "/sys/devices/system/node";
@@ -321,20 +322,51 @@ pub fn reserve_pages(
         .collect()
 }
 
-/// Release the pools of `page_size` (every size when `None`) on every node.
+/// Release the pools of `page_size` (every size when `None`) on every node,
+/// after removing the hugetlbfs files dead xfwd processes left behind
+/// ([`sweep_stale_files`]), which would otherwise keep their pages.
 ///
 /// # Errors
-/// Write errors; [`HostError::HugepagesShort`] cannot happen when releasing.
+/// Write and remove errors; [`HostError::HugepagesShort`] cannot happen when
+/// releasing.
 pub fn clear(fs: &dyn Sysfs, page_size: Option<u64>) -> Result<Vec<Reservation>, HostError> {
     let sizes = match page_size {
         Some(p) => vec![pick_page_size(fs, Some(p))?],
         None => page_sizes(fs),
     };
+    sweep_stale_files(fs, page_size)?;
     let mut out = Vec::new();
     for s in sizes {
         out.extend(reserve_pages(fs, 0, s, None)?);
     }
     Ok(out)
+}
+
+/// Remove the `xfwd-<pid>-<seq>` files whose process is dead from every
+/// hugetlbfs mount (of `page_size` only, when given); each removal is in the
+/// journal. Returns the host paths removed.
+///
+/// # Errors
+/// [`HostError::Io`] when a file cannot be removed.
+pub fn sweep_stale_files(fs: &dyn Sysfs, page_size: Option<u64>) -> Result<Vec<String>, HostError> {
+    let mut removed = Vec::new();
+    for m in mounts(fs) {
+        if page_size.is_some() && m.page_size.is_some() && m.page_size != page_size {
+            continue;
+        }
+        for name in fs.list(&m.path) {
+            let Some(pid) = hugefile::owner_pid(&name) else {
+                continue;
+            };
+            if fs.exists(&format!("/proc/{pid}")) {
+                continue;
+            }
+            let path = format!("{}/{name}", m.path.trim_end_matches('/'));
+            fs.remove_file(&path)?;
+            removed.push(path);
+        }
+    }
+    Ok(removed)
 }
 
 fn unescape_mount(s: &str) -> String {

@@ -54,6 +54,11 @@ pub enum Action {
         /// Resolved mount point.
         path: PathBuf,
     },
+    /// File removed (a hugetlbfs file a dead process left behind).
+    Remove {
+        /// Resolved path.
+        path: PathBuf,
+    },
 }
 
 impl fmt::Display for Action {
@@ -75,6 +80,7 @@ impl fmt::Display for Action {
                 )
             }
             Action::Unmount { path } => write!(f, "umount {}", path.display()),
+            Action::Remove { path } => write!(f, "rm {}", path.display()),
         }
     }
 }
@@ -106,6 +112,12 @@ pub trait Sysfs: fmt::Debug {
     /// # Errors
     /// [`HostError::Io`] when the directory cannot be created.
     fn create_dir_all(&self, path: &str) -> Result<(), HostError>;
+
+    /// Remove the file at host path `path`.
+    ///
+    /// # Errors
+    /// [`HostError::Io`] when it cannot be removed.
+    fn remove_file(&self, path: &str) -> Result<(), HostError>;
 
     /// Record an action performed outside this trait (a mount) in the journal.
     fn record(&self, action: Action);
@@ -244,6 +256,15 @@ impl Sysfs for RealSysfs {
             return Ok(());
         }
         fs::create_dir_all(&p).map_err(|e| HostError::io("create directory", &p, e))
+    }
+
+    fn remove_file(&self, path: &str) -> Result<(), HostError> {
+        let p = self.resolve(path);
+        self.record(Action::Remove { path: p.clone() });
+        if self.dry_run {
+            return Ok(());
+        }
+        fs::remove_file(&p).map_err(|e| HostError::io("remove", &p, e))
     }
 
     fn record(&self, action: Action) {

@@ -117,6 +117,42 @@ fn clear_releases_every_pool() {
 }
 
 #[test]
+fn clear_removes_files_of_dead_xfwd_processes() {
+    let t = Tree::new();
+    t.hugepages(&[2048], 1);
+    std::fs::write(
+        t.p("proc/mounts"),
+        "hugetlbfs /dev/hugepages hugetlbfs rw,relatime,pagesize=2M 0 0\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(t.p("dev/hugepages")).unwrap();
+    // Process 41 is alive (it has a /proc entry), 42 is dead.
+    std::fs::create_dir_all(t.p("proc/41")).unwrap();
+    for f in ["xfwd-41-0", "xfwd-42-0", "xfwd-42-1", "rtemap_0", "xfwd-x"] {
+        std::fs::write(t.p(&format!("dev/hugepages/{f}")), "").unwrap();
+    }
+    let dry = FakeKernel::new(&t, true);
+    hugepages::clear(&dry, Some(M2)).unwrap();
+    assert!(
+        t.p("dev/hugepages/xfwd-42-0").exists(),
+        "a dry run removes nothing"
+    );
+    let k = FakeKernel::new(&t, false);
+    hugepages::clear(&k, Some(M2)).unwrap();
+    let left: Vec<String> = k.list("/dev/hugepages");
+    assert_eq!(left, ["rtemap_0", "xfwd-41-0", "xfwd-x"]);
+    let removed: Vec<String> = k
+        .journal()
+        .iter()
+        .filter_map(|a| match a {
+            Action::Remove { path } => Some(path.file_name().unwrap().to_string_lossy().into()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(removed, ["xfwd-42-0", "xfwd-42-1"]);
+}
+
+#[test]
 fn show_reports_sizes_nodes_and_mounts() {
     let t = Tree::new();
     t.hugepages(&[2048, 1048576], 2);

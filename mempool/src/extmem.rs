@@ -5,9 +5,9 @@
 //! populate them up front, and build the per-page IOVA table the registry and
 //! the mbuf pool need. Three hugepage backings exist because they serve
 //! different users: anonymous `MAP_HUGETLB`, a file on a hugetlbfs mount
-//! (unlinked right after `mmap`) and `memfd_create(MFD_HUGETLB)` whose fd
-//! another process can map later (memif, vfio-user). A heap backing exists
-//! for unit tests and Miri.
+//! (unlinked as soon as it is open, see [`crate::hugefile`]) and
+//! `memfd_create(MFD_HUGETLB)` whose fd another process can map later
+//! (memif, vfio-user). A heap backing exists for unit tests and Miri.
 //!
 //! The file backings are mapped with `memmap2` (shared, populated); the
 //! anonymous one calls `mmap` itself because it must be `MAP_SHARED |
@@ -18,6 +18,7 @@
 //! the first touch kills the process with SIGBUS.
 
 use crate::error::ExtMemError;
+use crate::hugefile;
 use crate::iova::{self, IovaMode};
 use std::alloc::Layout;
 use std::fmt;
@@ -96,8 +97,8 @@ pub enum Backing {
     /// Anonymous shared `mmap` with `MAP_HUGETLB` (plain anonymous for 4 KiB).
     Anonymous,
     /// A file on a hugetlbfs mount; `None` picks the mount for the page size
-    /// from `/proc/mounts`. The file is unlinked right after `mmap`; its fd
-    /// stays open so the memory can be shared.
+    /// from `/proc/mounts`. The file is unlinked as soon as it is open; its
+    /// fd stays open so the memory can be shared.
     Hugetlbfs(Option<PathBuf>),
     /// `memfd_create(MFD_HUGETLB)`; the fd is kept so another process can map it.
     Memfd,
@@ -239,10 +240,13 @@ impl ExtMem {
                     Some(d) => d.clone(),
                     None => hugetlbfs_mount(ps).ok_or(ExtMemError::NoHugetlbfsMount(ps))?,
                 };
-                let path = dir.join(format!(
-                    "xfwd-{}-{}",
+                // Files a killed xfwd left behind hold hugepages: free them.
+                if let Err(e) = hugefile::sweep_stale(&dir) {
+                    log::warn!("cannot look for stale xfwd files in {}: {e}", dir.display());
+                }
+                let path = dir.join(hugefile::file_name(
                     std::process::id(),
-                    FILE_SEQ.fetch_add(1, Ordering::Relaxed)
+                    FILE_SEQ.fetch_add(1, Ordering::Relaxed),
                 ));
                 let file = std::fs::OpenOptions::new()
                     .read(true)
@@ -253,14 +257,14 @@ impl ExtMem {
                         path: path.clone(),
                         source,
                     })?;
-                let fd = OwnedFd::from(file);
-                let mapped = map_file(&fd, len, ps);
-                // Unlinked right after mmap, whether it worked or not: nothing
-                // is left in the mount even if we crash later.
+                // Unlinked before the pages are allocated: the open fd keeps
+                // the file, and a kill while mmap populates it leaves nothing
+                // in the mount.
                 let _ = std::fs::remove_file(&path);
+                let fd = OwnedFd::from(file);
                 // The fd stays open so another process can map the memory
                 // (memif regions, zero-copy).
-                let (va, map) = mapped?;
+                let (va, map) = map_file(&fd, len, ps)?;
                 (va, Some(fd), map)
             }
         };

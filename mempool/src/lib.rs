@@ -28,6 +28,7 @@ pub mod batch;
 pub mod caps;
 pub mod error;
 pub mod extmem;
+pub mod hugefile;
 pub mod inflight;
 pub mod iova;
 pub mod lcore;

@@ -364,6 +364,9 @@ impl Sysfs for FakeKernel {
     fn create_dir_all(&self, path: &str) -> Result<(), HostError> {
         self.fs.create_dir_all(path)
     }
+    fn remove_file(&self, path: &str) -> Result<(), HostError> {
+        self.fs.remove_file(path)
+    }
     fn record(&self, action: Action) {
         self.fs.record(action)
     }
