@@ -569,3 +569,111 @@ fn raw_send(fd: &std::os::fd::OwnedFd, b: &[u8]) -> isize {
     // SAFETY: a send of a live buffer on a socket we own.
     unsafe { libc::send(fd.as_raw_fd(), b.as_ptr().cast(), b.len(), 0) }
 }
+
+#[test]
+fn hostile_descriptors_are_counted_and_never_followed() {
+    let ps = pool("md", 512);
+    let name = sock("desc");
+    let mut srv = probe(&format!("memif:role=server,id=3,socket={name}")).unwrap();
+    srv.configure(&PortConf::simple(&ps)).unwrap();
+    let mut qs = srv.start().unwrap();
+    // The hostile client's memory: C2S ring at 0, S2C ring at 4096.
+    let mem = region(65536);
+    let map = sys::SharedMap::map(mem.as_fd(), 65536).unwrap();
+    let shm = map.shm();
+    let (c2s, s2c) = (shm.ring(0, 4).unwrap(), shm.ring(4096, 4).unwrap());
+    c2s.set_cookie(proto::COOKIE);
+    s2c.set_cookie(proto::COOKIE);
+    let (e1, e2) = (sys::eventfd().unwrap(), sys::eventfd().unwrap());
+    let p = Peer::connect(&name);
+    assert!(matches!(p.recv(), Some(Msg::Hello(_))));
+    let ring = |flags, offset| AddRing {
+        flags,
+        index: 0,
+        region: 0,
+        offset,
+        log2_ring_size: 4,
+        private_hdr_size: 0,
+    };
+    p.send(&init(3), None);
+    p.send(
+        &Msg::AddRegion {
+            index: 0,
+            size: 65536,
+        },
+        Some(mem.as_fd()),
+    );
+    p.send(
+        &Msg::AddRing(ring(proto::ADD_RING_FLAG_C2S, 0)),
+        Some(e1.as_fd()),
+    );
+    p.send(&Msg::AddRing(ring(0, 4096)), Some(e2.as_fd()));
+    p.send(&Msg::Connect("hostile".into()), None);
+    for _ in 0..4 {
+        assert_eq!(p.recv(), Some(Msg::Ack));
+    }
+    assert!(matches!(p.recv(), Some(Msg::Connected(_))));
+    wait_up(&[srv.as_ref()]);
+
+    // C2S: four bad descriptors around one good one.
+    let good: Vec<u8> = (0..64u8).collect();
+    assert!(shm.write(8192, &good));
+    let d = |flags, region, offset, length| sys::Desc {
+        flags,
+        region,
+        length,
+        offset,
+        metadata: 0,
+    };
+    c2s.set_desc(0, d(0, 0, 65530, 100)); // past the region's end
+    c2s.set_desc(1, d(0, 5, 0, 64)); // unknown region
+    c2s.set_desc(2, d(0, 0, 0, 0x7fff_ffff)); // length beyond anything
+    c2s.set_desc(3, d(0, 0, 8192, 64)); // fine
+    c2s.set_desc(4, d(proto::DESC_FLAG_NEXT, 0, 8192, 64)); // chain never finished
+    c2s.head().store(5, std::sync::atomic::Ordering::Release);
+    let mut out = MbufBatch::new(32);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while c2s.tail().load(std::sync::atomic::Ordering::Acquire) != 5 {
+        qs.rx[0].rx_burst(&mut out);
+        assert!(
+            Instant::now() < deadline,
+            "the server never consumed the ring"
+        );
+    }
+    assert_eq!(out.len(), 1);
+    assert_eq!(out.pop().unwrap().data(), &good[..]);
+    assert_eq!((srv.stats().ipackets, srv.stats().ierrors), (1, 4));
+    // A head far past anything the client could have filled: refused.
+    c2s.head()
+        .store(5 + 100, std::sync::atomic::Ordering::Release);
+    assert_eq!(qs.rx[0].rx_burst(&mut out), 0);
+    assert_eq!(c2s.tail().load(std::sync::atomic::Ordering::Acquire), 5);
+
+    // S2C: the client offers a buffer outside its region; the server
+    // refuses to write there.
+    s2c.set_desc(0, d(0, 0, 65000, 2048));
+    s2c.head().store(1, std::sync::atomic::Ordering::Release);
+    let mut cache = ps.cache();
+    let mut b = MbufBatch::new(4);
+    let mut m = cache.alloc().unwrap();
+    m.set_data(&good).unwrap();
+    b.push(m).unwrap();
+    assert_eq!(qs.tx[0].tx_burst(&mut b), 0);
+    assert_eq!(srv.stats().oerrors, 1);
+    assert_eq!(s2c.tail().load(std::sync::atomic::Ordering::Acquire), 0);
+    drop(b);
+    drop(cache);
+
+    drop(p);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while srv.link().up {
+        assert!(
+            Instant::now() < deadline,
+            "link stayed up after the peer left"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(qs);
+    srv.stop().unwrap();
+    ps.leak_check().unwrap();
+}
