@@ -308,6 +308,7 @@ impl MbufPool {
             size,
             flush_thresh,
             slot,
+            pool_id: self.shared.ptr() as usize,
         }
     }
 
@@ -449,6 +450,41 @@ pub(crate) fn free_chain(first: NonNull<MbufHeader>) {
     }
 }
 
+/// `dst[i] = src[n - 1 - i]`: reversed (the hottest object first, as DPDK
+/// does). Bulks of 1 to 4 are straight stores: the general loop is vector
+/// code whose set-up (overlap checks, remainder) costs more than such a copy.
+/// Larger bulks stay an inline vector loop instead of a libc `memcpy` call.
+#[inline(always)]
+fn copy_rev(dst: &mut [Obj], src: &[Obj]) {
+    let n = src.len();
+    let dst = &mut dst[..n];
+    if n > 4 {
+        for (d, &s) in dst.iter_mut().zip(src.iter().rev()) {
+            *d = s;
+        }
+        return;
+    }
+    match n {
+        1 => dst[0] = src[0],
+        2 => {
+            dst[0] = src[1];
+            dst[1] = src[0];
+        }
+        3 => {
+            dst[0] = src[2];
+            dst[1] = src[1];
+            dst[2] = src[0];
+        }
+        4 => {
+            dst[0] = src[3];
+            dst[1] = src[2];
+            dst[2] = src[1];
+            dst[3] = src[0];
+        }
+        _ => {}
+    }
+}
+
 /// A per-lcore cache of free mbufs, owned by one worker thread (`Send`, not
 /// shared). Dropping it flushes everything back to the shared ring.
 #[derive(Debug)]
@@ -459,6 +495,8 @@ pub struct PoolCache {
     size: usize,
     flush_thresh: usize,
     slot: Arc<CacheSlot>,
+    /// `shared.ptr()` as a number (one load on the fast paths, not two).
+    pool_id: usize,
 }
 
 // SAFETY: the cache exclusively owns the objects whose header pointers it
@@ -491,7 +529,7 @@ impl PoolCache {
     /// Identity of the pool this cache belongs to (see [`MbufPool::id`]).
     #[inline]
     pub fn pool_id(&self) -> usize {
-        self.shared.ptr() as usize
+        self.pool_id
     }
 
     /// The pool's name.
@@ -521,11 +559,7 @@ impl PoolCache {
             return self.get_slow(out);
         }
         let start = self.len - n;
-        // Reversed copy (hottest object first, as DPDK does): stays an inline
-        // vector loop instead of a libc memcpy call for a few hundred bytes.
-        for (o, &src) in out.iter_mut().zip(self.objs[start..start + n].iter().rev()) {
-            *o = src;
-        }
+        copy_rev(out, &self.objs[start..start + n]);
         self.len = start;
         self.publish();
         Ok(())
@@ -566,12 +600,7 @@ impl PoolCache {
         if self.len + n >= self.flush_thresh || n > MAX_BURST {
             return self.put_slow(objs);
         }
-        for (d, &src) in self.objs[self.len..self.len + n]
-            .iter_mut()
-            .zip(objs.iter().rev())
-        {
-            *d = src;
-        }
+        copy_rev(&mut self.objs[self.len..self.len + n], objs);
         self.len += n;
         self.publish();
     }
@@ -662,7 +691,7 @@ impl PoolCache {
         // single-segment objects of this pool (chains are broken on free).
         #[allow(unsafe_code)]
         unsafe {
-            batch.extend_from_pool(n, self.shared.ptr() as usize)
+            batch.extend_from_pool(n, self.pool_id)
         };
         Ok(())
     }
@@ -684,7 +713,7 @@ impl PoolCache {
     pub fn free_batch(&mut self, batch: &mut MbufBatch) {
         let mine = self.shared.ptr();
         // A clean batch of this pool frees without reading any header.
-        let simple = batch.clean_pool() == mine as usize
+        let simple = batch.clean_pool() == self.pool_id
             || batch
                 .as_slice()
                 .iter()
