@@ -382,6 +382,9 @@ fn set_fwd(c: &mut Control, _dp: &Dataplane, args: &[&str]) -> Result<Reply, Str
     };
     let mode = FwdMode::parse(m)
         .ok_or_else(|| format!("unknown mode `{m}`: accepted: {}", FwdMode::accepted()))?;
+    if mode == FwdMode::L3fwd || c.settings.modes.contains(&FwdMode::L3fwd) {
+        return Err("l3fwd is chosen at start-up (--forward-mode l3fwd: its tables and TX map are built then); it cannot be switched to or from at run time".into());
+    }
     stopped_only(c, "set fwd")?;
     c.settings.modes.iter_mut().for_each(|x| *x = mode);
     c.settings.dirty = true;
