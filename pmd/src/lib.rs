@@ -78,7 +78,7 @@ pub fn probe(devargs: &str) -> Result<Box<dyn Port>, PortError> {
         "ring" | "net_ring" => Box::new(ring::RingPort::probe(&d)?),
         "pcap" | "net_pcap" => Box::new(pcap::PcapPort::probe(&d)?),
         "af_xdp" | "net_af_xdp" => Box::new(af_xdp::AfXdpPort::probe(&d)?),
-        "vfio" | "net_virtio" => Box::new(vfio::VfioPort::probe(&d)?),
+        "vfio" | "net_virtio" => vfio::probe(&d)?,
         "af_packet" | "net_af_packet" => Box::new(af_packet::AfPacketPort::probe(&d)?),
         "memif" | "net_memif" => Box::new(memif::MemifPort::probe(&d)?),
         other => {

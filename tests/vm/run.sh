@@ -1,7 +1,7 @@
 #!/bin/bash
-# tests/vm/run.sh - the VFIO test: boot a QEMU guest with an emulated Intel IOMMU
-# and four virtio-net NICs on two isolated QEMU hubs (no host network), drive them
-# from user space with xfwd's `vfio:` port, print PASS/FAIL per check.
+# tests/vm/run.sh - the VFIO test: boot a QEMU guest with an emulated Intel IOMMU,
+# four virtio-net NICs and four Intel 82576 (igb) on four isolated QEMU hubs (no host
+# network), drive them from user space with xfwd's `vfio:` port, print PASS/FAIL per check.
 #
 #   sudo tests/vm/run.sh          (root: apt-get; first run downloads ~80 MB and
 #                                  builds static binaries; then ~1-3 min under TCG)
@@ -64,11 +64,14 @@ log "guest kernel $KVER ($KDEB); initramfs $(du -h "$C/initrd.cpio" | cut -f1)"
 # QEMU: q35 + VT-d (created before the devices it translates); virtio-net modern
 # only, ACCESS_PLATFORM so the DMA goes through the vIOMMU; romfile= drops iPXE.
 nic() { echo "-netdev hubport,id=n$1,hubid=$2 -device virtio-net-pci,netdev=n$1,addr=$1,disable-legacy=on,iommu_platform=on,romfile=,mac=52:54:00:12:00:0$1${NIC_EXTRA:-}"; }
+# Intel 82576 (QEMU 10's igb): every DMA of an emulated PCI device goes through the vIOMMU.
+# Its SR-IOV functions take devfn PF+0x80.. (two slots): the PFs sit two slots apart.
+igb() { echo "-netdev hubport,id=n$1,hubid=$2 -device igb,netdev=n$1,addr=$1,romfile=,mac=52:54:00:12:00:$1"; }
 LOG=$C/guest.log
 # shellcheck disable=SC2086,SC2046
 set -- $QEMU -nographic -vga none -no-reboot -m 2048 -smp 2 -accel tcg -cpu max \
 	-machine q35,kernel-irqchip=split -device intel-iommu,intremap=on,caching-mode=on \
-	$(nic 3 0) $(nic 4 0) $(nic 5 1) $(nic 6 1) \
+	$(nic 3 0) $(nic 4 0) $(nic 5 1) $(nic 6 1) $(igb 07 2) $(igb 09 2) $(igb 0b 3) $(igb 0d 3) \
 	-kernel "$C/kernel/vmlinux" -initrd "$C/initrd.cpio" \
 	-append "console=ttyS0 panic=-1 edd=off loglevel=4 intel_iommu=on ${GUEST_APPEND:-}" ${QEMU_EXTRA:-}
 log "booting (timeout ${TMO}s): $*"
@@ -80,13 +83,13 @@ log "qemu rc=$rc after $(($(date +%s) - t0))s; log: $LOG"
 # Summary.
 echo "=================== VFIO guest checks ==================="
 grep -E '^CHECK ' "$LOG" | sed 's/^CHECK //'
-want=16
+want=34
 if [ "${TESTPMD:-0}" = 1 ]; then
 	echo "------- dpdk-testpmd as a peer on the same NICs (counts only: TCG timings mean nothing) -------"
 	grep -E '^PEER ' "$LOG" | sed 's/^PEER //'
-	# The peer's lines count as checks: three of them.
+	# The peer's lines count as checks: three on virtio-net, two on igb.
 	sed -i 's/^PEER /CHECK peer_/' "$LOG"
-	want=$((want + 3))
+	want=$((want + 5))
 fi
 pass=$(grep -cE '^CHECK [^:]+: PASS' "$LOG")
 fail=$(grep -cE '^CHECK [^:]+: FAIL' "$LOG")

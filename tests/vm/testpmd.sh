@@ -1,7 +1,7 @@
 #!/bin/bash
 # tests/vm/testpmd.sh INITRAMFS_DIR - add Debian's dpdk-testpmd (22.11) to the guest
 # initramfs as a peer check: the binary, the PMDs it needs (bus_pci, mempool_ring,
-# net_virtio) and the shared libraries they load (ldd closure). Installs the
+# net_virtio, net_e1000 for the 82576) and the shared libraries they load (ldd closure). Installs the
 # `dpdk` package on the host when missing (apt). Correctness only: TCG timings
 # say nothing about speed.
 set -euo pipefail
@@ -16,7 +16,7 @@ cp "$(command -v dpdk-testpmd)" "$R/dpdk/dpdk-testpmd"
 # from the pmds directory, and loading a second copy with -d aborts EAL.
 objs=("$(command -v dpdk-testpmd)")
 : > "$R/dpdk/plugins"
-for p in mempool_ring net_virtio; do
+for p in mempool_ring net_virtio net_e1000; do
 	objs+=("$P/librte_$p.so.23")
 	echo "-d $P/librte_$p.so.23" >> "$R/dpdk/plugins"
 done

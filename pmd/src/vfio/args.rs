@@ -20,7 +20,17 @@ impl Args {
     /// No or a malformed PCI address, unknown keys, `debug_skip_map`
     /// without its environment switch.
     pub fn parse(d: &Devargs) -> Result<Args, PortError> {
-        d.check_keys(&["debug_skip_map"])?;
+        Args::parse_with(d, &[])
+    }
+
+    /// As [`Args::parse`], for a driver that also accepts the keys `extra`
+    /// (it reads them itself).
+    ///
+    /// # Errors
+    /// As [`Args::parse`].
+    pub fn parse_with(d: &Devargs, extra: &[&str]) -> Result<Args, PortError> {
+        let keys: Vec<&str> = ["debug_skip_map"].iter().chain(extra).copied().collect();
+        d.check_keys(&keys)?;
         let bad = |why: String| PortError::Devargs {
             devargs: d.raw.clone(),
             why,

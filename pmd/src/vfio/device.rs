@@ -1,5 +1,5 @@
-//! The PCI device behind a vfio port: found in sysfs and checked to be a
-//! modern virtio-net bound to vfio-pci (with the command that fixes it when
+//! The PCI device behind a vfio port: found in sysfs, identified by its ids
+//! and checked to be bound to vfio-pci (with the command that fixes it when
 //! not), and its config space read and written through the vfio region.
 
 use super::mmio;
@@ -40,12 +40,12 @@ pub(super) fn dev_err(port: &str, what: &str, e: DeviceError) -> PortError {
     }
 }
 
-/// The sysfs directory of PCI device `bdf`, checked to be a virtio-net
-/// (1af4:1041 or transitional 1af4:1000) bound to vfio-pci.
+/// The sysfs directory of PCI device `bdf` and its vendor/device ids as
+/// sysfs shows them (`0x1af4`, `0x1041`).
 ///
 /// # Errors
-/// No such device, another device, another driver (naming the fix).
-pub(super) fn check(port: &str, bdf: &str) -> Result<PathBuf, PortError> {
+/// No such device.
+pub(super) fn identify(port: &str, bdf: &str) -> Result<(PathBuf, (String, String)), PortError> {
     let sysfs = PathBuf::from("/sys/bus/pci/devices").join(bdf);
     if !sysfs.exists() {
         return Err(dev_err(
@@ -58,16 +58,14 @@ pub(super) fn check(port: &str, bdf: &str) -> Result<PathBuf, PortError> {
         read_sysfs(&sysfs.join("vendor")),
         read_sysfs(&sysfs.join("device")),
     );
-    if ids.0 != "0x1af4" || !matches!(ids.1.as_str(), "0x1041" | "0x1000") {
-        return Err(dev_err(
-            port,
-            "probe",
-            DeviceError::Unsupported(format!(
-                "{bdf} is {}:{}, this driver drives virtio-net (1af4:1041)",
-                ids.0, ids.1
-            )),
-        ));
-    }
+    Ok((sysfs, ids))
+}
+
+/// The device at `sysfs` must be bound to vfio-pci.
+///
+/// # Errors
+/// Another driver or none, naming the devbind command that fixes it.
+pub(super) fn check_bound(port: &str, bdf: &str, sysfs: &Path) -> Result<(), PortError> {
     let driver = std::fs::read_link(sysfs.join("driver"))
         .ok()
         .and_then(|p| Some(p.file_name()?.to_string_lossy().into_owned()));
@@ -82,5 +80,26 @@ pub(super) fn check(port: &str, bdf: &str) -> Result<PathBuf, PortError> {
             )),
         ));
     }
+    Ok(())
+}
+
+/// The sysfs directory of PCI device `bdf`, checked to be a virtio-net
+/// (1af4:1041 or transitional 1af4:1000) bound to vfio-pci.
+///
+/// # Errors
+/// No such device, another device, another driver (naming the fix).
+pub(super) fn check(port: &str, bdf: &str) -> Result<PathBuf, PortError> {
+    let (sysfs, ids) = identify(port, bdf)?;
+    if ids.0 != "0x1af4" || !matches!(ids.1.as_str(), "0x1041" | "0x1000") {
+        return Err(dev_err(
+            port,
+            "probe",
+            DeviceError::Unsupported(format!(
+                "{bdf} is {}:{}, this driver drives virtio-net (1af4:1041)",
+                ids.0, ids.1
+            )),
+        ));
+    }
+    check_bound(port, bdf, &sysfs)?;
     Ok(sysfs)
 }

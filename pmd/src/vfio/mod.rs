@@ -1,5 +1,6 @@
-//! The `vfio:` port: a userspace virtio-net (modern, 1af4:1041) driver over
-//! vfio-pci, polling mode.
+//! The `vfio:` port: userspace drivers over vfio-pci, polling mode, for
+//! virtio-net (modern, 1af4:1041; this page) and the Intel 82576 ([`igb`]),
+//! chosen by the device's PCI ids ([`probe`]).
 //!
 //! ```text
 //! vfio:0000:00:03.0[,debug_skip_map=1|2]
@@ -28,7 +29,9 @@
 //! blocks it (the guest kernel logs a DMAR fault, which the VM test asserts).
 
 mod args;
+mod common;
 mod device;
+pub mod igb;
 pub mod mmio;
 pub mod pci;
 mod port;
@@ -69,6 +72,34 @@ pub enum DeviceError {
     /// The device reported an error (DEVICE_NEEDS_RESET, FAILED).
     #[error("device error: {0}")]
     Failed(String),
+}
+
+/// Probe a `vfio:` device with the driver its PCI ids call for: virtio-net
+/// ([`VfioPort`]) or the Intel 82576 ([`igb::IgbPort`]).
+///
+/// # Errors
+/// As the drivers' probes; a device neither drives is refused naming its ids.
+pub fn probe(
+    d: &crate::devargs::Devargs,
+) -> Result<Box<dyn crate::port::Port>, crate::error::PortError> {
+    let a = args::Args::parse_with(d, igb::EXTRA_KEYS)?;
+    let (_, ids) = device::identify(&d.raw, &a.bdf)?;
+    if igb::is_igb(&ids) {
+        return Ok(Box::new(igb::IgbPort::probe(d)?));
+    }
+    if ids.0 == "0x1af4" {
+        return Ok(Box::new(VfioPort::probe(d)?));
+    }
+    Err(device::dev_err(
+        &d.raw,
+        "probe",
+        DeviceError::Unsupported(format!(
+            "{} is {}:{}; the vfio: drivers drive virtio-net (1af4:1041) and the Intel 82576 \
+             (8086:10c9 and its variants); use the device's kernel driver with af_xdp: or \
+             af_packet: instead",
+            a.bdf, ids.0, ids.1
+        )),
+    ))
 }
 
 static CONTAINER: Mutex<Option<Arc<VfioContainerMapper>>> = Mutex::new(None);

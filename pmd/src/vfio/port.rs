@@ -1,6 +1,7 @@
 //! [`VfioPort`]: the `vfio:` port over a virtio-net device bound to vfio-pci.
 
 use super::args::Args;
+use super::common::{self, conf_to_start, dma_xstats, or_teardown, Opened, Rings};
 use super::device::{self, dev_err};
 use super::mmio::{self, Mmio};
 use super::pci;
@@ -8,18 +9,16 @@ use super::rx::VfioRx;
 use super::tx::VfioTx;
 use super::virtio::{self, feature, status, Transport};
 use super::virtqueue::{Layout, Virtqueue};
-use super::{shared_container, DeviceError};
+use super::DeviceError;
 use crate::devargs::Devargs;
-use crate::dma::{
-    DmaError, DmaMapper, DmaRange, MapInfo, MapOrigin, MappingKind, MappingPin, VfioContainerMapper,
-};
+use crate::dma::{DmaMapper, MappingKind, VfioContainerMapper};
 use crate::error::PortError;
 use crate::port::{Link, Port, PortConf, PortCore, PortInfo, PortQueues};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use vfio_ioctls::VfioDevice;
-use xfwd_mempool::{Backing, ExtMem, ExtMemConfig, IovaMode, MbufBatch, PageSize, MAX_BURST};
+use xfwd_mempool::{MbufBatch, MAX_BURST};
 
 /// `struct virtio_net_hdr` with VERSION_1 (§5.1.6): 12 bytes before every frame.
 pub(super) const NET_HDR: usize = 12;
@@ -27,53 +26,6 @@ pub(super) const NET_HDR: usize = 12;
 const MAX_FRAME: usize = 1514;
 /// Env var that enables the `debug_skip_map` devarg (negative tests only).
 pub const DEBUG_ENV: &str = "XFWD_DEBUG_DEVARGS";
-
-/// The negative-test mapper: `dma_map` claims success without mapping.
-#[derive(Debug)]
-struct SkipMapper(Arc<dyn DmaMapper>);
-
-impl DmaMapper for SkipMapper {
-    fn kind(&self) -> MappingKind {
-        MappingKind::Iommu
-    }
-    fn dma_map(&self, va: u64, iova: u64, len: u64) -> Result<MapInfo, DmaError> {
-        log::warn!("vfio: debug_skip_map: NOT mapping {va:#x}+{len:#x} at IOVA {iova:#x}");
-        Ok(MapInfo::new(
-            DmaRange::new(va, iova, len),
-            MappingKind::Iommu,
-            MapOrigin::New,
-            None,
-        ))
-    }
-    fn dma_unmap(&self, va: u64, iova: u64, len: u64) -> Result<(), DmaError> {
-        match self.0.dma_unmap(va, iova, len) {
-            Err(DmaError::NotMapped { .. }) => Ok(()),
-            r => r,
-        }
-    }
-    fn mappings(&self) -> Vec<MapInfo> {
-        self.0.mappings()
-    }
-    fn pin(&self, va: u64, iova: u64, len: u64) -> Result<MappingPin, DmaError> {
-        self.0.pin(va, iova, len)
-    }
-    fn translate(&self, va: u64) -> Option<u64> {
-        self.0.translate(va)
-    }
-}
-
-/// The rings' memory and its mapping.
-#[derive(Debug)]
-struct Rings {
-    mem: Arc<ExtMem>,
-    iova: u64,
-}
-
-impl Rings {
-    fn range(&self) -> DmaRange {
-        DmaRange::new(self.mem.va() as u64, self.iova, self.mem.len() as u64)
-    }
-}
 
 /// Where a queue handle parks its virtqueue when dropped, so `stop()` gets
 /// every posted mbuf back once the device is reset.
@@ -117,13 +69,6 @@ impl std::fmt::Debug for VfioPort {
     }
 }
 
-fn dma_err(port: &str) -> impl Fn(DmaError) -> PortError + '_ {
-    move |source| PortError::Dma {
-        port: port.to_string(),
-        source,
-    }
-}
-
 impl VfioPort {
     /// Probe `vfio:<PCI address>[,debug_skip_map=1|2]`.
     ///
@@ -138,15 +83,13 @@ impl VfioPort {
         } = Args::parse(d)?;
         let port = d.raw.as_str();
         let sysfs = device::check(port, &bdf)?;
-        let container = shared_container().map_err(dma_err(port))?;
-        let group = container.attach(&sysfs).map_err(dma_err(port))?;
-        let dev = container.backend().device(&sysfs).ok_or_else(|| {
-            dev_err(
-                port,
-                "probe",
-                DeviceError::Unsupported("the VFIO backend has no device handle".into()),
-            )
-        })?;
+        let Opened {
+            container,
+            group,
+            dev,
+            real,
+            mapper,
+        } = common::open(port, &bdf, &sysfs, debug_skip_map)?;
         let cfg = device::DevConfig(&dev);
         let de = |what: &'static str| move |e| dev_err(port, what, e);
         let caps = virtio::find_caps(&cfg).map_err(de("virtio capabilities"))?;
@@ -191,15 +134,6 @@ impl VfioPort {
             ));
         }
         transport.reset().map_err(de("reset"))?;
-        let real: Arc<dyn DmaMapper> = Arc::new(container.port_mapper(port));
-        let mapper: Arc<dyn DmaMapper> = if debug_skip_map > 0 {
-            log::warn!(
-                "vfio {bdf}: debug_skip_map={debug_skip_map}: pool memory will NOT be mapped"
-            );
-            Arc::new(SkipMapper(real.clone()))
-        } else {
-            real.clone()
-        };
         log::info!(
             "vfio {bdf}: virtio-net, IOMMU group {group}, features offered {offered:#x} accepted \
              {features:#x}, MAC {}, queue size max {qmax}",
@@ -223,74 +157,15 @@ impl VfioPort {
         })
     }
 
-    /// Every page of `mem` must be mapped for this port at the IOVA its mbufs carry.
-    fn verify_mapped(&self, mem: &ExtMem, pool: &str) -> Result<(), PortError> {
-        let page = mem.page_size().bytes();
-        for (i, &iova) in mem.iovas().iter().enumerate() {
-            let va = (mem.va() + i * page) as u64;
-            let got = self.core.mapper.translate(va);
-            if got != Some(iova) {
-                return Err(PortError::State {
-                    port: self.devargs.clone(),
-                    why: format!(
-                        "refusing to start: page {i} of pool `{pool}` (va {va:#x}, IOVA {iova:#x}) is {} \
-                         for this device; dma_map every chunk of the pool's region on this port \
-                         first (the device would DMA to an address the IOMMU does not translate)",
-                        match got {
-                            None => "not DMA-mapped".to_string(),
-                            Some(o) => format!("mapped at a different IOVA {o:#x}"),
-                        }
-                    ),
-                });
-            }
-        }
-        Ok(())
-    }
-
     fn map_rings(&mut self, bytes: usize) -> Result<(), PortError> {
-        let port = self.devargs.clone();
-        let mut mem = ExtMem::alloc(&ExtMemConfig {
-            len: bytes,
-            page_size: PageSize::Size4K,
-            backing: Backing::Anonymous,
-            iova_mode: IovaMode::Va,
-            allow_4k: true,
-        })
-        .map_err(|e| PortError::Io {
-            port: port.clone(),
-            what: "allocate ring memory".into(),
-            source: std::io::Error::other(e),
-        })?;
-        let len = mem.len() as u64;
-        let iova = self
-            .container
-            .alloc_iova(len, 4096)
-            .map_err(dma_err(&port))?;
-        let mapped = mem
-            .assign_iovas(iova)
-            .map_err(|e| PortError::Io {
-                port: port.clone(),
-                what: "assign ring IOVAs".into(),
-                source: std::io::Error::other(e),
-            })
-            .and_then(|()| {
-                self.real
-                    .dma_map(mem.va() as u64, iova, len)
-                    .map_err(dma_err(&port))
-            });
-        if let Err(e) = mapped {
-            let _ = self.container.free_iova(iova, len);
-            return Err(e);
-        }
-        log::info!(
-            "vfio {}: rings va {:#x}+{len:#x} mapped at IOVA {iova:#x}",
-            self.bdf,
-            mem.va()
-        );
-        self.rings = Some(Rings {
-            mem: Arc::new(mem),
-            iova,
-        });
+        let rings = Rings::map(
+            &self.devargs,
+            &self.bdf,
+            &self.container,
+            self.real.as_ref(),
+            bytes,
+        )?;
+        self.rings = Some(rings);
         Ok(())
     }
 
@@ -338,14 +213,7 @@ impl VfioPort {
         }
         drop(vqs);
         self.homes.clear();
-        let r = rings.range();
-        self.real
-            .dma_unmap(r.va, r.iova, r.len)
-            .map_err(dma_err(&port))?;
-        self.container
-            .free_iova(r.iova, r.len)
-            .map_err(dma_err(&port))?;
-        log::info!("vfio {}: rings unmapped ({r})", self.bdf);
+        rings.unmap(&port, &self.bdf, &self.container, self.real.as_ref())?;
         self.rings = None;
         Ok(())
     }
@@ -491,32 +359,9 @@ impl Port for VfioPort {
     }
 
     fn start(&mut self) -> Result<PortQueues, PortError> {
-        if self.core.started() {
-            return Err(self.core.state("already started"));
-        }
-        let conf = self.core.conf.clone().ok_or_else(|| {
-            self.core
-                .state("start before configure: configure the queues first")
-        })?;
-        if self.debug_skip_map < 2 {
-            for p in &conf.pools {
-                self.verify_mapped(p.mem(), p.name())?;
-            }
-        } else {
-            log::warn!(
-                "vfio {}: debug_skip_map=2: NOT checking the pool is mapped",
-                self.bdf
-            );
-        }
-        let q = match self.bring_up(&conf) {
-            Ok(q) => q,
-            Err(e) => {
-                if let Err(t) = self.teardown() {
-                    log::error!("vfio {}: {t}", self.bdf);
-                }
-                return Err(e);
-            }
-        };
+        let conf = conf_to_start(&self.core, &self.bdf, self.debug_skip_map)?;
+        let r = self.bring_up(&conf);
+        let q = or_teardown(&self.bdf.clone(), r, || self.teardown())?;
         // Pins every mapping (pool chunks and rings): unmap is refused until stop.
         self.core.start()?;
         Ok(q)
@@ -553,15 +398,8 @@ impl Port for VfioPort {
                 "tx_unsent_at_stop".to_string(),
                 x.tx_unsent_at_stop.load(Ordering::Relaxed),
             ),
-            (
-                "dma_mappings".to_string(),
-                self.real.mappings().len() as u64,
-            ),
-            (
-                "iommu_mapped_bytes".to_string(),
-                self.container.mapped_bytes(),
-            ),
         ];
+        v.extend(dma_xstats(self.real.as_ref(), &self.container));
         if let Some(r) = &self.rings {
             v.push(("rings_iova".to_string(), r.iova));
         }
