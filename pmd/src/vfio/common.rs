@@ -177,15 +177,28 @@ pub(super) fn or_teardown<T>(
     r
 }
 
-/// The xstats every vfio port shows about its DMA mappings.
-pub(super) fn dma_xstats(
+/// The xstats every vfio port shows: its RX error counter (`rx_name`), TX
+/// segments refused, TX descriptors unsent at stop, its DMA mappings and
+/// the rings' IOVA while started.
+pub(super) fn port_xstats(
+    rx: (&str, u64),
+    tx_bad_segs: u64,
+    tx_unsent_at_stop: u64,
     real: &dyn DmaMapper,
     container: &VfioContainerMapper,
-) -> [(String, u64); 2] {
-    [
+    rings: Option<&Rings>,
+) -> Vec<(String, u64)> {
+    let mut v = vec![
+        (rx.0.to_string(), rx.1),
+        ("tx_bad_segs".to_string(), tx_bad_segs),
+        ("tx_unsent_at_stop".to_string(), tx_unsent_at_stop),
         ("dma_mappings".to_string(), real.mappings().len() as u64),
         ("iommu_mapped_bytes".to_string(), container.mapped_bytes()),
-    ]
+    ];
+    if let Some(r) = rings {
+        v.push(("rings_iova".to_string(), r.iova));
+    }
+    v
 }
 
 /// The rings' memory and its mapping.

@@ -1,7 +1,7 @@
 //! [`VfioPort`]: the `vfio:` port over a virtio-net device bound to vfio-pci.
 
 use super::args::Args;
-use super::common::{self, conf_to_start, dma_xstats, or_teardown, Opened, Rings};
+use super::common::{self, conf_to_start, or_teardown, port_xstats, Opened, Rings};
 use super::device::{self, dev_err};
 use super::mmio::{self, Mmio};
 use super::pci;
@@ -385,25 +385,14 @@ impl Port for VfioPort {
 
     fn xstats(&self) -> Vec<(String, u64)> {
         let x = &self.xstats;
-        let mut v = vec![
-            (
-                "rx_bad_len".to_string(),
-                x.rx_bad_len.load(Ordering::Relaxed),
-            ),
-            (
-                "tx_bad_segs".to_string(),
-                x.tx_bad_segs.load(Ordering::Relaxed),
-            ),
-            (
-                "tx_unsent_at_stop".to_string(),
-                x.tx_unsent_at_stop.load(Ordering::Relaxed),
-            ),
-        ];
-        v.extend(dma_xstats(self.real.as_ref(), &self.container));
-        if let Some(r) = &self.rings {
-            v.push(("rings_iova".to_string(), r.iova));
-        }
-        v
+        port_xstats(
+            ("rx_bad_len", x.rx_bad_len.load(Ordering::Relaxed)),
+            x.tx_bad_segs.load(Ordering::Relaxed),
+            x.tx_unsent_at_stop.load(Ordering::Relaxed),
+            self.real.as_ref(),
+            &self.container,
+            self.rings.as_ref(),
+        )
     }
 }
 

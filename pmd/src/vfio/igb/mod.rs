@@ -48,7 +48,7 @@ pub mod ring;
 pub mod rss;
 
 use super::args::Args;
-use super::common::{self, conf_to_start, dma_xstats, or_teardown, Opened, Rings};
+use super::common::{self, conf_to_start, or_teardown, port_xstats, Opened, Rings};
 use super::device::{self, dev_err, DevConfig};
 use super::mmio;
 use super::pci;
@@ -506,30 +506,20 @@ impl Port for IgbPort {
         self.accumulate_hw_stats();
         let acc = self.hw_stats.lock().unwrap_or_else(PoisonError::into_inner);
         let x = &self.xstats;
-        let mut v = vec![
-            (
-                "rx_bad_desc".to_string(),
-                x.rx_bad_desc.load(Ordering::Relaxed),
-            ),
-            (
-                "tx_bad_segs".to_string(),
-                x.tx_bad_segs.load(Ordering::Relaxed),
-            ),
-            (
-                "tx_unsent_at_stop".to_string(),
-                x.tx_unsent_at_stop.load(Ordering::Relaxed),
-            ),
-        ];
-        v.extend(dma_xstats(self.real.as_ref(), &self.container));
+        let mut v = port_xstats(
+            ("rx_bad_desc", x.rx_bad_desc.load(Ordering::Relaxed)),
+            x.tx_bad_segs.load(Ordering::Relaxed),
+            x.tx_unsent_at_stop.load(Ordering::Relaxed),
+            self.real.as_ref(),
+            &self.container,
+            self.rings.as_ref(),
+        );
         let names = regs::STATS32
             .iter()
             .chain(regs::STATS64)
             .map(|(n, _)| n.to_string());
         let queues = (0..self.rx_queues()).map(|q| format!("hw_rx_q{q}_drops"));
         v.extend(names.chain(queues).zip(acc.iter().copied()));
-        if let Some(r) = &self.rings {
-            v.push(("rings_iova".to_string(), r.iova));
-        }
         v
     }
 }
