@@ -12,6 +12,8 @@ pub const ALL: &[&str] = &[
     "null-io-xmem",
     "null-macswap-xmem",
     "ring",
+    "null-io-2lc",
+    "ring-2lc",
     "af_xdp-veth",
     "af_packet-veth",
     "af_xdp-veth-idle",
@@ -191,6 +193,37 @@ impl Env {
                 self.spec(tool, fwd, 2)
             }
         })
+    }
+
+    /// `spec` on two forwarding lcores, one per CPU: xfwd `-l MAIN,FWD`
+    /// (one stream each); testpmd `--nb-cores=2` on lcores 1@MAIN and 2@FWD,
+    /// its main lcore 0 sharing CPU MAIN with lcore 1 (it only sleeps between
+    /// stats prints).
+    pub fn two_lcores(&self, tool: Tool, mut spec: TrialSpec) -> TrialSpec {
+        let (m, f) = (self.main_cpu, self.fwd_cpu);
+        let argv = std::mem::take(&mut spec.fwd.argv);
+        let mut out = Vec::with_capacity(argv.len() + 2);
+        let mut it = argv.into_iter();
+        while let Some(a) = it.next() {
+            match (tool, a.as_str()) {
+                (Tool::Xfwd, "-l") => {
+                    it.next();
+                    out.extend(["-l".into(), format!("{m},{f}")]);
+                }
+                (Tool::Testpmd, "-l") => {
+                    it.next();
+                    out.push(format!("--lcores=0@{m},1@{m},2@{f}"));
+                }
+                (Tool::Testpmd, "--main-lcore") => {
+                    it.next();
+                    out.extend(["--main-lcore".into(), "0".into()]);
+                }
+                (Tool::Testpmd, "--nb-cores=1") => out.push("--nb-cores=2".into()),
+                _ => out.push(a),
+            }
+        }
+        spec.fwd.argv = out;
+        spec
     }
 
     /// Forwarding between the two veth ends of the DUT namespace over

@@ -122,6 +122,18 @@ impl Bench {
                 "64 frames looping through a ring pair, io".into(),
                 self.alternate(name, &|t| env.ring(t, 64).map_err(|e| e.to_string())),
             ),
+            "null-io-2lc" => (
+                "as null-io on 2 forwarding lcores (xfwd -l 0,1; testpmd --nb-cores=2, its main lcore sharing CPU 0)".into(),
+                self.alternate(name, &|t| Ok(env.two_lcores(t, env.null(t, "io", 64, "native")))),
+            ),
+            "ring-2lc" => (
+                "as ring on 2 forwarding lcores (one stream each; frames cross CPUs)".into(),
+                self.alternate(name, &|t| {
+                    env.ring(t, 64)
+                        .map(|s| env.two_lcores(t, s))
+                        .map_err(|e| e.to_string())
+                }),
+            ),
             veth => {
                 let (driver, idle) = match veth.strip_suffix("-veth-idle") {
                     Some(d) => (d.to_string(), scenario::IDLE_SLEEP_US),
