@@ -24,6 +24,17 @@ pub struct Lcore {
     tx_of_port: Vec<Option<(usize, usize)>>,
     out: Vec<MbufBatch>,
     drops: MbufBatch,
+    scratch: Box<Scratch>,
+}
+
+/// Per-burst working arrays, allocated once (not zeroed per burst).
+#[derive(Debug)]
+struct Scratch {
+    parsed: [Parsed; MAX_BURST],
+    hop: [u32; MAX_BURST],
+    a4: [u32; MAX_BURST],
+    h: [u64; MAX_BURST],
+    k4: [super::em::Key4; MAX_BURST],
 }
 
 /// Per-burst drop counts.
@@ -52,6 +63,13 @@ impl Lcore {
             tx_of_port,
             out,
             drops: MbufBatch::new(burst),
+            scratch: Box::new(Scratch {
+                parsed: [Parsed::Drop(Drop::NonIp); MAX_BURST],
+                hop: [NONE; MAX_BURST],
+                a4: [0; MAX_BURST],
+                h: [0; MAX_BURST],
+                k4: [super::em::Key4::default(); MAX_BURST],
+            }),
         }
     }
 
@@ -76,7 +94,13 @@ impl Lcore {
             }
             work += n as u64;
             s.counters.rx.add(n as u64);
-            let d = route_burst(self.reader.tables(), b, &mut self.out, &mut self.drops);
+            let d = route_burst(
+                self.reader.tables(),
+                b,
+                &mut self.out,
+                &mut self.drops,
+                &mut self.scratch,
+            );
             count(&s.counters, d);
             if !self.drops.is_empty() {
                 cache.free_batch(&mut self.drops);
@@ -113,19 +137,20 @@ fn route_burst(
     b: &mut MbufBatch,
     out: &mut [MbufBatch],
     drops: &mut MbufBatch,
+    sc: &mut Scratch,
 ) -> Drops {
     let n = b.len().min(MAX_BURST);
-    let mut parsed = [Parsed::Drop(Drop::NonIp); MAX_BURST];
-    let mut hop = [NONE; MAX_BURST];
     for m in b.iter() {
         m.prefetch_data();
     }
-    for (i, m) in b.iter().enumerate() {
-        parsed[i] = pkt::parse(m.data(), t.check_checksum);
+    let parsed = &mut sc.parsed[..n];
+    for (p, m) in parsed.iter_mut().zip(b.iter()) {
+        *p = pkt::parse(m.data(), t.check_checksum);
     }
+    let hop = &mut sc.hop[..n];
     match t.lookup {
-        Lookup::Lpm => lookup_lpm(t, b, &parsed[..n], &mut hop[..n]),
-        Lookup::Em => lookup_em(t, b, &parsed[..n], &mut hop[..n]),
+        Lookup::Lpm => lookup_lpm(t, b, parsed, hop, &mut sc.a4[..n]),
+        Lookup::Em => lookup_em(t, b, parsed, hop, &mut sc.h[..n], &mut sc.k4[..n]),
     }
     let mut d = Drops::default();
     for (i, mut m) in b.drain().enumerate() {
@@ -167,11 +192,11 @@ fn route_burst(
     d
 }
 
-fn lookup_lpm(t: &Tables, b: &MbufBatch, parsed: &[Parsed], hop: &mut [u32]) {
+fn lookup_lpm(t: &Tables, b: &MbufBatch, parsed: &[Parsed], hop: &mut [u32], a4: &mut [u32]) {
     let (Some(v4), Some(v6)) = (&t.v4, &t.v6) else {
+        hop.fill(NONE);
         return;
     };
-    let mut a4 = [0u32; MAX_BURST];
     // Pass 1: every IPv4 destination's first-level entry is prefetched
     // before any is read (the misses overlap).
     for (i, m) in b.iter().enumerate() {
@@ -191,12 +216,18 @@ fn lookup_lpm(t: &Tables, b: &MbufBatch, parsed: &[Parsed], hop: &mut [u32]) {
     }
 }
 
-fn lookup_em(t: &Tables, b: &MbufBatch, parsed: &[Parsed], hop: &mut [u32]) {
+fn lookup_em(
+    t: &Tables,
+    b: &MbufBatch,
+    parsed: &[Parsed],
+    hop: &mut [u32],
+    h: &mut [u64],
+    k4: &mut [super::em::Key4],
+) {
     let (Some(e4), Some(e6)) = (&t.em4, &t.em6) else {
+        hop.fill(NONE);
         return;
     };
-    let mut h = [0u64; MAX_BURST];
-    let mut k4 = [super::em::Key4::default(); MAX_BURST];
     for (i, m) in b.iter().enumerate() {
         if let Parsed::V4 { off, .. } = parsed[i] {
             k4[i] = pkt::key4(m.data(), usize::from(off));
