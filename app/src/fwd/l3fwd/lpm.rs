@@ -71,7 +71,7 @@ enum Tbl {
 
 /// A multibit trie over addresses of `width` bits (kept in the low bits of
 /// a `u128`).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Trie {
     width: u32,
     first: u32,
@@ -81,6 +81,37 @@ pub struct Trie {
     max_groups: u32,
     rules: Vec<HashMap<u128, u32>>,
     n_rules: usize,
+}
+
+/// A zeroed table, backed by transparent huge pages where the kernel
+/// allows (the 64 MiB IPv4 first level is read at random: 4 KiB pages
+/// would cost a TLB miss per lookup).
+fn huge_zeroed(n: usize) -> Vec<u32> {
+    let mut v = vec![0u32; n];
+    xfwd_mempool::extmem::advise_huge(&mut v);
+    v
+}
+
+/// A copy whose memory is advised for huge pages before it is written.
+fn huge_copy(src: &[u32]) -> Vec<u32> {
+    let mut v = huge_zeroed(src.len());
+    v.copy_from_slice(src);
+    v
+}
+
+impl Clone for Trie {
+    fn clone(&self) -> Trie {
+        Trie {
+            width: self.width,
+            first: self.first,
+            root: huge_copy(&self.root),
+            groups: huge_copy(&self.groups),
+            free: self.free.clone(),
+            max_groups: self.max_groups,
+            rules: self.rules.clone(),
+            n_rules: self.n_rules,
+        }
+    }
 }
 
 /// Mask `a` (of `width` bits) to its first `depth` bits.
@@ -106,7 +137,7 @@ impl Trie {
         Trie {
             width,
             first,
-            root: vec![0; 1 << first],
+            root: huge_zeroed(1 << first),
             groups: Vec::new(),
             free: Vec::new(),
             max_groups: max_groups.min(MAX_GROUPS),
