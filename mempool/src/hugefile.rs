@@ -106,6 +106,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "spawns a process and uses the filesystem")]
     fn sweeps_only_dead_owners() {
         let dir = tempfile::tempdir().unwrap();
         // A process that has exited: its PID is dead once reaped.

@@ -57,7 +57,16 @@ pub struct MbufHeader {
     pub(crate) port: u16,
     pub(crate) nb_segs: u16,
     pub(crate) headroom: u16,
+    /// Explicit (zeroed) padding to the header size: a header has no
+    /// uninitialised bytes, so reading any aligned word of pool memory
+    /// (`InFlight` maps device addresses back to headers) reads initialised
+    /// memory (Miri checks it).
+    pub(crate) pad: [u8; HEADER_PAD],
 }
+
+/// Bytes after the last field of [`MbufHeader`] (76 bytes of fields; the
+/// size assertion below checks the sum).
+pub(crate) const HEADER_PAD: usize = MBUF_HEADER_SIZE - 76;
 
 const _: () = assert!(std::mem::size_of::<MbufHeader>() == MBUF_HEADER_SIZE);
 

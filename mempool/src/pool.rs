@@ -246,6 +246,7 @@ impl MbufPool {
                 port: u16::MAX,
                 nb_segs: 1,
                 headroom: cfg.headroom,
+                pad: [0; crate::mbuf::HEADER_PAD],
             };
             h.reset();
             #[allow(unsafe_code)]
