@@ -332,11 +332,19 @@ pub fn run(spec: &TrialSpec) -> Trial {
         let gen_err = stderr_collector(&mut c);
         let pid = c.id();
         gen.0 = Some(c);
-        // Wait until the generator really sends.
+        // Wait until the generator really sends (an empty interface name: a
+        // peer with no netdev, e.g. a memif server, gets a fixed start-up time).
+        if iface.is_empty() {
+            std::thread::sleep(Duration::from_millis(1500));
+            if let Some(Ok(Some(_))) = gen.0.as_mut().map(|c| c.try_wait()) {
+                let e = gen_err.recv_timeout(grace).unwrap_or_default();
+                return Trial::failed("failed", format!("peer exited: {}", tail_lines(&e, 4)));
+            }
+        }
         let t0 = Instant::now();
         // The counter appears once `ip netns exec` has entered the namespace.
         let mut first = None;
-        loop {
+        while !iface.is_empty() {
             std::thread::sleep(Duration::from_millis(100));
             let now = procfs::netdev_packets(pid, iface).map(|c| c.1);
             if first.is_none() {

@@ -18,6 +18,8 @@ pub const ALL: &[&str] = &[
     "af_packet-veth",
     "af_xdp-veth-idle",
     "af_packet-veth-idle",
+    "memif",
+    "memif-zc",
 ];
 
 /// The `--idle-sleep` of xfwd in the `*-veth-idle` scenarios (µs).
@@ -299,6 +301,96 @@ impl Env {
             netns: format!("{TOPO}-sink"),
             iface: "s1".into(),
         };
+        spec
+    }
+}
+
+impl Env {
+    /// Two processes over memif, io on one lcore each, 32 frames of 64 B
+    /// looping between them (the client seeds them with `--tx-first`): the
+    /// measured forwarder is the client on the forwarding CPU, its peer (the
+    /// server, same tool) runs on the main CPU. `zero_copy`: the clients
+    /// export their mbuf pools (xfwd `zero_copy=1` on memfd memory, testpmd
+    /// `zero-copy=yes` on in-memory single-file segments).
+    pub fn memif(&self, tool: Tool, zero_copy: bool) -> TrialSpec {
+        let sock = format!("xbench-memif-{}", std::process::id());
+        let (fwd, peer) = match tool {
+            Tool::Xfwd => {
+                let peer = vec![
+                    self.xfwd.display().to_string(),
+                    "--port".into(),
+                    format!("memif:role=server,socket={sock}"),
+                    "--forward-mode".into(),
+                    "io".into(),
+                    "-l".into(),
+                    self.main_cpu.to_string(),
+                    "--nb-mbufs".into(),
+                    "8192".into(),
+                    "--stats-period".into(),
+                    "0".into(),
+                    "--duration".into(),
+                    format!("{}", (self.warmup + self.measure + 40.0).ceil()),
+                ];
+                let mut client = s(&["--port"]);
+                client.push(format!(
+                    "memif:role=client,socket={sock}{}",
+                    if zero_copy { ",zero_copy=1" } else { "" }
+                ));
+                client.extend(s(&[
+                    "--forward-mode",
+                    "io",
+                    "--tx-first",
+                    "--nb-mbufs",
+                    "8192",
+                ]));
+                client.extend(["-l".into(), self.fwd_cpu.to_string()]);
+                if zero_copy {
+                    client.extend(s(&["--mem-backing", "memfd"]));
+                }
+                (Cmd::new(self.xfwd_base(&client)), peer)
+            }
+            Tool::Testpmd => {
+                let mut fwd = self.testpmd(
+                    "xbmemifc",
+                    256,
+                    &[format!(
+                        "net_memif0,role=client,socket={sock}{}",
+                        if zero_copy { ",zero-copy=yes" } else { "" }
+                    )],
+                    &s(&["--forward-mode=io", "--tx-first", "--total-num-mbufs=8192"]),
+                );
+                if zero_copy {
+                    // DPDK's zero copy shares memseg files: one file per
+                    // list, kept (no --huge-unlink).
+                    let at = fwd.iter().position(|a| a == "--huge-unlink").expect("set");
+                    fwd.splice(at..=at, s(&["--in-memory", "--single-file-segments"]));
+                }
+                let peer = vec![
+                    self.testpmd.clone(),
+                    format!("--lcores=0@{c},1@{c}", c = self.main_cpu),
+                    "--main-lcore".into(),
+                    "0".into(),
+                    "--no-pci".into(),
+                    "--huge-unlink".into(),
+                    "--log-level=error".into(),
+                    "--file-prefix=xbmemifs".into(),
+                    "-m256".into(),
+                    format!("--vdev=net_memif0,role=server,socket={sock}"),
+                    "--".into(),
+                    // With a stats period testpmd runs until signalled
+                    // instead of exiting on its (null) stdin.
+                    "--stats-period".into(),
+                    "1".into(),
+                    "--nb-cores=1".into(),
+                    "--total-num-mbufs=8192".into(),
+                    "--forward-mode=io".into(),
+                ];
+                (Cmd::new(fwd), peer)
+            }
+        };
+        let mut spec = self.spec(tool, fwd, 1);
+        // The peer starts first (it is the server); it has no netdev.
+        spec.gen = Some((Cmd::new(peer), String::new()));
         spec
     }
 }

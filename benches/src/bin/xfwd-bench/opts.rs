@@ -24,7 +24,8 @@ pub struct Opts {
 pub const USAGE: &str = "usage: xfwd-bench [--quick] [--runs N] [--warmup S] [--measure S] [--scenarios a,b] \
 [--no-sweep] [--no-latency] [--noise-limit PCT] [--reruns N] [--xfwd PATH] [--out DIR] [--md PATH] [--report-only] [--rate-only]\n\
 scenarios: null-io, null-macswap, null-io-xmem, null-macswap-xmem, ring, af_xdp-veth, af_packet-veth, \
-af_xdp-veth-idle, af_packet-veth-idle (the veth ones with xfwd --idle-sleep)";
+af_xdp-veth-idle, af_packet-veth-idle (the veth ones with xfwd --idle-sleep), \
+memif, memif-zc (two processes of one tool over memif, copy / zero copy)";
 
 pub fn parse(root: &Path) -> Result<Opts, String> {
     let a: Vec<String> = std::env::args().skip(1).collect();

@@ -134,6 +134,18 @@ impl Bench {
                         .map_err(|e| e.to_string())
                 }),
             ),
+            "memif" | "memif-zc" => {
+                let zc = name == "memif-zc";
+                (
+                    if zc {
+                        "2 processes over memif, zero copy (clients export their pools), io on one lcore each, 32 × 64 B looping".into()
+                    } else {
+                        "2 processes over memif, copy mode, io on one lcore each, 32 × 64 B looping"
+                            .into()
+                    },
+                    self.alternate(name, &|t| Ok(env.memif(t, zc))),
+                )
+            }
             veth => {
                 let (driver, idle) = match veth.strip_suffix("-veth-idle") {
                     Some(d) => (d.to_string(), scenario::IDLE_SLEEP_US),
