@@ -41,7 +41,7 @@ work=$(mktemp -d /tmp/xfwd-l3bench.XXXXXX)
 pids=()
 cleanup() {
   for p in "${pids[@]:-}"; do [ -n "$p" ] && kill -INT "$p" 2>/dev/null || true; done
-  rm -rf "$work"
+  rm -rf "$work" "/var/run/dpdk/l3b$$"   # DPDK's runtime directory of this script's runs
 }
 trap cleanup EXIT
 py=/usr/bin/python3
