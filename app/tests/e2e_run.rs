@@ -305,8 +305,11 @@ fn pcap_replay_example_config_checks_with_its_capture() {
             "--config",
             local.to_str().unwrap(),
             "--no-huge",
+            // An upper bound only: a finite `loop` ends the run by itself once
+            // both replays are forwarded (a fixed 1 s was too short for a
+            // debug build on a loaded machine).
             "--duration",
-            "1",
+            "25",
             "--json",
             "--stats-period",
             "0",
