@@ -21,8 +21,7 @@ pub mod dma;
 pub mod error;
 #[forbid(unsafe_code)]
 pub mod fault;
-// The shared-memory ring accessors and SCM_RIGHTS (memif/sys.rs).
-#[allow(unsafe_code)]
+#[forbid(unsafe_code)]
 pub mod memif;
 #[forbid(unsafe_code)]
 pub mod netdev;
@@ -45,7 +44,8 @@ pub mod vfio;
 pub use devargs::Devargs;
 pub use error::PortError;
 pub use port::{
-    Link, Port, PortConf, PortId, PortInfo, PortQueues, RxQueue, TxQueue, TX_DRAIN_NS, TX_QUIET_NS,
+    Intr, Link, Port, PortConf, PortId, PortInfo, PortQueues, RxQueue, TxQueue, TX_DRAIN_NS,
+    TX_QUIET_NS,
 };
 pub use stats::{PortStats, QueueStats};
 

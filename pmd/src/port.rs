@@ -173,6 +173,34 @@ impl PortConf {
 pub trait RxQueue: Send + fmt::Debug {
     /// Receive up to `out.room()` packets, appended to `out`; returns how many.
     fn rx_burst(&mut self, out: &mut MbufBatch) -> usize;
+
+    /// Interrupt mode, for an idle lcore about to sleep: unmask the queue's
+    /// interrupt and say what to wait on. The lcore then blocks (bounded by
+    /// its idle sleep) until the fd is readable, and calls
+    /// [`RxQueue::intr_disarm`] before polling again. Queues without
+    /// interrupts keep this default (the lcore sleeps instead).
+    #[inline]
+    fn intr_arm(&mut self) -> Intr {
+        Intr::Unsupported
+    }
+
+    /// Mask the interrupt again (the lcore polls); `fired`: the fd returned
+    /// by [`RxQueue::intr_arm`] was readable (clear it).
+    #[inline]
+    fn intr_disarm(&mut self, fired: bool) {
+        let _ = fired;
+    }
+}
+
+/// What [`RxQueue::intr_arm`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intr {
+    /// No interrupts here (or not now): sleep instead of blocking.
+    Unsupported,
+    /// Packets (or a connection change) are already waiting: poll, don't block.
+    Pending,
+    /// Armed: this fd becomes readable when packets arrive.
+    Armed(std::os::fd::RawFd),
 }
 
 /// A transmit queue, owned by one worker.

@@ -7,7 +7,8 @@ use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 use xfwd_mempool::*;
 use xfwd_pmd::memif::proto::{self, AddRing, Init, Msg, MSG_SIZE};
-use xfwd_pmd::memif::sys;
+use xfwd_pmd::memif::ring::{Desc, Ring};
+use xfwd_pmd::sys::{EventFd, Mapping, SeqPacket, Shared};
 use xfwd_pmd::*;
 
 fn pool(name: &str, n: u32) -> MbufPool {
@@ -266,14 +267,14 @@ fn zero_copy_client_roundtrip_and_refusal_of_unshareable_pools() {
 // A hostile client speaking the protocol by hand.
 
 struct Peer {
-    fd: std::os::fd::OwnedFd,
+    fd: SeqPacket,
 }
 
 impl Peer {
     fn connect(name: &str) -> Peer {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            match sys::connect(name, true) {
+            match SeqPacket::connect(name, true) {
                 Ok(fd) => return Peer { fd },
                 Err(e) => {
                     assert!(Instant::now() < deadline, "connect {name}: {e}");
@@ -284,7 +285,7 @@ impl Peer {
     }
 
     fn send_raw(&self, b: &[u8; MSG_SIZE], fd: Option<std::os::fd::BorrowedFd<'_>>) {
-        sys::send(&self.fd, b, fd).unwrap();
+        self.fd.send(b, fd).unwrap();
     }
 
     fn send(&self, m: &Msg, fd: Option<std::os::fd::BorrowedFd<'_>>) {
@@ -296,7 +297,7 @@ impl Peer {
         let deadline = Instant::now() + Duration::from_secs(5);
         let mut buf = [0u8; 2 * MSG_SIZE];
         loop {
-            match sys::recv(&self.fd, &mut buf) {
+            match self.fd.recv(&mut buf) {
                 Ok(r) if r.len == 0 => return None,
                 Ok(r) => return Some(Msg::decode(&buf[..r.len]).unwrap()),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -366,7 +367,7 @@ fn hostile_control_messages_are_refused_and_the_server_stays_up() {
         log2_ring_size: 4,
         private_hdr_size: 0,
     };
-    let efd = sys::eventfd().unwrap();
+    let efd = EventFd::new(true).unwrap();
     let mem = region(65536);
 
     // Each case: messages to send after HELLO, and the reason expected.
@@ -564,7 +565,7 @@ fn hostile_control_messages_are_refused_and_the_server_stays_up() {
     pc.leak_check().unwrap();
 }
 
-fn raw_send(fd: &std::os::fd::OwnedFd, b: &[u8]) -> isize {
+fn raw_send(fd: &SeqPacket, b: &[u8]) -> isize {
     use std::os::fd::AsRawFd;
     // SAFETY: a send of a live buffer on a socket we own.
     unsafe { libc::send(fd.as_raw_fd(), b.as_ptr().cast(), b.len(), 0) }
@@ -579,12 +580,14 @@ fn hostile_descriptors_are_counted_and_never_followed() {
     let mut qs = srv.start().unwrap();
     // The hostile client's memory: C2S ring at 0, S2C ring at 4096.
     let mem = region(65536);
-    let map = sys::SharedMap::map(mem.as_fd(), 65536).unwrap();
-    let shm = map.shm();
-    let (c2s, s2c) = (shm.ring(0, 4).unwrap(), shm.ring(4096, 4).unwrap());
+    let shm = Shared::from_mapping(Mapping::shared(&mem, 0, 65536, false).unwrap());
+    let (c2s, s2c) = (
+        Ring::at(&shm, 0, 4).unwrap(),
+        Ring::at(&shm, 4096, 4).unwrap(),
+    );
     c2s.set_cookie(proto::COOKIE);
     s2c.set_cookie(proto::COOKIE);
-    let (e1, e2) = (sys::eventfd().unwrap(), sys::eventfd().unwrap());
+    let (e1, e2) = (EventFd::new(true).unwrap(), EventFd::new(true).unwrap());
     let p = Peer::connect(&name);
     assert!(matches!(p.recv(), Some(Msg::Hello(_))));
     let ring = |flags, offset| AddRing {
@@ -617,8 +620,8 @@ fn hostile_descriptors_are_counted_and_never_followed() {
 
     // C2S: four bad descriptors around one good one.
     let good: Vec<u8> = (0..64u8).collect();
-    assert!(shm.write(8192, &good));
-    let d = |flags, region, offset, length| sys::Desc {
+    shm.copy_in(8192, &good);
+    let d = |flags, region, offset, length| Desc {
         flags,
         region,
         length,
@@ -630,10 +633,10 @@ fn hostile_descriptors_are_counted_and_never_followed() {
     c2s.set_desc(2, d(0, 0, 0, 0x7fff_ffff)); // length beyond anything
     c2s.set_desc(3, d(0, 0, 8192, 64)); // fine
     c2s.set_desc(4, d(proto::DESC_FLAG_NEXT, 0, 8192, 64)); // chain never finished
-    c2s.head().store(5, std::sync::atomic::Ordering::Release);
+    c2s.set_head(5, std::sync::atomic::Ordering::Release);
     let mut out = MbufBatch::new(32);
     let deadline = Instant::now() + Duration::from_secs(5);
-    while c2s.tail().load(std::sync::atomic::Ordering::Acquire) != 5 {
+    while c2s.tail(std::sync::atomic::Ordering::Acquire) != 5 {
         qs.rx[0].rx_burst(&mut out);
         assert!(
             Instant::now() < deadline,
@@ -644,15 +647,14 @@ fn hostile_descriptors_are_counted_and_never_followed() {
     assert_eq!(out.pop().unwrap().data(), &good[..]);
     assert_eq!((srv.stats().ipackets, srv.stats().ierrors), (1, 4));
     // A head far past anything the client could have filled: refused.
-    c2s.head()
-        .store(5 + 100, std::sync::atomic::Ordering::Release);
+    c2s.set_head(5 + 100, std::sync::atomic::Ordering::Release);
     assert_eq!(qs.rx[0].rx_burst(&mut out), 0);
-    assert_eq!(c2s.tail().load(std::sync::atomic::Ordering::Acquire), 5);
+    assert_eq!(c2s.tail(std::sync::atomic::Ordering::Acquire), 5);
 
     // S2C: the client offers a buffer outside its region; the server
     // refuses to write there.
     s2c.set_desc(0, d(0, 0, 65000, 2048));
-    s2c.head().store(1, std::sync::atomic::Ordering::Release);
+    s2c.set_head(1, std::sync::atomic::Ordering::Release);
     let mut cache = ps.cache();
     let mut b = MbufBatch::new(4);
     let mut m = cache.alloc().unwrap();
@@ -660,7 +662,7 @@ fn hostile_descriptors_are_counted_and_never_followed() {
     b.push(m).unwrap();
     assert_eq!(qs.tx[0].tx_burst(&mut b), 0);
     assert_eq!(srv.stats().oerrors, 1);
-    assert_eq!(s2c.tail().load(std::sync::atomic::Ordering::Acquire), 0);
+    assert_eq!(s2c.tail(std::sync::atomic::Ordering::Acquire), 0);
     drop(b);
     drop(cache);
 

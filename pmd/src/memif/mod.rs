@@ -26,22 +26,28 @@
 //!   once per burst; a client reconnects with backoff, a server accepts the
 //!   next client.
 
+mod client;
+mod conn;
 mod control;
+mod link;
 pub mod proto;
-mod queue;
-pub mod sys;
+#[doc(hidden)]
+pub mod ring;
+mod rx;
+mod server;
+mod tx;
 
 use crate::devargs::Devargs;
 use crate::dma::{MappingKind, SoftMapper};
 use crate::error::PortError;
 use crate::port::{parse_mac, Link, Port, PortConf, PortCore, PortInfo, PortQueues};
-use std::os::fd::OwnedFd;
+use crate::sys::SeqPacket;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use xfwd_mempool::MbufPool;
 
-pub(crate) use control::Conn;
+pub(crate) use conn::Conn;
 
 /// Which side of the connection this port is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -233,7 +239,7 @@ impl Shared {
 pub struct MemifPort {
     core: PortCore,
     cfg: MemifConfig,
-    listener: Option<Arc<OwnedFd>>,
+    listener: Option<Arc<SeqPacket>>,
     shared: Option<Arc<Shared>>,
     thread: Option<std::thread::JoinHandle<()>>,
     pool: Option<MbufPool>,
@@ -287,17 +293,17 @@ impl MemifPort {
     }
 }
 
-fn bind_listener(cfg: &MemifConfig) -> Result<OwnedFd, PortError> {
+fn bind_listener(cfg: &MemifConfig) -> Result<SeqPacket, PortError> {
     let io = |what: String, source| PortError::Io {
         port: cfg.devargs.clone(),
         what,
         source,
     };
-    match sys::listen(&cfg.socket, cfg.abstract_socket) {
+    match SeqPacket::listen(&cfg.socket, cfg.abstract_socket) {
         Ok(fd) => Ok(fd),
         Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) && !cfg.abstract_socket => {
             // A file left by a process that died: stale if nobody answers.
-            match sys::connect(&cfg.socket, false) {
+            match SeqPacket::connect(&cfg.socket, false) {
                 Ok(_) => Err(io(
                     format!(
                         "socket {} is in use by a live memif server: pick another `socket=`",
@@ -313,7 +319,7 @@ fn bind_listener(cfg: &MemifConfig) -> Result<OwnedFd, PortError> {
                     );
                     std::fs::remove_file(&cfg.socket)
                         .map_err(|e| io(format!("remove stale socket {}", cfg.socket), e))?;
-                    sys::listen(&cfg.socket, false)
+                    SeqPacket::listen(&cfg.socket, false)
                         .map_err(|e| io(format!("listen on {}", cfg.socket), e))
                 }
             }
@@ -427,7 +433,7 @@ impl Port for MemifPort {
         self.thread = Some(th);
         let mut q = PortQueues::default();
         for i in 0..conf.rx_queues as usize {
-            q.rx.push(Box::new(queue::MemifRx::new(
+            q.rx.push(Box::new(rx::MemifRx::new(link::QueueBase::new(
                 i,
                 self.cfg.role,
                 self.cfg.zero_copy,
@@ -435,10 +441,10 @@ impl Port for MemifPort {
                 conf.pool(i).expect("checked").clone(),
                 self.core.counters.rx[i].clone(),
                 self.core.token(),
-            )));
+            ))));
         }
         for i in 0..conf.tx_queues as usize {
-            q.tx.push(Box::new(queue::MemifTx::new(
+            q.tx.push(Box::new(tx::MemifTx::new(link::QueueBase::new(
                 i,
                 self.cfg.role,
                 self.cfg.zero_copy,
@@ -446,7 +452,7 @@ impl Port for MemifPort {
                 pool.clone(),
                 self.core.counters.tx[i].clone(),
                 self.core.token(),
-            )));
+            ))));
         }
         self.shared = Some(shared);
         Ok(q)

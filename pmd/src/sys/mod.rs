@@ -10,6 +10,8 @@
 //! | [`netdev`] | interface ioctls: index, name, flags, MTU, MAC, ethtool speed and channels |
 //! | [`netns`] | [`NetNs`]: run a closure inside a network namespace (`setns`) |
 //! | [`eventfd`] | [`EventFd`]: a counter fd for doorbells and interrupts |
+//! | [`unix`] | [`SeqPacket`]: a Unix `SOCK_SEQPACKET` socket passing fds by `SCM_RIGHTS` (memif's control channel); [`unix::fd_kind`] |
+//! | [`poll`] | [`wait_readable`]: block on a few fds with a nanosecond timeout (`ppoll`) |
 //! | [`bpf`] | `bpf(2)`: map create/update/delete, program load, link create |
 //! | [`fd`] | `pread`/`pwrite` of a whole buffer (device regions) |
 //!
@@ -22,16 +24,20 @@ pub mod fd;
 pub mod mmap;
 pub mod netdev;
 pub mod netns;
+pub mod poll;
 pub mod ring;
 pub mod shared;
 pub mod socket;
+pub mod unix;
 
 pub use eventfd::EventFd;
 pub use mmap::Mapping;
 pub use netns::NetNs;
+pub use poll::wait_readable;
 pub use ring::{RingLayout, SpscRing};
 pub use shared::{Plain, Shared};
 pub use socket::Socket;
+pub use unix::{FdKind, SeqPacket};
 
 use std::io;
 

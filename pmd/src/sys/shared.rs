@@ -70,6 +70,7 @@ plain!(
     [u8; 4],
     [u8; 6],
     [u8; 8],
+    [u8; 16],
     libc::xdp_desc,
     libc::xdp_umem_reg,
     libc::xdp_mmap_offsets,
@@ -159,11 +160,18 @@ impl Shared {
         self.base.as_ptr() as usize
     }
 
+    /// `off..off+len` lies inside the window (check before a copy of
+    /// bounds a peer chose, so a bad one is refused instead of panicking).
+    #[inline(always)]
+    pub fn contains(&self, off: usize, len: usize) -> bool {
+        off.checked_add(len).is_some_and(|e| e <= self.len)
+    }
+
     /// The address of `off..off+size`, checked to lie inside.
     #[inline(always)]
     fn span(&self, off: usize, size: usize) -> *mut u8 {
         assert!(
-            off.checked_add(size).is_some_and(|e| e <= self.len),
+            self.contains(off, size),
             "shared-memory access of {size} bytes at {off:#x} outside a window of {:#x}",
             self.len
         );
@@ -366,6 +374,8 @@ mod tests {
         assert!(m.sub(4096, 0).is_some());
         assert!(m.sub(4090, 8).is_none());
         assert!(m.sub(usize::MAX, 2).is_none());
+        assert!(m.contains(4088, 8) && m.contains(4096, 0));
+        assert!(!m.contains(4089, 8) && !m.contains(usize::MAX, 2));
     }
 
     #[test]
