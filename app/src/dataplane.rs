@@ -43,6 +43,13 @@ pub struct RunPort {
     started: bool,
 }
 
+impl RunPort {
+    /// False after `port stop` (until `port start`).
+    pub fn started(&self) -> bool {
+        self.started
+    }
+}
+
 /// A stream as the stats see it.
 #[derive(Debug, Clone)]
 pub struct StreamInfo {
@@ -69,6 +76,10 @@ pub struct LcoreInfo {
     pub counters: Arc<LcoreCounters>,
     /// Its run-time command channel.
     pub ctl: Arc<crate::control::lcore::LcoreCtl>,
+    /// The port queue behind each of its RX queue indexes.
+    pub rxqs: Vec<QueueRef>,
+    /// The port queue behind each of its TX queue indexes.
+    pub txqs: Vec<QueueRef>,
 }
 
 /// How long start-up waits for peer-dependent links (memif).
@@ -88,9 +99,13 @@ pub struct Dataplane {
     region: Option<RegionId>,
     mem: Option<Arc<ExtMem>>,
     vfio_iovas: Option<(u64, u64)>,
-    spare_rx: Vec<Box<dyn RxQueue>>,
-    spare_tx: Vec<Box<dyn TxQueue>>,
+    spare_rx: Vec<(QueueRef, Box<dyn RxQueue>)>,
+    spare_tx: Vec<(QueueRef, Box<dyn TxQueue>)>,
 }
+
+/// The new queue handles of a port started again, by queue number (taken
+/// out by their lcores' owners; what no stream uses stays in the data plane).
+pub type Restarted = PortQueueSlots;
 
 /// What tear-down found.
 #[derive(Debug)]
@@ -267,6 +282,7 @@ impl Dataplane {
                 ctl: ctl.clone(),
             };
             let mut tx_idx: HashMap<QueueRef, usize> = HashMap::new();
+            let (mut rx_refs, mut tx_refs) = (Vec::new(), Vec::new());
             for s in &l.streams {
                 let rx = s.rx.map(|q| {
                     let h = queues
@@ -274,6 +290,7 @@ impl Dataplane {
                         .and_then(|e| e.0[q.queue as usize].take());
                     w.rxqs
                         .push(h.expect("validated: each RX queue has one owner"));
+                    rx_refs.push(q);
                     w.rxqs.len() - 1
                 });
                 let tx = s.tx.map(|q| {
@@ -283,6 +300,7 @@ impl Dataplane {
                             .and_then(|e| e.1[q.queue as usize].take());
                         w.txqs
                             .push(h.expect("validated: each TX queue has one owner"));
+                        tx_refs.push(q);
                         w.txqs.len() - 1
                     })
                 });
@@ -338,15 +356,78 @@ impl Dataplane {
                 mode: l.mode,
                 counters,
                 ctl,
+                rxqs: rx_refs,
+                txqs: tx_refs,
             });
             workers.push(w);
         }
         // Queues no stream uses stay here until tear-down.
-        for (_, (rx, tx)) in queues {
-            self.spare_rx.extend(rx.into_iter().flatten());
-            self.spare_tx.extend(tx.into_iter().flatten());
+        for (port, slots) in queues {
+            self.keep_spare(port, slots);
         }
         Ok(workers)
+    }
+
+    fn keep_spare(&mut self, port: u16, (rx, tx): PortQueueSlots) {
+        let r = |i: usize| QueueRef {
+            port,
+            queue: i as u16,
+        };
+        for (i, q) in rx.into_iter().enumerate() {
+            self.spare_rx.extend(q.map(|q| (r(i), q)));
+        }
+        for (i, q) in tx.into_iter().enumerate() {
+            self.spare_tx.extend(q.map(|q| (r(i), q)));
+        }
+    }
+
+    /// `port stop N`, once the lcores gave port `id`'s queue handles back:
+    /// drop the unused ones and stop the driver (every mbuf it held goes
+    /// back to the pool; the DMA mappings stay).
+    ///
+    /// # Errors
+    /// The driver's refusal (a queue handle still held, a write error).
+    pub fn stop_port(&mut self, id: u16) -> Result<(), String> {
+        self.spare_rx.retain(|(q, _)| q.port != id);
+        self.spare_tx.retain(|(q, _)| q.port != id);
+        let p = self.port_mut(id)?;
+        if !p.started {
+            return Err(format!("port {id} is already stopped"));
+        }
+        p.port.stop().map_err(|e| format!("port {id}: {e}"))?;
+        p.started = false;
+        Ok(())
+    }
+
+    /// `port start N`: start port `id`'s driver again; its queue handles by
+    /// queue number, for the lcores to take (call [`Dataplane::keep_unused`]
+    /// with what is left).
+    ///
+    /// # Errors
+    /// The driver's refusal.
+    pub fn start_port(&mut self, id: u16) -> Result<Restarted, String> {
+        let p = self.port_mut(id)?;
+        if p.started {
+            return Err(format!("port {id} is already started"));
+        }
+        let q = p.port.start().map_err(|e| format!("port {id}: {e}"))?;
+        p.started = true;
+        Ok((
+            q.rx.into_iter().map(Some).collect(),
+            q.tx.into_iter().map(Some).collect(),
+        ))
+    }
+
+    /// The handles of a restarted port that no lcore took.
+    pub fn keep_unused(&mut self, id: u16, left: Restarted) {
+        self.keep_spare(id, left);
+    }
+
+    fn port_mut(&mut self, id: u16) -> Result<&mut RunPort, String> {
+        self.ports
+            .iter_mut()
+            .find(|p| p.id == id)
+            .ok_or_else(|| format!("no port {id}"))
     }
 
     /// What each port mapped (printed at startup: the real IOVAs, keys and
@@ -370,9 +451,16 @@ impl Dataplane {
         out
     }
 
-    /// The ports, by position (read-only: stats, telemetry, reports).
+    /// The ports, by position (read-only: stats, telemetry, reports; a
+    /// port is stopped and started through [`Dataplane::stop_port`] and
+    /// [`Dataplane::start_port`]).
     pub fn ports(&self) -> &[RunPort] {
         &self.ports
+    }
+
+    /// Port `id`.
+    pub fn port(&self, id: u16) -> Option<&RunPort> {
+        self.ports.iter().find(|p| p.id == id)
     }
 
     /// The streams (an lcore's RX queue → mode → TX queue), as the stats see them.

@@ -142,7 +142,7 @@ fn launch(mut up: Up) -> anyhow::Result<Running> {
 fn watch(r: &mut Running) {
     let up = &mut r.up;
     monitor(
-        &up.dp,
+        &mut up.dp,
         &up.run,
         &up.signals,
         &r.lcores,

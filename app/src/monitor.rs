@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 /// The main thread's loop: periodic stats, telemetry, stop conditions.
 pub fn monitor(
-    dp: &Dataplane,
+    dp: &mut Dataplane,
     run: &RunSettings,
     signals: &AtomicUsize,
     handles: &[Handle],

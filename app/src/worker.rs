@@ -6,7 +6,7 @@
 //! (adaptive polling) a receiving lcore whose round found nothing flushes
 //! its TX queues and sleeps: a system call per empty round, never per packet.
 
-use crate::control::lcore::{LcoreCtl, LcoreHooks, LcoreSettings};
+use crate::control::lcore::{Detached, LcoreCtl, LcoreHooks, LcoreSettings, PortChange};
 use crate::counters::{LcoreCounters, StreamCounters};
 use crate::fwd::edit;
 use crate::fwd::txgen::Generator;
@@ -180,6 +180,7 @@ impl Worker {
                 let mut h = Hooks {
                     ctx: &mut ctx,
                     streams: &mut streams,
+                    rxqs: &mut rxqs,
                     txqs: &mut txqs,
                     cache: &mut cache,
                     b: &mut b,
@@ -431,6 +432,7 @@ pub(crate) fn send_burst(
 struct Hooks<'a, 'h> {
     ctx: &'a mut Ctx<'h>,
     streams: &'a mut [Stream],
+    rxqs: &'a mut [Box<dyn RxQueue>],
     txqs: &'a mut [Box<dyn TxQueue>],
     cache: &'a mut PoolCache,
     b: &'a mut MbufBatch,
@@ -462,6 +464,29 @@ impl LcoreHooks for Hooks<'_, '_> {
         for (st, t) in self.streams.iter_mut().zip(taps) {
             st.tap = t;
         }
+    }
+
+    fn ports(&mut self, p: PortChange) {
+        for i in p.rx_out {
+            drop(std::mem::replace(&mut self.rxqs[i], Box::new(Detached)));
+        }
+        for i in p.tx_out {
+            self.txqs[i].flush();
+            drop(std::mem::replace(&mut self.txqs[i], Box::new(Detached)));
+        }
+        for (i, q) in p.rx_in {
+            self.rxqs[i] = q;
+        }
+        for (i, q) in p.tx_in {
+            self.txqs[i] = q;
+        }
+        for (st, on) in self.streams.iter_mut().zip(p.enabled) {
+            st.enabled = on;
+        }
+        // What this lcore caches goes back to the shared pool: with every
+        // port stopped, the pool is whole (`show mempool`).
+        self.cache.flush();
+        xfwd_mempool::flush_lcore_caches();
     }
 
     fn resume(&mut self) {

@@ -473,10 +473,11 @@ fn route_changes_at_run_time_are_never_half_applied() {
     let t0 = Instant::now();
     let mut under_load = 0;
     while changes < 20 && t0.elapsed() < Duration::from_secs(30) {
+        // The socket's /l3fwd paths and the command table's `route ...`.
         let a = if changes.is_multiple_of(2) {
             ask("/l3fwd/route/del 198.51.100.0/24")
         } else {
-            ask("/l3fwd/route/add 198.51.100.0/24 0")
+            ask("route add 198.51.100.0/24 0")["data"].clone()
         };
         assert_eq!(a["ok"], true, "{a}");
         changes += 1;
@@ -488,6 +489,15 @@ fn route_changes_at_run_time_are_never_half_applied() {
     }
     let l = ask("/l3fwd");
     assert_eq!(n(&l["generation"]), changes, "{l}");
+    let l = ask("show l3fwd");
+    assert_eq!(n(&l["data"]["generation"]), changes, "{l}");
+    let bad = ask("route del 203.0.113.0/24");
+    assert!(
+        bad["error"].as_str().unwrap().contains("no such entry"),
+        "{bad}"
+    );
+    let hop = ask("route lookup 198.51.7.7");
+    assert_eq!(hop["data"]["hop"]["port"], 1, "{hop}");
     let bad = ask("/l3fwd/route/add 198.51.100.0/24 7");
     assert!(bad["error"].as_str().unwrap().contains("port 7"), "{bad}");
     let bad = ask("/l3fwd/route/del 203.0.113.0/24");

@@ -9,12 +9,18 @@
 //! ```
 //!
 //! A parked lcore polls no queue: ports stay configured, started and mapped.
+//! `port stop N` has the parked lcores give port N's queue handles back
+//! ([`LcoreCmd::Ports`]: each is replaced by a [`Detached`] queue, which
+//! receives nothing and sends nothing) so the driver can stop; `port start
+//! N` hands the new handles over the same way.
 
 use crate::fwd::txgen::Generator;
 use crate::fwd::FwdMode;
 use crossbeam_queue::ArrayQueue;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use xfwd_mempool::MbufBatch;
+use xfwd_pmd::{RxQueue, TxQueue};
 
 /// Commands in flight per lcore (the control thread sends one and waits).
 const DEPTH: usize = 4;
@@ -45,6 +51,40 @@ pub struct LcoreSettings {
     pub streams: Vec<StreamSettings>,
 }
 
+/// `port stop|start`: queue handles to give back and to take (by the
+/// lcore's own queue index), and which streams poll afterwards.
+#[derive(Debug, Default)]
+pub struct PortChange {
+    /// RX queues to give back (replaced by [`Detached`], then dropped).
+    pub rx_out: Vec<usize>,
+    /// TX queues to give back (flushed first).
+    pub tx_out: Vec<usize>,
+    /// New RX queue handles of a started port.
+    pub rx_in: Vec<(usize, Box<dyn RxQueue>)>,
+    /// New TX queue handles of a started port.
+    pub tx_in: Vec<(usize, Box<dyn TxQueue>)>,
+    /// Per stream of the lcore: polled (no port of it stopped).
+    pub enabled: Vec<bool>,
+}
+
+/// The queue of a stopped port an lcore holds in its place: it receives
+/// nothing and accepts nothing (what a mode sends there is freed and
+/// counted as TX-dropped, like a full queue's).
+#[derive(Debug, Default)]
+pub struct Detached;
+
+impl RxQueue for Detached {
+    fn rx_burst(&mut self, _out: &mut MbufBatch) -> usize {
+        0
+    }
+}
+
+impl TxQueue for Detached {
+    fn tx_burst(&mut self, _pkts: &mut MbufBatch) -> usize {
+        0
+    }
+}
+
 /// A command to an lcore.
 #[derive(Debug)]
 pub enum LcoreCmd {
@@ -56,6 +96,8 @@ pub enum LcoreCmd {
     Resume,
     /// Start or end a capture (one entry per stream; taken parked or not).
     Tap(Vec<Option<super::capture::StreamTap>>),
+    /// Give back or take queue handles (only while parked).
+    Ports(Box<PortChange>),
 }
 
 /// An lcore's answer to one command.
@@ -101,6 +143,9 @@ pub trait LcoreHooks {
     fn resume(&mut self);
     /// Attach (or detach) the streams' capture taps.
     fn tap(&mut self, taps: Vec<Option<super::capture::StreamTap>>);
+    /// Give back or take queue handles; then every mbuf the lcore caches
+    /// goes back to the pool.
+    fn ports(&mut self, change: PortChange);
 }
 
 /// How long the control thread waits for an lcore's reply.
@@ -179,7 +224,13 @@ impl LcoreCtl {
                         hooks.apply(*s);
                         self.reply(LcoreReply::Applied);
                     }
-                    LcoreCmd::Apply(_) => self.reply(LcoreReply::NotParked),
+                    LcoreCmd::Ports(p) if parked => {
+                        hooks.ports(*p);
+                        self.reply(LcoreReply::Applied);
+                    }
+                    LcoreCmd::Apply(_) | LcoreCmd::Ports(_) => {
+                        self.reply(LcoreReply::NotParked);
+                    }
                     LcoreCmd::Tap(t) => {
                         hooks.tap(t);
                         self.reply(LcoreReply::Applied);
@@ -228,6 +279,9 @@ mod tests {
             self.resumes += 1;
         }
         fn tap(&mut self, _: Vec<Option<crate::control::capture::StreamTap>>) {}
+        fn ports(&mut self, p: PortChange) {
+            self.applied.push(1000 + p.rx_out.len());
+        }
     }
 
     fn settings(burst: usize) -> LcoreCmd {
@@ -260,13 +314,21 @@ mod tests {
         assert_eq!(ctl.call(LcoreCmd::Park, &stop), Ok(LcoreReply::Parked));
         assert!(ctl.is_parked());
         assert_eq!(ctl.call(settings(16), &stop), Ok(LcoreReply::Applied));
+        let change = || {
+            LcoreCmd::Ports(Box::new(PortChange {
+                rx_out: vec![0],
+                ..PortChange::default()
+            }))
+        };
+        assert_eq!(ctl.call(change(), &stop), Ok(LcoreReply::Applied));
         assert_eq!(ctl.call(LcoreCmd::Resume, &stop), Ok(LcoreReply::Resumed));
         assert!(!ctl.is_parked());
+        assert_eq!(ctl.call(change(), &stop), Ok(LcoreReply::NotParked));
         // Parked again, then stopped: the lcore leaves its wait.
         assert_eq!(ctl.call(LcoreCmd::Park, &stop), Ok(LcoreReply::Parked));
         stop.store(true, Ordering::Relaxed);
         let (flushes, applied, resumes, _) = lcore.join().unwrap();
-        assert_eq!((flushes, applied, resumes), (2, vec![16], 1));
+        assert_eq!((flushes, applied, resumes), (2, vec![16, 1001], 1));
     }
 
     #[test]

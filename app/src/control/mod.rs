@@ -19,6 +19,7 @@ pub mod commands;
 pub mod ctl;
 pub mod lcore;
 pub mod metrics;
+pub mod ports;
 pub mod prompt;
 
 use crate::dataplane::Dataplane;
@@ -178,7 +179,7 @@ impl Control {
     /// One step of the monitor loop: run the next script line (unless a
     /// `sleep` pauses it), answer prompt lines, serve the socket and the
     /// metrics for up to `wait`.
-    pub fn serve(&mut self, wait: Duration, dp: &Dataplane) {
+    pub fn serve(&mut self, wait: Duration, dp: &mut Dataplane) {
         self.run_script(dp);
         self.capture_step(dp);
         // The prompt's lines wait until the script is done (`-i --cmdline-file`).
@@ -213,14 +214,14 @@ impl Control {
         }
         self.server = server;
         match self.metrics.as_mut() {
-            Some(m) if self.server.is_some() => m.serve(Duration::ZERO, dp),
+            Some(m) if self.server.is_some() => m.serve(Duration::ZERO, &*dp),
             Some(m) => m.serve(wait, dp),
             None if self.server.is_none() => std::thread::sleep(wait),
             None => {}
         }
     }
 
-    fn run_script(&mut self, dp: &Dataplane) {
+    fn run_script(&mut self, dp: &mut Dataplane) {
         if let Some(t) = self.resume_at {
             if Instant::now() < t {
                 return;
@@ -248,7 +249,7 @@ impl Control {
     }
 
     /// Execute one command line; errors become a one-line text.
-    pub fn execute(&mut self, dp: &Dataplane, line: &str) -> Reply {
+    pub fn execute(&mut self, dp: &mut Dataplane, line: &str) -> Reply {
         match commands::run(self, dp, line) {
             Ok(r) => r,
             Err(e) => Reply {
@@ -260,7 +261,7 @@ impl Control {
 
     /// One socket request: a legacy `/query`, or a command whose reply
     /// is `{"command", "text", "data"}` (or `{"error"}`).
-    fn socket_line(&mut self, dp: &Dataplane, line: &str) -> Value {
+    fn socket_line(&mut self, dp: &mut Dataplane, line: &str) -> Value {
         if line.starts_with('/') {
             return crate::telemetry::answer(line, dp);
         }
@@ -333,14 +334,11 @@ impl Control {
                 });
                 let first = (tx_first && !mode.generates() && s.tx.is_some())
                     .then(|| Generator::new(&self.settings.gen, &mac, &peer, false));
-                let stopped = |q: Option<crate::plan::QueueRef>| {
-                    q.is_some_and(|q| self.settings.stopped_ports.contains(&q.port))
-                };
                 StreamSettings {
                     gen,
                     first,
                     peer_mac: peer,
-                    enabled: !stopped(s.rx) && !stopped(s.tx),
+                    enabled: self.stream_enabled(s.rx, s.tx),
                 }
             })
             .collect();
@@ -383,7 +381,7 @@ impl Control {
 
     /// Port counters minus the last `clear port stats`.
     pub fn port_stats(&self, dp: &Dataplane, id: u16) -> Option<PortStats> {
-        let p = dp.ports().iter().find(|p| p.id == id)?;
+        let p = dp.port(id)?;
         let mut s = p.port.stats();
         if let Some(b) = self.port_base.get(&id) {
             s = sub_stats(&s, b);
@@ -403,11 +401,7 @@ impl Control {
 
     /// Port `id`'s `imissed` since the window began.
     pub fn missed_since_start(&self, dp: &Dataplane, id: u16) -> u64 {
-        let now = dp
-            .ports()
-            .iter()
-            .find(|p| p.id == id)
-            .map_or(0, |p| p.port.stats().imissed);
+        let now = dp.port(id).map_or(0, |p| p.port.stats().imissed);
         now.saturating_sub(self.missed_base.get(&id).copied().unwrap_or(0))
     }
 

@@ -220,3 +220,82 @@ impl TelemetryClient {
         serde_json::from_str(&self.line).unwrap_or_else(|e| panic!("{e}: {}", self.line))
     }
 }
+
+/// The control socket, as the tests drive it (`xfwd ctl`).
+pub mod ctl {
+    use super::{text, xfwd};
+    use serde_json::Value;
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+    use std::path::Path;
+    use std::process::{Child, Stdio};
+    use std::time::{Duration, Instant};
+
+    /// A JSON number (panics on anything else).
+    pub fn n(v: &Value) -> u64 {
+        v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"))
+    }
+
+    /// `xfwd ctl SOCKET words...`: (success, stdout, stderr).
+    pub fn ctl(sock: &Path, words: &str) -> (bool, String, String) {
+        let o = xfwd()
+            .arg("ctl")
+            .arg(sock)
+            .args(words.split(' '))
+            .output()
+            .expect("run xfwd ctl");
+        let (so, se) = text(&o);
+        (o.status.success(), so, se)
+    }
+
+    pub fn ctl_json(sock: &Path, words: &str) -> Value {
+        let (ok, so, se) = ctl(sock, words);
+        assert!(ok, "xfwd ctl {words}: {se}");
+        serde_json::from_str(&so).unwrap_or_else(|e| panic!("{words}: {e}: {so}"))
+    }
+
+    pub fn wait_socket(sock: &Path) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while UnixStream::connect(sock).is_err() {
+            assert!(Instant::now() < deadline, "no control socket");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Wait for the child's exit (bounded); its stdout.
+    pub fn finish(
+        mut child: Child,
+        limit: Duration,
+    ) -> (std::process::ExitStatus, String, Duration) {
+        let t = Instant::now();
+        let mut out = child.stdout.take().expect("stdout");
+        let reader = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = out.read_to_string(&mut s);
+            s
+        });
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if t.elapsed() > limit {
+                let _ = child.kill();
+                panic!("xfwd did not stop within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        (status, reader.join().unwrap(), t.elapsed())
+    }
+
+    /// The ring demo (txonly → ring → rxonly) with a control socket.
+    pub fn demo(sock: &Path, extra: &[&str]) -> Child {
+        xfwd()
+            .args(["--no-huge", "--stats-period", "0", "--json", "--telemetry"])
+            .arg(sock)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn xfwd")
+    }
+}
