@@ -1,30 +1,11 @@
-//! Capture file parsing: classic pcap (both byte orders, micro- and
-//! nanosecond magic) and pcapng (SHB, IDB, EPB, SPB and the obsolete PB;
-//! unknown blocks are skipped; several sections and interfaces; both byte
-//! orders per section).
-//!
-//! The whole file is held in memory and indexed once: [`Capture::parse`]
-//! validates every length against the file and the block it sits in, so a
-//! malformed or truncated file gives a [`FormatError`] naming the byte
-//! offset and the reason, never a panic or an out-of-bounds read later.
-//!
-//! References: libpcap `pcap-savefile(5)`; draft-ietf-opsawg-pcapng
-//! (sections 4.1 SHB, 4.2 IDB, 4.3 EPB, 4.4 SPB).
+//! pcapng (draft-ietf-opsawg-pcapng): section headers (each with its byte
+//! order), interface descriptions (link type, snaplen, `if_tsresol`,
+//! `if_tsoffset`) and the packet blocks (EPB, SPB, the obsolete PB);
+//! other blocks are skipped.
 
-use std::fmt;
+use super::{err, Bytes, FormatError, Record, LINKTYPE_ETHERNET, MAX_SNAPLEN};
 
-/// LINKTYPE_ETHERNET.
-pub const LINKTYPE_ETHERNET: u32 = 1;
-/// Largest caplen accepted whatever the file says (libpcap's
-/// `MAXIMUM_SNAPLEN`).
-pub const MAX_SNAPLEN: u32 = 262_144;
-
-const PCAP_MAGIC_US: u32 = 0xa1b2_c3d4;
-const PCAP_MAGIC_NS: u32 = 0xa1b2_3c4d;
-const PCAP_HDR: usize = 24;
-const PCAP_REC_HDR: usize = 16;
-
-const NG_SHB: u32 = 0x0a0d_0d0a;
+pub(super) const NG_SHB: u32 = 0x0a0d_0d0a;
 const NG_IDB: u32 = 1;
 const NG_PB: u32 = 2;
 const NG_SPB: u32 = 3;
@@ -32,286 +13,6 @@ const NG_EPB: u32 = 6;
 const NG_BOM: u32 = 0x1a2b_3c4d;
 const NG_OPT_TSRESOL: u16 = 9;
 const NG_OPT_TSOFFSET: u16 = 14;
-
-/// A malformed capture: where and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FormatError {
-    /// Byte offset in the file of the header/block at fault.
-    pub offset: usize,
-    /// What is wrong.
-    pub why: String,
-}
-
-impl fmt::Display for FormatError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "at byte {}: {}", self.offset, self.why)
-    }
-}
-
-impl std::error::Error for FormatError {}
-
-/// Which container the frames came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CaptureFormat {
-    /// Classic pcap.
-    Pcap {
-        /// Big-endian headers.
-        big_endian: bool,
-        /// Nanosecond timestamps (magic `a1b23c4d`).
-        nanos: bool,
-    },
-    /// pcapng.
-    PcapNg,
-}
-
-/// One frame of a capture.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Record {
-    /// Offset of the frame bytes in the file.
-    pub off: usize,
-    /// Bytes captured (present in the file).
-    pub caplen: u32,
-    /// Length of the frame on the wire.
-    pub orig_len: u32,
-    /// Timestamp, nanoseconds since the epoch.
-    pub ts_ns: u64,
-    /// pcapng interface id within its section (0 for pcap).
-    pub iface: u32,
-}
-
-/// A parsed capture file held in memory.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Capture {
-    data: Vec<u8>,
-    records: Vec<Record>,
-    format: CaptureFormat,
-}
-
-impl fmt::Debug for Capture {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Capture")
-            .field("format", &self.format)
-            .field("frames", &self.records.len())
-            .field("bytes", &self.data.len())
-            .finish()
-    }
-}
-
-/// Bounds-checked reader over the file in one byte order.
-#[derive(Clone, Copy)]
-struct Bytes<'a> {
-    d: &'a [u8],
-    be: bool,
-}
-
-impl Bytes<'_> {
-    fn u16(&self, off: usize) -> Option<u16> {
-        let b: [u8; 2] = self.d.get(off..off + 2)?.try_into().ok()?;
-        Some(if self.be {
-            u16::from_be_bytes(b)
-        } else {
-            u16::from_le_bytes(b)
-        })
-    }
-
-    fn u32(&self, off: usize) -> Option<u32> {
-        let b: [u8; 4] = self.d.get(off..off + 4)?.try_into().ok()?;
-        Some(if self.be {
-            u32::from_be_bytes(b)
-        } else {
-            u32::from_le_bytes(b)
-        })
-    }
-
-    fn u64(&self, off: usize) -> Option<u64> {
-        let b: [u8; 8] = self.d.get(off..off + 8)?.try_into().ok()?;
-        Some(if self.be {
-            u64::from_be_bytes(b)
-        } else {
-            u64::from_le_bytes(b)
-        })
-    }
-}
-
-fn err<T>(offset: usize, why: impl Into<String>) -> Result<T, FormatError> {
-    Err(FormatError {
-        offset,
-        why: why.into(),
-    })
-}
-
-impl Capture {
-    /// Parse a whole pcap or pcapng file.
-    ///
-    /// # Errors
-    /// [`FormatError`] for an unknown magic, a truncated header or record,
-    /// a caplen above the snaplen, a pcapng block whose trailing length
-    /// differs from its leading one, a packet of a non-Ethernet interface, …
-    pub fn parse(data: Vec<u8>) -> Result<Capture, FormatError> {
-        if data.len() < 4 {
-            return err(
-                0,
-                format!(
-                    "file too short ({} bytes) to hold a pcap or pcapng header",
-                    data.len()
-                ),
-            );
-        }
-        let magic = u32::from_le_bytes([data[0], data[1], data[2], data[3]]);
-        let (records, format) = match magic {
-            PCAP_MAGIC_US | PCAP_MAGIC_NS => parse_pcap(&data, false, magic == PCAP_MAGIC_NS)?,
-            m if m.swap_bytes() == PCAP_MAGIC_US || m.swap_bytes() == PCAP_MAGIC_NS => {
-                parse_pcap(&data, true, m.swap_bytes() == PCAP_MAGIC_NS)?
-            }
-            NG_SHB => (parse_pcapng(&data)?, CaptureFormat::PcapNg),
-            m => {
-                return err(
-                    0,
-                    format!(
-                        "bad magic 0x{m:08x}: not a pcap (a1b2c3d4 / a1b23c4d) \
-                         or pcapng (0a0d0d0a) file"
-                    ),
-                )
-            }
-        };
-        Ok(Capture {
-            data,
-            records,
-            format,
-        })
-    }
-
-    /// The container format.
-    pub fn format(&self) -> CaptureFormat {
-        self.format
-    }
-
-    /// Number of frames.
-    pub fn len(&self) -> usize {
-        self.records.len()
-    }
-
-    /// True when the capture has no frames.
-    pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
-    }
-
-    /// Frame records in file order.
-    pub fn records(&self) -> &[Record] {
-        &self.records
-    }
-
-    /// The captured bytes of frame `i`.
-    ///
-    /// # Panics
-    /// When `i >= self.len()`.
-    #[inline]
-    pub fn frame(&self, i: usize) -> &[u8] {
-        let r = &self.records[i];
-        &self.data[r.off..r.off + r.caplen as usize]
-    }
-
-    /// Every frame's captured bytes, in order.
-    pub fn frames(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        (0..self.len()).map(|i| self.frame(i))
-    }
-}
-
-fn parse_pcap(
-    data: &[u8],
-    be: bool,
-    nanos: bool,
-) -> Result<(Vec<Record>, CaptureFormat), FormatError> {
-    let b = Bytes { d: data, be };
-    if data.len() < PCAP_HDR {
-        return err(
-            0,
-            format!(
-                "truncated pcap file header: {PCAP_HDR} bytes needed, {} present",
-                data.len()
-            ),
-        );
-    }
-    let (major, minor) = (b.u16(4).unwrap_or(0), b.u16(6).unwrap_or(0));
-    if major != 2 {
-        return err(
-            4,
-            format!("unsupported pcap version {major}.{minor} (expected 2.x)"),
-        );
-    }
-    let snaplen = b.u32(16).unwrap_or(0);
-    let linktype = b.u32(20).unwrap_or(0) & 0x0fff_ffff;
-    if linktype != LINKTYPE_ETHERNET {
-        return err(
-            20,
-            format!(
-                "link type {linktype} is not Ethernet (1): only Ethernet captures can be replayed"
-            ),
-        );
-    }
-    // libpcap treats a snaplen of 0 or above its maximum as the maximum.
-    let limit = if snaplen == 0 || snaplen > MAX_SNAPLEN {
-        MAX_SNAPLEN
-    } else {
-        snaplen
-    };
-    let mut records = Vec::new();
-    let mut off = PCAP_HDR;
-    while off < data.len() {
-        let left = data.len() - off;
-        if left < PCAP_REC_HDR {
-            return err(
-                off,
-                format!(
-                    "truncated record header: {PCAP_REC_HDR} bytes needed, {left} left in the file"
-                ),
-            );
-        }
-        let sec = b.u32(off).unwrap_or(0) as u64;
-        let frac = b.u32(off + 4).unwrap_or(0) as u64;
-        let caplen = b.u32(off + 8).unwrap_or(0);
-        let orig_len = b.u32(off + 12).unwrap_or(0);
-        if caplen > limit {
-            return err(
-                off,
-                format!(
-                    "record {} has caplen {caplen} above the file's snaplen {limit}",
-                    records.len()
-                ),
-            );
-        }
-        let body = left - PCAP_REC_HDR;
-        if caplen as usize > body {
-            return err(
-                off,
-                format!(
-                    "truncated record {}: caplen {caplen} but only {body} bytes left in the file",
-                    records.len()
-                ),
-            );
-        }
-        let ts_ns = sec.saturating_mul(1_000_000_000).saturating_add(if nanos {
-            frac
-        } else {
-            frac * 1000
-        });
-        records.push(Record {
-            off: off + PCAP_REC_HDR,
-            caplen,
-            orig_len,
-            ts_ns,
-            iface: 0,
-        });
-        off += PCAP_REC_HDR + caplen as usize;
-    }
-    Ok((
-        records,
-        CaptureFormat::Pcap {
-            big_endian: be,
-            nanos,
-        },
-    ))
-}
 
 /// An interface of the current pcapng section.
 #[derive(Debug, Clone, Copy)]
@@ -342,7 +43,8 @@ impl Iface {
     }
 }
 
-fn parse_pcapng(data: &[u8]) -> Result<Vec<Record>, FormatError> {
+/// Index the packet records of a pcapng file (it starts with an SHB).
+pub(super) fn parse(data: &[u8]) -> Result<Vec<Record>, FormatError> {
     let mut records = Vec::new();
     let mut ifaces: Vec<Iface> = Vec::new();
     let mut be = false;
@@ -558,6 +260,7 @@ fn parse_idb_options(
 
 #[cfg(test)]
 mod tests {
+    use super::super::Capture;
     use super::*;
 
     #[test]
