@@ -1,19 +1,27 @@
 //! What every `vfio:` driver shares: opening the device through the
-//! process's container, the negative-test mapper, the checks `start()` makes
-//! (a pool is mapped before the device may see it), and the rings' own small
-//! external memory mapped at IOVAs from the container.
+//! process's container, the negative-test mapper, the checks and the order
+//! of `start()`/`stop()` around the driver's own bring-up and teardown
+//! ([`Lifecycle`]), the RX refill loop over the driver's ring ([`RxPost`]),
+//! and the rings' own small external memory mapped at IOVAs from the
+//! container.
 
-use super::device::dev_err;
+use super::device::{dev_err, DevConfig};
+use super::pci;
 use super::{shared_container, DeviceError};
 use crate::dma::{
     DmaError, DmaMapper, DmaRange, MapInfo, MapOrigin, MappingKind, MappingPin, VfioContainerMapper,
 };
 use crate::error::PortError;
-use crate::port::{PortConf, PortCore};
+use crate::port::{PortConf, PortCore, PortQueues};
+use crate::stats::QueueCounters;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 use vfio_ioctls::VfioDevice;
-use xfwd_mempool::{Backing, ExtMem, ExtMemConfig, IovaMode, PageSize};
+use xfwd_mempool::{
+    AllocError, Backing, ExtMem, ExtMemConfig, IovaMode, Mbuf, MbufBatch, MbufPool, PageSize,
+    PoolCache, MAX_BURST,
+};
 
 /// The negative-test mapper: `dma_map` claims success without mapping.
 #[derive(Debug)]
@@ -141,11 +149,7 @@ pub(super) fn verify_mapped(
 ///
 /// # Errors
 /// [`PortError::State`] naming what is wrong.
-pub(super) fn conf_to_start(
-    core: &PortCore,
-    bdf: &str,
-    debug_skip_map: u8,
-) -> Result<PortConf, PortError> {
+fn conf_to_start(core: &PortCore, bdf: &str, debug_skip_map: u8) -> Result<PortConf, PortError> {
     if core.started() {
         return Err(core.state("already started"));
     }
@@ -163,18 +167,163 @@ pub(super) fn conf_to_start(
     Ok(conf)
 }
 
-/// `r`, after running `teardown` (logging its error) when `r` failed.
-pub(super) fn or_teardown<T>(
-    bdf: &str,
-    r: Result<T, PortError>,
-    teardown: impl FnOnce() -> Result<(), PortError>,
-) -> Result<T, PortError> {
+/// The driver's own halves of a vfio port's lifecycle; [`start`] and
+/// [`stop`] put around them what every vfio port does.
+pub(super) trait Lifecycle {
+    /// The port's core, the device's PCI address and `debug_skip_map`.
+    fn parts(&mut self) -> (&mut PortCore, &str, u8);
+    /// Map the rings, program the device and post the RX buffers.
+    ///
+    /// # Errors
+    /// Whatever failed; [`start`] tears down what was brought up.
+    fn bring_up(&mut self, conf: &PortConf) -> Result<PortQueues, PortError>;
+    /// Reset the device (no DMA after it), take every mbuf back, unmap the
+    /// rings; nothing to do when not brought up.
+    ///
+    /// # Errors
+    /// The bus-master fallback or the ring unmap failed.
+    fn teardown(&mut self) -> Result<(), PortError>;
+}
+
+/// `Port::start` of a vfio port: the start checks, the driver's bring-up
+/// (torn down again when it fails), then the core's start, which pins every
+/// mapping (pool chunks and rings): unmap is refused until stop.
+///
+/// # Errors
+/// The checks, the bring-up or the core's start.
+pub(super) fn start(port: &mut impl Lifecycle) -> Result<PortQueues, PortError> {
+    let (core, bdf, debug_skip_map) = port.parts();
+    let conf = conf_to_start(core, bdf, debug_skip_map)?;
+    let bdf = bdf.to_string();
+    let r = port.bring_up(&conf);
     if r.is_err() {
-        if let Err(t) = teardown() {
+        if let Err(t) = port.teardown() {
             log::error!("vfio {bdf}: {t}");
         }
     }
-    r
+    let q = r?;
+    port.parts().0.start()?;
+    Ok(q)
+}
+
+/// `Port::stop` of a vfio port: the core's stop (refused while a queue
+/// handle is still held), then the driver's teardown.
+///
+/// # Errors
+/// Either step.
+pub(super) fn stop(port: &mut impl Lifecycle) -> Result<(), PortError> {
+    port.parts().0.stop()?;
+    port.teardown()
+}
+
+/// The rings parked at `homes` (where a queue handle parks its ring when
+/// dropped), in order; `None` where a handle is still
+/// held by a worker (it keeps its ring; its mbufs return when it drops).
+pub(super) fn take_parked<T>(homes: &[Arc<Mutex<Option<T>>>]) -> Vec<Option<T>> {
+    homes
+        .iter()
+        .map(|h| h.lock().unwrap_or_else(PoisonError::into_inner).take())
+        .collect()
+}
+
+/// Let the device finish the frames already handed to TX ring `tx` (until
+/// `deadline`), so TX counts are true; returns how many are still in flight.
+pub(super) fn finish_tx<T>(
+    tx: &mut T,
+    deadline: Instant,
+    in_flight: impl Fn(&T) -> u64,
+    reclaim: impl Fn(&mut T),
+) -> u64 {
+    while in_flight(tx) > 0 && Instant::now() < deadline {
+        reclaim(tx);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    in_flight(tx)
+}
+
+/// How long teardown waits for the device to send what it was given.
+pub(super) const TX_FINISH: Duration = Duration::from_millis(500);
+
+/// Teardown's step after the device reset `reset`: when the reset failed the
+/// device may still DMA, so bus mastering is cleared before anything is
+/// unmapped.
+///
+/// # Errors
+/// Clearing bus master failed too.
+pub(super) fn stop_dma(
+    port: &str,
+    bdf: &str,
+    dev: &VfioDevice,
+    reset: Result<(), impl std::fmt::Display>,
+) -> Result<(), PortError> {
+    if let Err(e) = reset {
+        log::error!("vfio {bdf}: {e}; clearing bus master");
+        pci::set_command(&DevConfig(dev), 0, pci::CMD_BUS_MASTER)
+            .map_err(|e| dev_err(port, "disable bus master", e))?;
+    }
+    Ok(())
+}
+
+/// The teardown a port's `Drop` runs (its error logged: drop cannot fail).
+pub(super) fn teardown_at_drop(port: &mut impl Lifecycle) {
+    if let Err(e) = port.teardown() {
+        let (_, bdf, _) = port.parts();
+        log::error!("vfio {bdf}: teardown at drop: {e}");
+    }
+}
+
+/// The refusal when not one RX buffer could be posted at start.
+pub(super) fn no_rx_buffers(port: String, conf: &PortConf, pool: &MbufPool) -> PortError {
+    PortError::NoMbufs {
+        port,
+        source: AllocError {
+            wanted: conf.rx_desc as usize,
+            available: pool.available(),
+        },
+    }
+}
+
+/// An RX ring that takes fresh buffers: what [`refill`] needs of it.
+pub(super) trait RxPost {
+    /// Descriptors free for a buffer now.
+    fn free_slots(&self) -> usize;
+    /// Hand `m` to the device in the next free descriptor.
+    fn post(&mut self, m: Mbuf);
+    /// Publish the posted buffers to the device (its tail register or
+    /// notification).
+    fn kick(&mut self);
+}
+
+/// Post fresh buffers from `cache` into every free descriptor of `ring`,
+/// in bulk allocations of up to a burst through `scratch` (a failed one is
+/// counted as `nombuf` and ends the refill); one kick at the end. Returns
+/// how many were posted.
+#[inline]
+pub(super) fn refill(
+    ring: &mut impl RxPost,
+    cache: &mut PoolCache,
+    scratch: &mut MbufBatch,
+    counters: &QueueCounters,
+) -> usize {
+    let mut posted = 0;
+    loop {
+        let want = ring.free_slots().min(MAX_BURST);
+        if want == 0 {
+            break;
+        }
+        if cache.alloc_bulk_raw(scratch, want).is_err() {
+            counters.add_nombuf(want as u64);
+            break;
+        }
+        for m in scratch.drain() {
+            ring.post(m);
+            posted += 1;
+        }
+    }
+    if posted > 0 {
+        ring.kick();
+    }
+    posted
 }
 
 /// The xstats every vfio port shows: its RX error counter (`rx_name`), TX

@@ -1,7 +1,7 @@
 //! [`VfioPort`]: the `vfio:` port over a virtio-net device bound to vfio-pci.
 
 use super::args::Args;
-use super::common::{self, conf_to_start, or_teardown, port_xstats, Opened, Rings};
+use super::common::{self, no_rx_buffers, port_xstats, Lifecycle, Opened, Rings};
 use super::device::{self, dev_err};
 use super::mmio::{self, Mmio};
 use super::pci;
@@ -15,8 +15,8 @@ use crate::dma::{DmaMapper, MappingKind, VfioContainerMapper};
 use crate::error::PortError;
 use crate::port::{Link, Port, PortConf, PortCore, PortInfo, PortQueues};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 use vfio_ioctls::VfioDevice;
 use xfwd_mempool::{MbufBatch, MAX_BURST};
 
@@ -168,6 +168,12 @@ impl VfioPort {
         self.rings = Some(rings);
         Ok(())
     }
+}
+
+impl Lifecycle for VfioPort {
+    fn parts(&mut self) -> (&mut PortCore, &str, u8) {
+        (&mut self.core, &self.bdf, self.debug_skip_map)
+    }
 
     /// Reset the device (it stops all DMA), take every mbuf back, unmap the rings.
     fn teardown(&mut self) -> Result<(), PortError> {
@@ -175,23 +181,18 @@ impl VfioPort {
             return Ok(());
         };
         let port = self.devargs.clone();
-        // Queues whose handles were dropped are parked at home (RX first, then TX);
-        // a handle still held by a worker keeps its queue (its mbufs return when it drops).
-        let mut vqs: Vec<Option<Virtqueue>> = self
-            .homes
-            .iter()
-            .map(|h| h.lock().unwrap_or_else(PoisonError::into_inner).take())
-            .collect();
-        // Let the device finish frames already handed to it (bounded), so TX counts are true.
+        // RX first, then TX.
+        let mut vqs = common::take_parked(&self.homes);
         if let Some(Some(tx)) = vqs.get_mut(1) {
-            let t0 = Instant::now();
-            while tx.in_flight() > 0 && t0.elapsed() < Duration::from_millis(500) {
-                while tx.pop_used().is_some() {}
-                std::thread::sleep(Duration::from_millis(1));
-            }
+            let unsent = common::finish_tx(
+                tx,
+                Instant::now() + common::TX_FINISH,
+                |tx| tx.in_flight() as u64,
+                |tx| while tx.pop_used().is_some() {},
+            );
             self.xstats
                 .tx_unsent_at_stop
-                .fetch_add(tx.in_flight() as u64, Ordering::Relaxed);
+                .fetch_add(unsent, Ordering::Relaxed);
         }
         let st = self.transport.status();
         if st & (status::NEEDS_RESET | status::FAILED) != 0 {
@@ -202,12 +203,7 @@ impl VfioPort {
                 self.bdf
             );
         }
-        if let Err(e) = self.transport.reset() {
-            // The device may still DMA: stop it at the bus before anything is unmapped.
-            log::error!("vfio {}: {e}; clearing bus master", self.bdf);
-            pci::set_command(&device::DevConfig(&self.dev), 0, pci::CMD_BUS_MASTER)
-                .map_err(|e| dev_err(&port, "disable bus master", e))?;
-        }
+        common::stop_dma(&port, &self.bdf, &self.dev, self.transport.reset())?;
         for vq in vqs.iter_mut().flatten() {
             drop(vq.take_all());
         }
@@ -262,13 +258,7 @@ impl VfioPort {
         };
         let posted = rxq.refill();
         if posted == 0 {
-            return Err(PortError::NoMbufs {
-                port,
-                source: xfwd_mempool::AllocError {
-                    wanted: conf.rx_desc as usize,
-                    available: pool.available(),
-                },
-            });
+            return Err(no_rx_buffers(port, conf, pool));
         }
         t.add_status(status::DRIVER_OK);
         let st = t.status();
@@ -359,12 +349,7 @@ impl Port for VfioPort {
     }
 
     fn start(&mut self) -> Result<PortQueues, PortError> {
-        let conf = conf_to_start(&self.core, &self.bdf, self.debug_skip_map)?;
-        let r = self.bring_up(&conf);
-        let q = or_teardown(&self.bdf.clone(), r, || self.teardown())?;
-        // Pins every mapping (pool chunks and rings): unmap is refused until stop.
-        self.core.start()?;
-        Ok(q)
+        common::start(self)
     }
 
     fn core(&self) -> &PortCore {
@@ -372,8 +357,7 @@ impl Port for VfioPort {
     }
 
     fn stop(&mut self) -> Result<(), PortError> {
-        self.core.stop()?;
-        self.teardown()
+        common::stop(self)
     }
 
     fn link(&self) -> Link {
@@ -398,9 +382,7 @@ impl Port for VfioPort {
 
 impl Drop for VfioPort {
     fn drop(&mut self) {
-        if let Err(e) = self.teardown() {
-            log::error!("vfio {}: teardown at drop: {e}", self.bdf);
-        }
+        common::teardown_at_drop(self);
         let _ = self.transport.reset();
     }
 }

@@ -202,6 +202,15 @@ impl Hw {
         rctl
     }
 
+    /// Write `bytes` (a multiple of 4) into the registers from `base` on,
+    /// four bytes a register, the first byte in the low bits (RETA, RSSRK).
+    fn write_bytes(&self, base: usize, bytes: &[u8]) {
+        for (i, w) in bytes.chunks_exact(4).enumerate() {
+            self.regs
+                .wr(base + 4 * i, u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
+        }
+    }
+
     /// Program RSS for `queues` RX queues (one queue, or `rss=none`: off).
     ///
     /// # Errors
@@ -209,19 +218,9 @@ impl Hw {
     pub fn set_rss(&self, rss: &RssConf, queues: u16) -> Result<(), String> {
         let r = &self.regs;
         let table = rss.table(queues)?;
-        for (i, chunk) in table.chunks(4).enumerate() {
-            r.wr(
-                regs::RETA + 4 * i,
-                u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]),
-            );
-        }
         debug_assert_eq!(table.len(), RETA_SIZE);
-        for (i, chunk) in rss.key.chunks(4).enumerate() {
-            r.wr(
-                regs::RSSRK + 4 * i,
-                u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]),
-            );
-        }
+        self.write_bytes(regs::RETA, &table);
+        self.write_bytes(regs::RSSRK, &rss.key);
         match rss.types.filter(|_| queues > 1) {
             Some(t) => {
                 // The hash replaces the checksum in the write-back (PCSD), which RSS needs.

@@ -48,7 +48,7 @@ pub mod ring;
 pub mod rss;
 
 use super::args::Args;
-use super::common::{self, conf_to_start, or_teardown, port_xstats, Opened, Rings};
+use super::common::{self, no_rx_buffers, port_xstats, Lifecycle, Opened, Rings};
 use super::device::{self, dev_err, DevConfig};
 use super::mmio;
 use super::pci;
@@ -267,41 +267,42 @@ impl IgbPort {
         self.core.conf.as_ref().map_or(1, |c| c.rx_queues as usize)
     }
 
+    fn accumulate_hw_stats(&self) {
+        let mut acc = self.hw_stats.lock().unwrap_or_else(PoisonError::into_inner);
+        self.hw.accumulate_stats(&mut acc, MAX_QUEUES as usize);
+    }
+}
+
+impl Lifecycle for IgbPort {
+    fn parts(&mut self) -> (&mut PortCore, &str, u8) {
+        (&mut self.core, &self.bdf, self.debug_skip_map)
+    }
+
     /// Stop the device (reset: no DMA after it), take every mbuf back, unmap the rings.
     fn teardown(&mut self) -> Result<(), PortError> {
         let Some(rings) = self.rings.take() else {
             return Ok(());
         };
         let port = self.devargs.clone();
-        let rxs: Vec<Option<RxRing>> = self
-            .rx_homes
-            .drain(..)
-            .map(|h| h.lock().unwrap_or_else(PoisonError::into_inner).take())
-            .collect();
-        let mut txs: Vec<Option<TxRing>> = self
-            .tx_homes
-            .drain(..)
-            .map(|h| h.lock().unwrap_or_else(PoisonError::into_inner).take())
-            .collect();
-        // Let the device finish frames already handed to it (bounded), so TX counts are true.
-        let t0 = Instant::now();
+        let rxs = common::take_parked(&self.rx_homes);
+        let mut txs = common::take_parked(&self.tx_homes);
+        self.rx_homes.clear();
+        self.tx_homes.clear();
+        let deadline = Instant::now() + common::TX_FINISH;
         for tx in txs.iter_mut().flatten() {
-            while tx.in_flight() > 0 && t0.elapsed() < Duration::from_millis(500) {
-                tx.reclaim(drop);
-                std::thread::sleep(Duration::from_millis(1));
-            }
+            let unsent = common::finish_tx(
+                tx,
+                deadline,
+                |tx| u64::from(tx.in_flight()),
+                |tx| tx.reclaim(drop),
+            );
             self.xstats
                 .tx_unsent_at_stop
-                .fetch_add(u64::from(tx.in_flight()), Ordering::Relaxed);
+                .fetch_add(unsent, Ordering::Relaxed);
         }
         self.hw.disable();
         self.accumulate_hw_stats();
-        if let Err(e) = self.hw.reset() {
-            // The device may still DMA: stop it at the bus before anything is unmapped.
-            log::error!("vfio {}: {e}; clearing bus master", self.bdf);
-            pci::set_command(&DevConfig(&self._dev), 0, pci::CMD_BUS_MASTER)
-                .map_err(|e| dev_err(&port, "disable bus master", e))?;
-        }
+        common::stop_dma(&port, &self.bdf, &self._dev, self.hw.reset())?;
         for mut rx in rxs.into_iter().flatten() {
             drop(rx.take_all());
         }
@@ -309,11 +310,6 @@ impl IgbPort {
             drop(tx.take_all());
         }
         rings.unmap(&port, &self.bdf, &self.container, self.real.as_ref())
-    }
-
-    fn accumulate_hw_stats(&self) {
-        let mut acc = self.hw_stats.lock().unwrap_or_else(PoisonError::into_inner);
-        self.hw.accumulate_stats(&mut acc, MAX_QUEUES as usize);
     }
 
     fn bring_up(&mut self, conf: &PortConf) -> Result<PortQueues, PortError> {
@@ -367,13 +363,7 @@ impl IgbPort {
             };
             self.rx_homes.push(home);
             if q.refill() == 0 {
-                return Err(PortError::NoMbufs {
-                    port,
-                    source: xfwd_mempool::AllocError {
-                        wanted: conf.rx_desc as usize,
-                        available: pool.available(),
-                    },
-                });
+                return Err(no_rx_buffers(port, conf, pool));
             }
             out.rx.push(Box::new(q));
         }
@@ -477,17 +467,11 @@ impl Port for IgbPort {
     }
 
     fn start(&mut self) -> Result<PortQueues, PortError> {
-        let conf = conf_to_start(&self.core, &self.bdf, self.debug_skip_map)?;
-        let r = self.bring_up(&conf);
-        let q = or_teardown(&self.bdf.clone(), r, || self.teardown())?;
-        // Pins every mapping (pool chunks and rings): unmap is refused until stop.
-        self.core.start()?;
-        Ok(q)
+        common::start(self)
     }
 
     fn stop(&mut self) -> Result<(), PortError> {
-        self.core.stop()?;
-        self.teardown()
+        common::stop(self)
     }
 
     fn link(&self) -> Link {
@@ -526,9 +510,7 @@ impl Port for IgbPort {
 
 impl Drop for IgbPort {
     fn drop(&mut self) {
-        if let Err(e) = self.teardown() {
-            log::error!("vfio {}: teardown at drop: {e}", self.bdf);
-        }
+        common::teardown_at_drop(self);
         self.hw.disable();
         self.hw.mask_interrupts();
     }

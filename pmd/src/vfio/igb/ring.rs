@@ -12,10 +12,11 @@
 use super::regs::{self, Regs};
 use crate::port::{QueueToken, RxQueue, TxQueue};
 use crate::stats::QueueCounters;
+use crate::vfio::common::{self, RxPost};
 use crate::vfio::mmio::Mmio;
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use xfwd_mempool::{Mbuf, MbufBatch, PoolCache, MAX_BURST};
+use xfwd_mempool::{Mbuf, MbufBatch, PoolCache};
 
 /// Bytes per descriptor.
 pub const DESC: usize = 16;
@@ -127,34 +128,29 @@ impl IgbRx {
         let Some(rx) = self.ring.as_mut() else {
             return 0;
         };
-        let mut posted = 0;
-        loop {
-            let free = (rx.ring.size - 1 - rx.posted()) as usize;
-            let want = free.min(MAX_BURST);
-            if want == 0 {
-                break;
-            }
-            if self.cache.alloc_bulk_raw(&mut self.scratch, want).is_err() {
-                self.counters.add_nombuf(want as u64);
-                break;
-            }
-            for m in self.scratch.drain() {
-                let i = rx.tail as usize;
-                let off = i * DESC;
-                // Read format: packet buffer address, header buffer address (0:
-                // no header split). Writing the upper half clears a stale DD.
-                rx.ring.desc.write64(off, m.buf_iova() + rx.headroom);
-                rx.ring.desc.write64(off + 8, 0);
-                rx.ring.slots[i] = Some(m);
-                rx.tail = rx.ring.wrap(rx.tail);
-                posted += 1;
-            }
-        }
-        if posted > 0 {
-            fence(Ordering::Release);
-            rx.ring.regs.wr(rx.ring.tail_reg, u32::from(rx.tail));
-        }
-        posted
+        common::refill(rx, &mut self.cache, &mut self.scratch, &self.counters)
+    }
+}
+
+impl RxPost for RxRing {
+    fn free_slots(&self) -> usize {
+        (self.ring.size - 1 - self.posted()) as usize
+    }
+
+    fn post(&mut self, m: Mbuf) {
+        let i = self.tail as usize;
+        let off = i * DESC;
+        // Read format: packet buffer address, header buffer address (0:
+        // no header split). Writing the upper half clears a stale DD.
+        self.ring.desc.write64(off, m.buf_iova() + self.headroom);
+        self.ring.desc.write64(off + 8, 0);
+        self.ring.slots[i] = Some(m);
+        self.tail = self.ring.wrap(self.tail);
+    }
+
+    fn kick(&mut self) {
+        fence(Ordering::Release);
+        self.ring.regs.wr(self.ring.tail_reg, u32::from(self.tail));
     }
 }
 
@@ -324,5 +320,108 @@ impl TxQueue for IgbTx {
 impl Drop for IgbTx {
     fn drop(&mut self) {
         *self.home.lock().unwrap_or_else(PoisonError::into_inner) = self.ring.take();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dma::{MappingKind, SoftMapper};
+    use crate::port::PortCore;
+    use crate::vfio::igb::hw::double::FakeIgb;
+    use xfwd_mempool::{ExtMem, MbufPool, PageSize, PoolConfig, MAX_BURST};
+
+    /// The device's write-back of descriptor `i`: length, RSS hash, status.
+    fn write_back(desc: &Mmio, i: usize, len: u16, hash: u32, status: u32) {
+        desc.write32(i * DESC + 4, hash);
+        desc.write16(i * DESC + 12, len);
+        desc.write32(i * DESC + 8, status);
+    }
+
+    #[test]
+    fn rx_posts_every_free_descriptor_takes_written_back_frames_and_refills() {
+        let pool = MbufPool::on_heap(&PoolConfig {
+            name: "igb-rx".into(),
+            n: 64,
+            cache_size: 0,
+            ..Default::default()
+        })
+        .unwrap();
+        let headroom = u64::from(pool.config().headroom);
+        let size = 16u16;
+        let mem = Arc::new(ExtMem::heap(usize::from(size) * DESC, PageSize::Size4K).unwrap());
+        let desc = crate::vfio::mmio::over(mem);
+        let fake = Arc::new(FakeIgb::new());
+        let tail_reg = regs::rxq(0) + regs::q::TAIL;
+        let ring = Ring::new(desc.clone(), size, fake.clone(), tail_reg);
+        let core = PortCore::new("igb-test", Arc::new(SoftMapper::new(MappingKind::None)));
+        let home: Home<RxRing> = Arc::new(Mutex::new(None));
+        let counters = Arc::new(QueueCounters::default());
+        let mut q = IgbRx {
+            ring: Some(RxRing::new(ring, headroom)),
+            home: home.clone(),
+            cache: pool.cache(),
+            scratch: MbufBatch::new(MAX_BURST),
+            counters: counters.clone(),
+            xstats: Arc::default(),
+            token: core.token(),
+        };
+        // size - 1 posted (head == tail would mean empty), the tail written once.
+        assert_eq!(q.refill(), 15);
+        assert_eq!(fake.peek(tail_reg), 15);
+        assert_eq!(pool.available(), 64 - 15);
+        let addr0 = desc.read64(0);
+        assert_eq!(addr0 % 64, headroom % 64, "packet buffer at the headroom");
+        assert_eq!(q.refill(), 0, "nothing free");
+
+        for i in 0..3 {
+            write_back(
+                &desc,
+                i,
+                60 + i as u16,
+                0xabc0 + i as u32,
+                regs::RXD_STAT_DD | regs::RXD_STAT_EOP,
+            );
+        }
+        // Done but no EOP: counted as a bad descriptor, the mbuf freed.
+        write_back(&desc, 3, 60, 0, regs::RXD_STAT_DD);
+        let mut out = MbufBatch::new(MAX_BURST);
+        assert_eq!(q.rx_burst(&mut out), 3);
+        let got: Vec<(usize, u32)> = out.iter().map(|m| (m.data_len(), m.rss_hash())).collect();
+        assert_eq!(got, [(60, 0xabc0), (61, 0xabc1), (62, 0xabc2)]);
+        assert_eq!(q.xstats.rx_bad_desc.load(Ordering::Relaxed), 1);
+        // 11 still posted: above the refill threshold (15 - 8), no refill yet.
+        assert_eq!(fake.peek(tail_reg), 15);
+        for i in 4..9 {
+            write_back(&desc, i, 100, 0, regs::RXD_STAT_DD | regs::RXD_STAT_EOP);
+        }
+        assert_eq!(q.rx_burst(&mut out), 5);
+        // 6 left posted: refilled back to 15 in one tail write.
+        assert_eq!(fake.peek(tail_reg), (15 + 9) % 16);
+        let s = counters.read();
+        assert_eq!(
+            (s.packets, s.bytes, s.errors),
+            (8, 60 + 61 + 62 + 5 * 100, 1)
+        );
+
+        // Down to 7 posted with the pool empty: the failed allocation is
+        // counted, nothing posted, the tail left alone.
+        let mut hold = MbufBatch::new(64);
+        pool.cache()
+            .alloc_bulk_raw(&mut hold, pool.available())
+            .unwrap();
+        for i in (9..16).chain(0..1) {
+            write_back(&desc, i, 100, 0, regs::RXD_STAT_DD | regs::RXD_STAT_EOP);
+        }
+        assert_eq!(q.rx_burst(&mut out), 8);
+        assert_eq!(counters.read().nombuf, 8);
+        assert_eq!(fake.peek(tail_reg), 8);
+
+        drop(out);
+        drop(hold);
+        drop(q);
+        let mut parked = home.lock().unwrap().take().expect("parked at drop");
+        assert_eq!(parked.take_all().len(), 7);
+        pool.leak_check().unwrap();
     }
 }
