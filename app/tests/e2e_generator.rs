@@ -130,10 +130,7 @@ fn tx_first_seeds_a_ring_loop_with_one_burst_per_stream() {
         ],
         Duration::from_secs(30),
     );
-    let (so, se) = text(&o);
-    assert!(o.status.success(), "{so}\n{se}");
-    let f = final_json(&o);
-    assert_eq!(f["leaked_mbufs"], 0);
+    let f = final_clean(&o, "run");
     for p in f["ports"].as_array().unwrap() {
         let fwd = &p["fwd"];
         assert_eq!(fwd["generated"], 16, "{f}");
@@ -187,10 +184,7 @@ streams = [{ tx = "0.0" }, { rx = "1.0" }]
         Duration::from_secs(30),
     );
     std::fs::remove_dir_all(&dir).ok();
-    let (so, se) = text(&o);
-    assert!(o.status.success(), "{so}\n{se}");
-    let f = final_json(&o);
-    assert_eq!(f["leaked_mbufs"], 0);
+    let f = final_clean(&o, "run");
     let p = f["ports"].as_array().unwrap();
     assert_eq!(p[0]["fwd"]["generated"], 5000, "{f}");
     assert_eq!(

@@ -12,7 +12,7 @@
 mod support;
 
 use etherparse::PacketBuilder;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use support::*;
 
@@ -23,27 +23,25 @@ const NH1: [u8; 6] = [0x02, 0, 0, 0, 1, 0xb1];
 const GW: [u8; 6] = [0x02, 0, 0, 0, 0, 0xc1];
 
 fn udp4(dst: [u8; 4], ttl: u8) -> Vec<u8> {
-    let mut v = Vec::new();
-    PacketBuilder::ethernet2(SRC_MAC, IN_MAC)
-        .ipv4([10, 0, 0, 1], dst, ttl)
-        .udp(1111, 2222)
-        .write(&mut v, b"l3fwd payload 0123")
-        .unwrap();
-    v
+    built(|v| {
+        PacketBuilder::ethernet2(SRC_MAC, IN_MAC)
+            .ipv4([10, 0, 0, 1], dst, ttl)
+            .udp(1111, 2222)
+            .write(v, b"l3fwd payload 0123")
+    })
 }
 
 fn udp6(dst: [u8; 16], hop: u8) -> Vec<u8> {
-    let mut v = Vec::new();
-    PacketBuilder::ethernet2(SRC_MAC, IN_MAC)
-        .ipv6(
-            [0x20, 0x01, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
-            dst,
-            hop,
-        )
-        .udp(5555, 53)
-        .write(&mut v, b"v6 payload")
-        .unwrap();
-    v
+    built(|v| {
+        PacketBuilder::ethernet2(SRC_MAC, IN_MAC)
+            .ipv6(
+                [0x20, 0x01, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                dst,
+                hop,
+            )
+            .udp(5555, 53)
+            .write(v, b"v6 payload")
+    })
 }
 
 fn v6(g: [u16; 8]) -> [u8; 16] {
@@ -105,39 +103,15 @@ fn n(v: &serde_json::Value) -> u64 {
 /// tshark (an independent dissector): every IPv4 header checksum good and
 /// each frame's (TTL, hop limit) as listed.
 fn tshark_check(p: &Path, want: &[(&str, &str)]) {
-    if !xfwd_mempool::caps::require_tool("tshark", "l3fwd checksum cross-check") {
+    let fields = ["ip.checksum.status", "ip.ttl", "ipv6.hlim"];
+    let Some(rows) = tshark_fields(p, "l3fwd checksum cross-check", &fields, want.len()) else {
         return;
-    }
-    let o = std::process::Command::new("tshark")
-        .arg("-r")
-        .arg(p)
-        .args([
-            "-o",
-            "ip.check_checksum:TRUE",
-            "-T",
-            "fields",
-            "-E",
-            "separator=,",
-        ])
-        .args([
-            "-e",
-            "ip.checksum.status",
-            "-e",
-            "ip.ttl",
-            "-e",
-            "ipv6.hlim",
-        ])
-        .output()
-        .expect("tshark");
-    let s = String::from_utf8_lossy(&o.stdout);
-    let lines: Vec<&str> = s.lines().collect();
-    assert_eq!(lines.len(), want.len(), "tshark: {s}");
-    for (l, (ttl, hop)) in lines.iter().zip(want) {
-        let f: Vec<&str> = l.split(',').collect();
+    };
+    for (f, (ttl, hop)) in rows.iter().zip(want) {
         let csum_ok = ttl.is_empty() || f[0] == "1";
         assert!(
             csum_ok && f[1] == *ttl && f[2] == *hop,
-            "tshark: checksum status (1 = good), TTL, hop limit: {l}, wanted TTL {ttl} hop {hop}"
+            "tshark: checksum status (1 = good), TTL, hop limit: {f:?}, wanted TTL {ttl} hop {hop}"
         );
     }
 }
@@ -159,11 +133,31 @@ const COMMON: &[&str] = &[
     "--json",
 ];
 
+/// Run the router to its end: it must succeed, print `plan` (its table
+/// summary) and leak nothing; the final JSON and the two ports' MACs.
+fn run_router(args: &[&str], plan: &str) -> (serde_json::Value, [[u8; 6]; 2]) {
+    let o = run(args, Duration::from_secs(60));
+    let fin = final_clean(&o, plan);
+    let se = text(&o).1;
+    assert!(se.contains(plan), "plan: wanted `{plan}` in: {se}");
+    let macs = [mac_of(&fin, 0), mac_of(&fin, 1)];
+    (fin, macs)
+}
+
+/// A scratch directory with the input capture's and the two ports' output
+/// captures' paths in it.
+fn capture_files() -> (tempfile::TempDir, PathBuf, [PathBuf; 2]) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    let files = (p("in.pcap"), [p("out0.pcap"), p("out1.pcap")]);
+    (dir, files.0, files.1)
+}
+
 type Case = (Vec<u8>, usize, Result<(usize, [u8; 6]), &'static str>);
 
 #[test]
 fn routes_rewrites_and_counts_every_drop_reason() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, inp, [out0, out1]) = capture_files();
     let d = dir.path();
     let routes = d.join("routes.txt");
     std::fs::write(
@@ -171,8 +165,6 @@ fn routes_rewrites_and_counts_every_drop_reason() {
         "# route file: PREFIX PORT [VIA]\n2001:db8:1::/48 1\n10.0.0.0/8 0\n",
     )
     .unwrap();
-    let inp = d.join("in.pcap");
-    let (out0, out1) = (d.join("out0.pcap"), d.join("out1.pcap"));
     let mut bad_csum = udp4([198, 51, 100, 7], 64);
     bad_csum[14 + 10] ^= 0x5a;
     let mut lying = udp4([198, 51, 100, 7], 64);
@@ -261,16 +253,10 @@ via = "192.0.2.1"
     )
     .unwrap();
     let c = cfg.display().to_string();
-    let o = run(
+    let (fin, macs) = run_router(
         &["--config", &c, "--route", "2001:db8:2::/64,0"],
-        Duration::from_secs(60),
+        "lookup lpm, 3 IPv4 routes",
     );
-    let (so, se) = text(&o);
-    assert!(o.status.success(), "xfwd failed:\n{so}\n{se}");
-    assert!(se.contains("lookup lpm, 3 IPv4 routes"), "plan: {se}");
-    let fin = final_json(&o);
-    assert_eq!(fin["leaked_mbufs"], 0, "{fin}");
-    let macs = [mac_of(&fin, 0), mac_of(&fin, 1)];
     let mut want: [Vec<Vec<u8>>; 2] = [Vec::new(), Vec::new()];
     for (f, off, exp) in &corpus {
         if let Ok((port, nh)) = exp {
@@ -297,10 +283,7 @@ via = "192.0.2.1"
 
 #[test]
 fn exact_match_routes_the_five_tuple() {
-    let dir = tempfile::tempdir().unwrap();
-    let inp = dir.path().join("in.pcap");
-    let out0 = dir.path().join("out0.pcap");
-    let out1 = dir.path().join("out1.pcap");
+    let (_dir, inp, [out0, out1]) = capture_files();
     let hit = udp4([198, 51, 100, 7], 64);
     let mut other_port = udp4([198, 51, 100, 7], 64);
     // UDP destination port 2223: another 5-tuple (no checksum check here).
@@ -309,7 +292,7 @@ fn exact_match_routes_the_five_tuple() {
     write_pcap(&inp, &[hit.clone(), other_port, hit6.clone()]);
     let p0 = format!("pcap:rx={},tx={}", inp.display(), out0.display());
     let p1 = format!("pcap:tx={}", out1.display());
-    let o = run(
+    let (fin, macs) = run_router(
         &[
             "--port",
             &p0,
@@ -330,14 +313,8 @@ fn exact_match_routes_the_five_tuple() {
         .chain(COMMON)
         .copied()
         .collect::<Vec<_>>(),
-        Duration::from_secs(60),
+        "lookup em, 1 IPv4 flows, 1 IPv6 flows",
     );
-    let (so, se) = text(&o);
-    assert!(o.status.success(), "xfwd failed:\n{so}\n{se}");
-    assert!(se.contains("lookup em, 1 IPv4 flows, 1 IPv6 flows"), "{se}");
-    let fin = final_json(&o);
-    assert_eq!(fin["leaked_mbufs"], 0, "{fin}");
-    let macs = [mac_of(&fin, 0), mac_of(&fin, 1)];
     assert_eq!(read_pcap(&out1), vec![routed(&hit, 14, NH1, macs[1])]);
     assert_eq!(read_pcap(&out0), vec![routed(&hit6, 14, NH0, macs[0])]);
     assert_eq!(n(&fin["ports"][0]["fwd"]["no_route"]), 1, "{fin}");
@@ -422,10 +399,7 @@ impl Drop for Reap {
 /// (the changes happened under load), and nothing leaks.
 #[test]
 fn route_changes_at_run_time_are_never_half_applied() {
-    let dir = tempfile::tempdir().unwrap();
-    let inp = dir.path().join("in.pcap");
-    let out0 = dir.path().join("out0.pcap");
-    let out1 = dir.path().join("out1.pcap");
+    let (dir, inp, [out0, out1]) = capture_files();
     let sock = dir.path().join("tel.sock");
     let frames: Vec<Vec<u8>> = (0..16).map(|i| udp4([198, 51, 100, i], 64)).collect();
     write_pcap(&inp, &frames);

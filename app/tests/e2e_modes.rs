@@ -7,8 +7,8 @@
 mod support;
 
 use etherparse::{
-    ArpHardwareId, ArpOperation, ArpPacket, EtherType, Icmpv4Type, Icmpv6Type, LinkHeader,
-    NetHeaders, PacketBuilder, PacketHeaders, TransportHeader,
+    ArpHardwareId, ArpOperation, ArpPacket, EtherType, Icmpv4Type, Icmpv6Type, IpHeaders,
+    LinkHeader, NetHeaders, PacketBuilder, PacketBuilderStep, PacketHeaders, TransportHeader,
 };
 use std::path::Path;
 use std::time::Duration;
@@ -21,53 +21,38 @@ const V4B: [u8; 4] = [10, 0, 0, 2];
 const V6A: [u8; 16] = [0x20, 0x01, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
 const V6B: [u8; 16] = [0x20, 0x01, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
 
+/// Ethernet A → B, IPv4 (TTL 64) 10.0.0.1 → 10.0.0.2.
+fn v4() -> PacketBuilderStep<IpHeaders> {
+    PacketBuilder::ethernet2(A, B).ipv4(V4A, V4B, 64)
+}
+/// Ethernet A → B, IPv6 (hop limit 64) 2001:db8::1 → 2001:db8::2.
+fn v6() -> PacketBuilderStep<IpHeaders> {
+    PacketBuilder::ethernet2(A, B).ipv6(V6A, V6B, 64)
+}
+
 fn udp4() -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(A, B)
-        .ipv4(V4A, V4B, 64)
-        .udp(1111, 2222);
-    let mut v = Vec::new();
-    b.write(&mut v, b"udp over ipv4 payload").unwrap();
-    v
+    built(|v| v4().udp(1111, 2222).write(v, b"udp over ipv4 payload"))
 }
 fn tcp4() -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(A, B)
-        .ipv4(V4A, V4B, 64)
-        .tcp(3333, 80, 1000, 4096);
-    let mut v = Vec::new();
-    b.write(&mut v, b"tcp over ipv4").unwrap();
-    v
+    built(|v| v4().tcp(3333, 80, 1000, 4096).write(v, b"tcp over ipv4"))
 }
 fn udp6() -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(A, B)
-        .ipv6(V6A, V6B, 64)
-        .udp(5555, 53);
-    let mut v = Vec::new();
-    b.write(&mut v, b"udp over ipv6").unwrap();
-    v
+    built(|v| v6().udp(5555, 53).write(v, b"udp over ipv6"))
 }
 fn tcp6() -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(A, B)
-        .ipv6(V6A, V6B, 64)
-        .tcp(4444, 443, 7, 1024);
-    let mut v = Vec::new();
-    b.write(&mut v, b"tcp over ipv6").unwrap();
-    v
+    built(|v| v6().tcp(4444, 443, 7, 1024).write(v, b"tcp over ipv6"))
 }
 fn ping4() -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(A, B)
-        .ipv4(V4A, V4B, 64)
-        .icmpv4_echo_request(0x1234, 7);
-    let mut v = Vec::new();
-    b.write(&mut v, b"ping payload 0123456789").unwrap();
-    v
+    built(|v| {
+        v4().icmpv4_echo_request(0x1234, 7)
+            .write(v, b"ping payload 0123456789")
+    })
 }
 fn ping6() -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(A, B)
-        .ipv6(V6A, V6B, 64)
-        .icmpv6_echo_request(0x4321, 9);
-    let mut v = Vec::new();
-    b.write(&mut v, b"ping6 payload").unwrap();
-    v
+    built(|v| {
+        v6().icmpv6_echo_request(0x4321, 9)
+            .write(v, b"ping6 payload")
+    })
 }
 fn arp_request() -> Vec<u8> {
     let arp = ArpPacket::new(
@@ -80,10 +65,7 @@ fn arp_request() -> Vec<u8> {
         &V4B,
     )
     .unwrap();
-    let b = PacketBuilder::ethernet2(A, [0xff; 6]).arp(arp);
-    let mut v = Vec::new();
-    b.write(&mut v).unwrap();
-    v
+    built(|v| PacketBuilder::ethernet2(A, [0xff; 6]).arp(arp).write(v))
 }
 /// 10 bytes: shorter than an Ethernet header.
 fn runt() -> Vec<u8> {
@@ -121,11 +103,24 @@ struct Run {
 
 /// Replay `frames` through `mode` on one pcap port looped onto itself.
 fn run_mode(mode: &str, frames: &[Vec<u8>], extra: &[&str]) -> Run {
+    run_port(mode, frames, extra, |inp, out| {
+        format!("pcap:rx={},tx={}", inp.display(), out.display())
+    })
+}
+
+/// Replay `frames` through `mode` on the port `devargs(input, output)`
+/// (a pcap port, possibly wrapped) looped onto itself.
+fn run_port(
+    mode: &str,
+    frames: &[Vec<u8>],
+    extra: &[&str],
+    devargs: impl Fn(&Path, &Path) -> String,
+) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let inp = dir.path().join("in.pcap");
     let out_path = dir.path().join("out.pcap");
     write_pcap(&inp, frames);
-    let port = format!("pcap:rx={},tx={}", inp.display(), out_path.display());
+    let port = devargs(&inp, &out_path);
     let mut args = vec![
         "--port",
         &port,
@@ -146,10 +141,7 @@ fn run_mode(mode: &str, frames: &[Vec<u8>], extra: &[&str]) -> Run {
     ];
     args.extend_from_slice(extra);
     let o = run(&args, Duration::from_secs(60));
-    let (so, se) = text(&o);
-    assert!(o.status.success(), "xfwd {mode} failed:\n{so}\n{se}");
-    let fin = final_json(&o);
-    assert_eq!(fin["leaked_mbufs"], 0, "{fin}");
+    let fin = final_clean(&o, mode);
     let out = read_pcap(&out_path);
     Run {
         out,
@@ -256,6 +248,27 @@ fn mac_mode_sets_port_mac_and_peer() {
     assert_adds_up(&r.fin, fr.len() as u64);
 }
 
+/// The UDP or TCP checksum of `h` is the one computed over its addresses.
+fn assert_l4_checksum(h: &PacketHeaders, name: &str) {
+    let p = h.payload.slice();
+    let (got, want) = match (&h.net, &h.transport) {
+        (Some(NetHeaders::Ipv4(a, _)), Some(TransportHeader::Udp(u))) => {
+            (u.checksum, u.calc_checksum_ipv4(a, p))
+        }
+        (Some(NetHeaders::Ipv4(a, _)), Some(TransportHeader::Tcp(t))) => {
+            (t.checksum, t.calc_checksum_ipv4(a, p))
+        }
+        (Some(NetHeaders::Ipv6(a, _)), Some(TransportHeader::Udp(u))) => {
+            (u.checksum, u.calc_checksum_ipv6(a, p))
+        }
+        (Some(NetHeaders::Ipv6(a, _)), Some(TransportHeader::Tcp(t))) => {
+            (t.checksum, t.calc_checksum_ipv6(a, p))
+        }
+        _ => return,
+    };
+    assert_eq!(got, want.unwrap(), "{name}: L4 checksum");
+}
+
 #[test]
 fn five_tuple_swap_swaps_l2_l3_l4_and_keeps_checksums_valid() {
     let corpus = corpus();
@@ -287,24 +300,7 @@ fn five_tuple_swap_swaps_l2_l3_l4_and_keeps_checksums_valid() {
                     a.calc_header_checksum(),
                     "{name}: IPv4 checksum"
                 );
-                let payload = ho.payload.slice();
-                match &ho.transport {
-                    Some(TransportHeader::Udp(u)) => {
-                        assert_eq!(
-                            u.checksum,
-                            u.calc_checksum_ipv4(a, payload).unwrap(),
-                            "{name}"
-                        );
-                    }
-                    Some(TransportHeader::Tcp(t)) => {
-                        assert_eq!(
-                            t.checksum,
-                            t.calc_checksum_ipv4(a, payload).unwrap(),
-                            "{name}"
-                        );
-                    }
-                    _ => {}
-                }
+                assert_l4_checksum(&ho, name);
             }
             (Some(NetHeaders::Ipv6(a, _)), Some(NetHeaders::Ipv6(b, _))) => {
                 assert_eq!(
@@ -312,24 +308,7 @@ fn five_tuple_swap_swaps_l2_l3_l4_and_keeps_checksums_valid() {
                     (b.destination, b.source),
                     "{name}"
                 );
-                let payload = ho.payload.slice();
-                match &ho.transport {
-                    Some(TransportHeader::Udp(u)) => {
-                        assert_eq!(
-                            u.checksum,
-                            u.calc_checksum_ipv6(a, payload).unwrap(),
-                            "{name}"
-                        );
-                    }
-                    Some(TransportHeader::Tcp(t)) => {
-                        assert_eq!(
-                            t.checksum,
-                            t.calc_checksum_ipv6(a, payload).unwrap(),
-                            "{name}"
-                        );
-                    }
-                    _ => {}
-                }
+                assert_l4_checksum(&ho, name);
             }
             (Some(NetHeaders::Arp(a)), Some(NetHeaders::Arp(b))) => assert_eq!(a, b, "{name}"),
             other => panic!("{name}: unexpected {other:?}"),
@@ -431,44 +410,21 @@ fn tshark_checksums_good(p: &Path) {
 }
 
 fn tshark_checksums_good_n(p: &Path, frames: usize) {
-    if !xfwd_mempool::caps::require_tool("tshark", "icmpecho checksum cross-check") {
+    let fields = [
+        "ip.checksum.status",
+        "icmp.checksum.status",
+        "icmpv6.checksum.status",
+        "arp.opcode",
+    ];
+    let what = "icmpecho checksum cross-check";
+    let Some(rows) = tshark_fields(p, what, &fields, frames) else {
         return;
-    }
-    let o = std::process::Command::new("tshark")
-        .args(["-r"])
-        .arg(p)
-        .args([
-            "-o",
-            "ip.check_checksum:TRUE",
-            "-T",
-            "fields",
-            "-E",
-            "separator=,",
-            "-e",
-            "ip.checksum.status",
-            "-e",
-            "icmp.checksum.status",
-            "-e",
-            "icmpv6.checksum.status",
-            "-e",
-            "arp.opcode",
-        ])
-        .output()
-        .expect("tshark");
-    let s = String::from_utf8_lossy(&o.stdout);
-    let lines: Vec<&str> = s.lines().collect();
-    assert_eq!(
-        lines.len(),
-        frames,
-        "tshark: {s}\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    for l in lines {
-        let f: Vec<&str> = l.split(',').collect();
+    };
+    for f in rows {
         let ok = (f[0] == "1" && f[1] == "1") || f[2] == "1" || f[3] == "2";
         assert!(
             ok,
-            "tshark says a checksum is not good (status 1 = good, 0 = bad): {l}"
+            "tshark says a checksum is not good (status 1 = good, 0 = bad): {f:?}"
         );
     }
 }
@@ -514,10 +470,7 @@ fn generated(mode: &str, extra: &[&str]) -> (Vec<Vec<u8>>, serde_json::Value) {
     ];
     args.extend_from_slice(extra);
     let o = run(&args, Duration::from_secs(60));
-    let (so, se) = text(&o);
-    assert!(o.status.success(), "{so}\n{se}");
-    let fin = final_json(&o);
-    assert_eq!(fin["leaked_mbufs"], 0);
+    let fin = final_clean(&o, "run");
     (read_pcap(&out), fin)
 }
 
@@ -574,42 +527,16 @@ fn flowgen_varies_destination_ips() {
 /// (no panic), the stats still add up and nothing leaks.
 #[test]
 fn faults_never_panic_and_stats_still_add_up() {
-    let dir = tempfile::tempdir().unwrap();
-    let inp = dir.path().join("in.pcap");
-    let out = dir.path().join("out.pcap");
     let many: Vec<Vec<u8>> = (0..40).flat_map(|_| frames()).collect();
-    write_pcap(&inp, &many);
     for mode in ["io", "macswap", "5tswap", "icmpecho", "mac"] {
-        let port = format!(
-            "fault:seed=7,rx_truncate=0.3,rx_corrupt=0.3,rx_drop=0.1,rx_short=0.2,tx_full=0.3,inner=pcap:rx={},tx={},loop=5",
-            inp.display(),
-            out.display()
-        );
-        let o = run(
-            &[
-                "--port",
-                &port,
-                "--port-topology",
-                "loop",
-                "--forward-mode",
-                mode,
-                "--no-huge",
-                "--nb-mbufs",
-                "2048",
-                "--mbcache",
-                "64",
-                "--duration",
-                "1",
-                "--stats-period",
-                "0",
-                "--json",
-            ],
-            Duration::from_secs(60),
-        );
-        let (so, se) = text(&o);
-        assert!(o.status.success(), "{mode}: {so}\n{se}");
-        let fin = final_json(&o);
-        assert_eq!(fin["leaked_mbufs"], 0, "{mode}: {fin}");
+        let r = run_port(mode, &many, &[], |inp, out| {
+            format!(
+                "fault:seed=7,rx_truncate=0.3,rx_corrupt=0.3,rx_drop=0.1,rx_short=0.2,tx_full=0.3,inner=pcap:rx={},tx={},loop=5",
+                inp.display(),
+                out.display()
+            )
+        });
+        let fin = &r.fin;
         let p = &fin["ports"][0];
         let f = &p["fwd"];
         let n = |v: &serde_json::Value| v.as_u64().unwrap();
@@ -624,7 +551,7 @@ fn faults_never_panic_and_stats_still_add_up() {
             "{mode}: tx_full=0.3 must drop some: {fin}"
         );
         assert_eq!(
-            read_pcap(&out).len() as u64,
+            r.out.len() as u64,
             n(&f["tx_packets"]),
             "{mode}: written = sent"
         );
@@ -691,24 +618,8 @@ fn finite_pcap_replay_ends_the_run_by_itself() {
 #[test]
 fn jumbo_multi_segment_frames_are_handled_by_every_mode() {
     let big: Vec<u8> = (0..8000u32).map(|i| (i * 13 + 1) as u8).collect();
-    let udp = {
-        let mut v = Vec::new();
-        PacketBuilder::ethernet2(A, B)
-            .ipv4(V4A, V4B, 64)
-            .udp(1111, 2222)
-            .write(&mut v, &big)
-            .unwrap();
-        v
-    };
-    let ping = {
-        let mut v = Vec::new();
-        PacketBuilder::ethernet2(A, B)
-            .ipv4(V4A, V4B, 64)
-            .icmpv4_echo_request(5, 6)
-            .write(&mut v, &big[..4001])
-            .unwrap();
-        v
-    };
+    let udp = built(|v| v4().udp(1111, 2222).write(v, &big));
+    let ping = built(|v| v4().icmpv4_echo_request(5, 6).write(v, &big[..4001]));
     let fr = vec![udp.clone(), ping.clone()];
     for mode in ["io", "macswap", "5tswap"] {
         let r = run_mode(mode, &fr, &[]);

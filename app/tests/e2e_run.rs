@@ -316,10 +316,7 @@ fn pcap_replay_example_config_checks_with_its_capture() {
         ],
         Duration::from_secs(30),
     );
-    let (so, se) = text(&o);
-    assert!(o.status.success(), "{so}\n{se}");
-    let f = final_json(&o);
-    assert_eq!(f["leaked_mbufs"], 0);
+    let f = final_clean(&o, "run");
     let got = read_pcap(&out);
     assert!(!got.is_empty(), "{f}");
     assert_eq!(

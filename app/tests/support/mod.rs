@@ -1,6 +1,6 @@
 //! Helpers shared by the end-to-end tests: run the real binary with a time
-//! bound, write and read pcap files (independently of the pmd crate), and
-//! observe the host's hugepages.
+//! bound, write and read pcap files (independently of the pmd crate), read
+//! them back through tshark, and observe the host's hugepages.
 #![allow(dead_code)]
 
 use std::io::Read;
@@ -86,6 +86,24 @@ pub fn final_json(o: &Output) -> serde_json::Value {
     f
 }
 
+/// The final JSON object of a run that must have ended cleanly: exit 0
+/// (else both outputs are shown, with `what`) and every mbuf back in its
+/// pool (the leak audit).
+pub fn final_clean(o: &Output, what: &str) -> serde_json::Value {
+    let (so, se) = text(o);
+    assert!(o.status.success(), "{what}: xfwd failed:\n{so}\n{se}");
+    let fin = final_json(o);
+    assert_eq!(fin["leaked_mbufs"], 0, "{what}: {fin}");
+    fin
+}
+
+/// The bytes `write` writes (a packet builder's `write`), which must succeed.
+pub fn built<E: std::fmt::Debug>(write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>) -> Vec<u8> {
+    let mut v = Vec::new();
+    write(&mut v).expect("build the frame");
+    v
+}
+
 /// Write a classic pcap (microseconds, Ethernet).
 pub fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
     let mut v = Vec::new();
@@ -126,6 +144,46 @@ pub fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
     }
     assert_eq!(at, d.len(), "trailing bytes");
     out
+}
+
+/// The `fields` (tshark `-e` names) of every frame of the capture `p` as
+/// tshark dissects it with IPv4 header checksums checked: one row a frame,
+/// asserted to be `frames` rows. `None` when tshark is not installed (the
+/// reason printed: `what` is skipped; a failure in CI).
+pub fn tshark_fields(
+    p: &Path,
+    what: &str,
+    fields: &[&str],
+    frames: usize,
+) -> Option<Vec<Vec<String>>> {
+    if !xfwd_mempool::caps::require_tool("tshark", what) {
+        return None;
+    }
+    let mut c = Command::new("tshark");
+    c.arg("-r").arg(p).args([
+        "-o",
+        "ip.check_checksum:TRUE",
+        "-T",
+        "fields",
+        "-E",
+        "separator=,",
+    ]);
+    for f in fields {
+        c.args(["-e", f]);
+    }
+    let o = c.output().expect("tshark");
+    let s = String::from_utf8_lossy(&o.stdout);
+    let rows: Vec<Vec<String>> = s
+        .lines()
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect();
+    assert_eq!(
+        rows.len(),
+        frames,
+        "tshark {fields:?}: {s}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    Some(rows)
 }
 
 /// Free 2M hugepages.
