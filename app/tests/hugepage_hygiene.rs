@@ -21,51 +21,18 @@ struct Mount {
 impl Mount {
     fn new() -> Mount {
         let dir = std::env::temp_dir().join(format!("xfwd-hygiene-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("mount point");
-        let opts = format!("pagesize=2M,size={LIMIT_MB}M");
-        let ok = Command::new("mount")
-            .args(["-t", "hugetlbfs", "-o", &opts, "nodev"])
-            .arg(&dir)
-            .status()
-            .expect("run mount");
-        assert!(
-            ok.success(),
-            "mount -t hugetlbfs -o {opts} {}",
-            dir.display()
-        );
+        mount_hugetlbfs(&dir, LIMIT_MB);
         Mount { dir }
     }
 
     /// (total, free) 2 MiB pages of the mount.
     fn pages(&self) -> (u64, u64) {
-        let o = Command::new("stat")
-            .args(["-f", "-c", "%b %f"])
-            .arg(&self.dir)
-            .output()
-            .expect("stat -f");
-        let t = String::from_utf8_lossy(&o.stdout);
-        let v: Vec<u64> = t.split_whitespace().map(|x| x.parse().unwrap()).collect();
-        (v[0], v[1])
+        hugetlbfs_pages(&self.dir)
     }
 
-    /// Every page of the mount free again (the kernel frees a killed
-    /// process's mapping as it reaps it: wait up to 5 s).
+    /// Every page of the mount free again, no file left.
     fn assert_all_free(&self, what: &str) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let (total, free) = self.pages();
-            if free == total {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: {free} of {total} pages free on {}",
-                self.dir.display()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let files: Vec<_> = std::fs::read_dir(&self.dir).unwrap().flatten().collect();
-        assert!(files.is_empty(), "{what}: files left: {files:?}");
+        assert_hugetlbfs_empty(&self.dir, what);
     }
 
     fn config(&self, nb_mbufs: u32, duration: f64) -> PathBuf {

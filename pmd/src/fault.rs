@@ -488,6 +488,14 @@ impl TxQueue for FaultTx {
         pkts.append_from(&mut self.held);
         sent
     }
+
+    /// The inner queue's held-back packets go out as if it were not
+    /// wrapped (without this, a wrapped AF_XDP/AF_PACKET queue kicked only
+    /// when a batch filled, and under pool exhaustion its completions were
+    /// never reaped: forwarding stalled).
+    fn flush(&mut self) {
+        self.inner.flush();
+    }
 }
 
 #[cfg(test)]
@@ -501,6 +509,33 @@ mod tests {
         }
         s.push_str("null:");
         s
+    }
+
+    #[derive(Debug, Default)]
+    struct CountFlush(Arc<AtomicU64>);
+
+    impl TxQueue for CountFlush {
+        fn tx_burst(&mut self, _: &mut MbufBatch) -> usize {
+            0
+        }
+        fn flush(&mut self) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn flush_reaches_the_inner_queue() {
+        let flushes = Arc::new(AtomicU64::new(0));
+        let mut tx = FaultTx {
+            inner: Box::new(CountFlush(flushes.clone())),
+            p: 1.0,
+            rng: Rng::new(1, 5, 0),
+            held: MbufBatch::new(MAX_BURST),
+            counters: Arc::default(),
+        };
+        tx.flush();
+        tx.flush();
+        assert_eq!(flushes.load(Ordering::Relaxed), 2);
     }
 
     #[test]

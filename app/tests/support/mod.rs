@@ -357,3 +357,53 @@ pub mod ctl {
             .expect("spawn xfwd")
     }
 }
+
+/// Mount a hugetlbfs of `mb` MiB of 2 MiB pages on `dir` (created). Its
+/// `size=` limit makes statfs count exactly the pages its files hold,
+/// whatever other processes do with the host's pages.
+pub fn mount_hugetlbfs(dir: &Path, mb: u64) {
+    std::fs::create_dir_all(dir).expect("mount point");
+    let opts = format!("pagesize=2M,size={mb}M");
+    let ok = Command::new("mount")
+        .args(["-t", "hugetlbfs", "-o", &opts, "nodev"])
+        .arg(dir)
+        .status()
+        .expect("run mount");
+    assert!(
+        ok.success(),
+        "mount -t hugetlbfs -o {opts} {}",
+        dir.display()
+    );
+}
+
+/// (total, free) 2 MiB pages of the hugetlbfs mounted on `dir`.
+pub fn hugetlbfs_pages(dir: &Path) -> (u64, u64) {
+    let o = Command::new("stat")
+        .args(["-f", "-c", "%b %f"])
+        .arg(dir)
+        .output()
+        .expect("stat -f");
+    let t = String::from_utf8_lossy(&o.stdout);
+    let v: Vec<u64> = t.split_whitespace().map(|x| x.parse().unwrap()).collect();
+    (v[0], v[1])
+}
+
+/// Every page of the hugetlbfs on `dir` free again and no file on it (the
+/// kernel frees a killed process's mapping as it reaps it: wait up to 5 s).
+pub fn assert_hugetlbfs_empty(dir: &Path, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (total, free) = hugetlbfs_pages(dir);
+        if free == total {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {free} of {total} pages free on {}",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let files: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().collect();
+    assert!(files.is_empty(), "{what}: files left: {files:?}");
+}
