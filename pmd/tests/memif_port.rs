@@ -345,6 +345,12 @@ fn prelude(p: &Peer, mem: &std::fs::File) {
     );
 }
 
+/// The [`prelude`], then ADD_RING `ring` with `fd` as its interrupt fd.
+fn add_ring(p: &Peer, mem: &std::fs::File, ring: AddRing, fd: std::os::fd::BorrowedFd<'_>) {
+    prelude(p, mem);
+    p.send(&Msg::AddRing(ring), Some(fd))
+}
+
 /// A memory file of `len` bytes with one valid ring at offset 0.
 fn region(len: u64) -> std::fs::File {
     let f = tempfile::tempfile().unwrap();
@@ -467,46 +473,32 @@ fn hostile_control_messages_are_refused_and_the_server_stays_up() {
         ),
         (
             "ring fd of the wrong kind",
-            Box::new(|p: &Peer| {
-                prelude(p, &mem);
-                p.send(&Msg::AddRing(ring), Some(mem.as_fd()))
-            }),
+            Box::new(|p: &Peer| add_ring(p, &mem, ring, mem.as_fd())),
             "not an eventfd",
         ),
         (
             "ring outside its region",
             Box::new(|p: &Peer| {
-                prelude(p, &mem);
-                p.send(
-                    &Msg::AddRing(AddRing {
+                add_ring(
+                    p,
+                    &mem,
+                    AddRing {
                         offset: 65536 - 64,
                         ..ring
-                    }),
-                    Some(efd.as_fd()),
+                    },
+                    efd.as_fd(),
                 )
             }),
             "outside region 0",
         ),
         (
             "ring in an unknown region",
-            Box::new(|p: &Peer| {
-                prelude(p, &mem);
-                p.send(
-                    &Msg::AddRing(AddRing { region: 1, ..ring }),
-                    Some(efd.as_fd()),
-                )
-            }),
+            Box::new(|p: &Peer| add_ring(p, &mem, AddRing { region: 1, ..ring }, efd.as_fd())),
             "unknown region 1",
         ),
         (
             "more rings than negotiated",
-            Box::new(|p: &Peer| {
-                prelude(p, &mem);
-                p.send(
-                    &Msg::AddRing(AddRing { index: 1, ..ring }),
-                    Some(efd.as_fd()),
-                )
-            }),
+            Box::new(|p: &Peer| add_ring(p, &mem, AddRing { index: 1, ..ring }, efd.as_fd())),
             "Invalid ring index C2S 1",
         ),
         (

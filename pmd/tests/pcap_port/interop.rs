@@ -194,54 +194,33 @@ fn captures_taken_by_tcpdump_and_dumpcap_on_a_veth_are_read_frame_for_frame() {
     let f_ng = dir.path().join("dumpcap.pcapng");
     let count = N.to_string();
     let filter = "ether proto 0x88b5";
+    let (us, ns, ng) = (
+        f_us.display().to_string(),
+        f_ns.display().to_string(),
+        f_ng.display().to_string(),
+    );
+    // Each tool: N frames of the test's EtherType from vb, into its file.
+    let on_vb = |what, prog, args: &[&str], ready| {
+        let all = [&["-i", "vb", "-c", &count][..], args].concat();
+        Capturer::start(&b, what, prog, &all, ready)
+    };
     let caps = [
-        Capturer::start(
-            &b,
+        on_vb(
             "tcpdump (µs)",
             "tcpdump",
-            &[
-                "-i",
-                "vb",
-                "-c",
-                &count,
-                "-U",
-                "-w",
-                &f_us.display().to_string(),
-                filter,
-            ],
+            &["-U", "-w", &us, filter],
             "listening on",
         ),
-        Capturer::start(
-            &b,
+        on_vb(
             "tcpdump (ns)",
             "tcpdump",
-            &[
-                "-i",
-                "vb",
-                "-c",
-                &count,
-                "-U",
-                "--time-stamp-precision=nano",
-                "-w",
-                &f_ns.display().to_string(),
-                filter,
-            ],
+            &["-U", "--time-stamp-precision=nano", "-w", &ns, filter],
             "listening on",
         ),
-        Capturer::start(
-            &b,
+        on_vb(
             "dumpcap",
             "dumpcap",
-            &[
-                "-i",
-                "vb",
-                "-c",
-                &count,
-                "-f",
-                filter,
-                "-w",
-                &f_ng.display().to_string(),
-            ],
+            &["-f", filter, "-w", &ng],
             "Capturing on",
         ),
     ];
