@@ -45,6 +45,20 @@ fn med(s: &Side, f: impl Fn(&Side) -> Option<Summary>) -> String {
     }
 }
 
+/// A scenario's figures in table order: Mpps (median, min–max) of xfwd and
+/// testpmd, their ratio, CPU ns/packet and cycles/packet of each.
+fn figures(s: &ScenarioResult) -> [String; 7] {
+    [
+        cell(&s.ours, |x| Some(x.mpps), 2),
+        cell(&s.peer, |x| Some(x.mpps), 2),
+        ratio(s),
+        med(&s.ours, |x| Some(x.cpu_ns_per_pkt)),
+        med(&s.peer, |x| Some(x.cpu_ns_per_pkt)),
+        med(&s.ours, |x| x.cycles_per_pkt),
+        med(&s.peer, |x| x.cycles_per_pkt),
+    ]
+}
+
 /// The table printed on the terminal.
 pub fn terminal(r: &Results) -> String {
     let mut o = String::new();
@@ -61,17 +75,11 @@ pub fn terminal(r: &Results) -> String {
         "tpmd cy"
     );
     for s in &r.scenarios {
+        let [a, b, c, d, e, f, g] = figures(s);
         let _ = writeln!(
             o,
-            "{:<16} {:>24} {:>24} {:>6} {:>9} {:>9} {:>7} {:>7}",
-            s.name,
-            cell(&s.ours, |x| Some(x.mpps), 2),
-            cell(&s.peer, |x| Some(x.mpps), 2),
-            ratio(s),
-            med(&s.ours, |x| Some(x.cpu_ns_per_pkt)),
-            med(&s.peer, |x| Some(x.cpu_ns_per_pkt)),
-            med(&s.ours, |x| x.cycles_per_pkt),
-            med(&s.peer, |x| x.cycles_per_pkt),
+            "{:<16} {a:>24} {b:>24} {c:>6} {d:>9} {e:>9} {f:>7} {g:>7}",
+            s.name
         );
         for (who, side) in [("xfwd", &s.ours), ("testpmd", &s.peer)] {
             if !side.reason.is_empty() {
@@ -209,16 +217,10 @@ pub fn markdown(r: &Results, img: &str, plots: &[String]) -> String {
     for s in &r.scenarios {
         let _ = writeln!(
             o,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} |",
             s.name,
             s.what,
-            cell(&s.ours, |x| Some(x.mpps), 2),
-            cell(&s.peer, |x| Some(x.mpps), 2),
-            ratio(s),
-            med(&s.ours, |x| Some(x.cpu_ns_per_pkt)),
-            med(&s.peer, |x| Some(x.cpu_ns_per_pkt)),
-            med(&s.ours, |x| x.cycles_per_pkt),
-            med(&s.peer, |x| x.cycles_per_pkt),
+            figures(s).join(" | ")
         );
     }
     let mut reasons = String::new();

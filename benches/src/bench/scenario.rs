@@ -25,8 +25,30 @@ pub const ALL: &[&str] = &[
 /// The `--idle-sleep` of xfwd in the `*-veth-idle` scenarios (µs).
 pub const IDLE_SLEEP_US: u32 = 50;
 
-/// Topology name (namespaces xbench-gen, xbench-dut, xbench-sink).
-pub const TOPO: &str = "xbench";
+/// What makes this harness's host-wide names its own: `XFWD_BENCH_TAG`
+/// (letters, digits, `_`; e.g. who runs it) appended to the topology's name
+/// and to testpmd's file prefixes, so two harnesses on one host do not take
+/// each other's namespaces down. Empty by default.
+pub fn tag() -> &'static str {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| {
+        std::env::var("XFWD_BENCH_TAG")
+            .unwrap_or_default()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .take(16)
+            .collect()
+    })
+}
+
+/// Topology name: namespaces `<topo>-gen`, `-dut`, `-sink`; `xbench`, or
+/// `xbench-<tag>` with [`tag`].
+pub fn topo() -> String {
+    match tag() {
+        "" => "xbench".into(),
+        t => format!("xbench-{t}"),
+    }
+}
 /// MAC of the DUT's receiving end (d0), the generator's destination.
 const DUT_RX_MAC: &str = "02:00:00:00:01:00";
 
@@ -87,7 +109,7 @@ impl Env {
             self.main_cpu.to_string(),
         ];
         v.extend(s(&["--no-pci", "--huge-unlink", "--log-level=error"]));
-        v.push(format!("--file-prefix={prefix}"));
+        v.push(format!("--file-prefix={prefix}{}", tag()));
         v.push(format!("-m{mem_mb}"));
         v.extend(vdevs.iter().map(|d| format!("--vdev={d}")));
         v.push("--".into());
@@ -98,6 +120,26 @@ impl Env {
             "--burst=32",
             "--record-core-cycles",
         ]));
+        v.extend(app.iter().cloned());
+        v
+    }
+
+    /// A testpmd peer (traffic generator or memif server) on the main CPU
+    /// only (both lcores there), 256 MiB, one `vdev`, then `app`. With a
+    /// stats period testpmd runs until signalled instead of exiting on its
+    /// (null) stdin.
+    fn testpmd_peer(&self, prefix: &str, vdev: &str, app: &[String]) -> Vec<String> {
+        let mut v = vec![
+            self.testpmd.clone(),
+            format!("--lcores=0@{c},1@{c}", c = self.main_cpu),
+            "--main-lcore".into(),
+            "0".into(),
+        ];
+        v.extend(s(&["--no-pci", "--huge-unlink", "--log-level=error"]));
+        v.push(format!("--file-prefix={prefix}{}", tag()));
+        v.push("-m256".into());
+        v.push(format!("--vdev={vdev}"));
+        v.extend(s(&["--", "--stats-period", "1", "--nb-cores=1"]));
         v.extend(app.iter().cloned());
         v
     }
@@ -234,7 +276,7 @@ impl Env {
     /// `idle_sleep_us` > 0: xfwd polls adaptively (`--idle-sleep`); testpmd
     /// has no such mode and busy-polls either way.
     pub fn veth(&self, tool: Tool, driver: &str, mode: &str, idle_sleep_us: u32) -> TrialSpec {
-        let dut = format!("{TOPO}-dut");
+        let dut = format!("{}-dut", topo());
         let (gen_vdev, dut_vdevs) = match driver {
             "af_xdp" => (
                 "net_af_xdp0,iface=g0,start_queue=0,queue_count=1".to_string(),
@@ -276,29 +318,19 @@ impl Env {
             )),
         }
         .in_ns(&dut);
-        let gen = vec![
-            self.testpmd.clone(),
-            format!("--lcores=0@{c},1@{c}", c = self.main_cpu),
-            "--main-lcore".into(),
-            "0".into(),
-            "--no-pci".into(),
-            "--huge-unlink".into(),
-            "--log-level=error".into(),
-            "--file-prefix=xbgen".into(),
-            "-m256".into(),
-            format!("--vdev={gen_vdev}"),
-            "--".into(),
-            "--stats-period".into(),
-            "1".into(),
-            "--nb-cores=1".into(),
-            "--total-num-mbufs=32768".into(),
-            "--forward-mode=txonly".into(),
-            format!("--eth-peer=0,{DUT_RX_MAC}"),
-        ];
+        let gen = self.testpmd_peer(
+            "xbgen",
+            &gen_vdev,
+            &[
+                "--total-num-mbufs=32768".into(),
+                "--forward-mode=txonly".into(),
+                format!("--eth-peer=0,{DUT_RX_MAC}"),
+            ],
+        );
         let mut spec = self.spec(tool, fwd, 2);
-        spec.gen = Some((Cmd::new(gen).in_ns(&format!("{TOPO}-gen")), "g0".into()));
+        spec.gen = Some((Cmd::new(gen).in_ns(&format!("{}-gen", topo())), "g0".into()));
         spec.counter = Counter::Sink {
-            netns: format!("{TOPO}-sink"),
+            netns: format!("{}-sink", topo()),
             iface: "s1".into(),
         };
         spec
@@ -365,26 +397,11 @@ impl Env {
                     let at = fwd.iter().position(|a| a == "--huge-unlink").expect("set");
                     fwd.splice(at..=at, s(&["--in-memory", "--single-file-segments"]));
                 }
-                let peer = vec![
-                    self.testpmd.clone(),
-                    format!("--lcores=0@{c},1@{c}", c = self.main_cpu),
-                    "--main-lcore".into(),
-                    "0".into(),
-                    "--no-pci".into(),
-                    "--huge-unlink".into(),
-                    "--log-level=error".into(),
-                    "--file-prefix=xbmemifs".into(),
-                    "-m256".into(),
-                    format!("--vdev=net_memif0,role=server,socket={sock}"),
-                    "--".into(),
-                    // With a stats period testpmd runs until signalled
-                    // instead of exiting on its (null) stdin.
-                    "--stats-period".into(),
-                    "1".into(),
-                    "--nb-cores=1".into(),
-                    "--total-num-mbufs=8192".into(),
-                    "--forward-mode=io".into(),
-                ];
+                let peer = self.testpmd_peer(
+                    "xbmemifs",
+                    &format!("net_memif0,role=server,socket={sock}"),
+                    &s(&["--total-num-mbufs=8192", "--forward-mode=io"]),
+                );
                 (Cmd::new(fwd), peer)
             }
         };
@@ -402,25 +419,18 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// `scripts/topology up xb` (after a `down` of a leftover one).
+    /// `scripts/topology up <topo>` (after a `down` of a leftover one).
     ///
     /// # Errors
     /// The script's message when it fails.
     pub fn up(root: &Path) -> Result<Topology, String> {
-        let script = root.join("scripts/topology");
-        let _ = Command::new(&script).args(["down", TOPO]).output();
-        let o = Command::new(&script)
-            .args(["up", TOPO])
-            .output()
-            .map_err(|e| format!("{}: {e}", script.display()))?;
-        if !o.status.success() {
-            return Err(String::from_utf8_lossy(&o.stderr).trim().to_string());
-        }
-        Ok(Topology { script })
+        let t = Topology {
+            script: root.join("scripts/topology"),
+        };
+        t.recreate()?;
+        Ok(t)
     }
-}
 
-impl Topology {
     /// Bring the topology back if one of its namespaces has gone (another
     /// program removed it): the guard that owns it still takes it down.
     ///
@@ -429,13 +439,17 @@ impl Topology {
     pub fn ensure_up(&self) -> Result<(), String> {
         let all = ["gen", "dut", "sink"]
             .iter()
-            .all(|n| Path::new(&format!("/var/run/netns/{TOPO}-{n}")).exists());
+            .all(|n| Path::new(&format!("/var/run/netns/{}-{n}", topo())).exists());
         if all {
             return Ok(());
         }
-        let _ = Command::new(&self.script).args(["down", TOPO]).output();
+        self.recreate()
+    }
+
+    fn recreate(&self) -> Result<(), String> {
+        let _ = Command::new(&self.script).args(["down", &topo()]).output();
         let o = Command::new(&self.script)
-            .args(["up", TOPO])
+            .args(["up", &topo()])
             .output()
             .map_err(|e| format!("{}: {e}", self.script.display()))?;
         if !o.status.success() {
@@ -447,6 +461,6 @@ impl Topology {
 
 impl Drop for Topology {
     fn drop(&mut self) {
-        let _ = Command::new(&self.script).args(["down", TOPO]).output();
+        let _ = Command::new(&self.script).args(["down", &topo()]).output();
     }
 }

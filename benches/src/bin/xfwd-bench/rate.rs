@@ -191,7 +191,7 @@ impl Bench {
                 return None;
             }
         };
-        let ns = |n: &str| format!("{}-{n}", scenario::TOPO);
+        let ns = |n: &str| format!("{}-{n}", scenario::topo());
         let spawn = |argv: Vec<String>, netns: String| {
             Command::new("ip")
                 .args(["netns", "exec", &netns])
