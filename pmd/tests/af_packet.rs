@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use support::netns::Netns;
 use support::packet::{test_frame, PacketSocket, TEST_ETHERTYPE};
-use xfwd_mempool::{caps, MbufBatch, MbufPool, PoolConfig};
+use xfwd_mempool::{caps, MbufBatch, MbufPool};
 use xfwd_pmd::{netdev, probe, PortConf, PortError};
 
 const DST: [u8; 6] = [0x02, 0, 0, 0, 0, 0xd5];
@@ -31,13 +31,7 @@ fn env_ok(what: &str) -> bool {
 }
 
 fn pool(name: &str, n: u32) -> MbufPool {
-    let cfg = PoolConfig {
-        name: name.into(),
-        n,
-        cache_size: 64,
-        ..Default::default()
-    };
-    MbufPool::on_heap(&cfg).unwrap()
+    support::heap_pool(name, n, 64)
 }
 
 fn frame_len(seq: u32) -> usize {

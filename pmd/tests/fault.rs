@@ -2,6 +2,8 @@
 //! frames, counts in xstats, TX "ring full" keeping unsent packets in order,
 //! devargs with a nested inner port. The leak audit closes every test.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use xfwd_mempool::*;
 use xfwd_pmd::fault::{FaultConfig, FaultCounts, FaultInjector};
@@ -9,13 +11,7 @@ use xfwd_pmd::pcap::PcapWriter;
 use xfwd_pmd::*;
 
 fn pool(name: &str, n: u32) -> MbufPool {
-    let cfg = PoolConfig {
-        name: name.into(),
-        n,
-        cache_size: 32,
-        ..Default::default()
-    };
-    MbufPool::on_heap(&cfg).unwrap()
+    support::heap_pool(name, n, 32)
 }
 
 const FRAMES: usize = 2000;

@@ -333,16 +333,15 @@ fn init(id: u32) -> Msg {
     })
 }
 
+/// INIT, then ADD_REGION `index` of `size` bytes with `fd` (if any).
+fn add_region(p: &Peer, index: u16, size: u64, fd: Option<std::os::fd::BorrowedFd<'_>>) {
+    p.send(&init(9), None);
+    p.send(&Msg::AddRegion { index, size }, fd)
+}
+
 /// INIT, then a 64 KiB region.
 fn prelude(p: &Peer, mem: &std::fs::File) {
-    p.send(&init(9), None);
-    p.send(
-        &Msg::AddRegion {
-            index: 0,
-            size: 65536,
-        },
-        Some(mem.as_fd()),
-    );
+    add_region(p, 0, 65536, Some(mem.as_fd()));
 }
 
 /// The [`prelude`], then ADD_RING `ring` with `fd` as its interrupt fd.
@@ -417,58 +416,22 @@ fn hostile_control_messages_are_refused_and_the_server_stays_up() {
         ),
         (
             "region without fd",
-            Box::new(|p: &Peer| {
-                p.send(&init(9), None);
-                p.send(
-                    &Msg::AddRegion {
-                        index: 0,
-                        size: 4096,
-                    },
-                    None,
-                )
-            }),
+            Box::new(|p: &Peer| add_region(p, 0, 4096, None)),
             "Missing region fd",
         ),
         (
             "region fd of the wrong kind",
-            Box::new(|p: &Peer| {
-                p.send(&init(9), None);
-                p.send(
-                    &Msg::AddRegion {
-                        index: 0,
-                        size: 4096,
-                    },
-                    Some(efd.as_fd()),
-                )
-            }),
+            Box::new(|p: &Peer| add_region(p, 0, 4096, Some(efd.as_fd()))),
             "not a memory file",
         ),
         (
             "region larger than its file",
-            Box::new(|p: &Peer| {
-                p.send(&init(9), None);
-                p.send(
-                    &Msg::AddRegion {
-                        index: 0,
-                        size: 1 << 20,
-                    },
-                    Some(mem.as_fd()),
-                )
-            }),
+            Box::new(|p: &Peer| add_region(p, 0, 1 << 20, Some(mem.as_fd()))),
             "outside its file",
         ),
         (
             "region index skipped",
-            Box::new(|p: &Peer| {
-                p.send(&init(9), None);
-                p.send(
-                    &Msg::AddRegion {
-                        index: 3,
-                        size: 4096,
-                    },
-                    Some(mem.as_fd()),
-                )
-            }),
+            Box::new(|p: &Peer| add_region(p, 3, 4096, Some(mem.as_fd()))),
             "Invalid region index 3",
         ),
         (

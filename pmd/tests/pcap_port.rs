@@ -19,13 +19,7 @@ use xfwd_pmd::pcap::{Capture, CaptureFormat, PcapWriter};
 use xfwd_pmd::*;
 
 fn pool(name: &str, n: u32) -> MbufPool {
-    let cfg = PoolConfig {
-        name: name.into(),
-        n,
-        cache_size: if n < 64 { 8 } else { 32 },
-        ..Default::default()
-    };
-    MbufPool::on_heap(&cfg).unwrap()
+    support::heap_pool(name, n, if n < 64 { 8 } else { 32 })
 }
 
 fn frames(n: usize, salt: u8) -> Vec<Vec<u8>> {

@@ -1,17 +1,13 @@
 //! null and ring ports on heap-backed pools: counts, byte-exact round trips,
 //! stop semantics and the leak audit.
 
+mod support;
+
 use xfwd_mempool::*;
 use xfwd_pmd::*;
 
 fn pool(n: u32) -> MbufPool {
-    let cfg = PoolConfig {
-        name: format!("p{n}"),
-        n,
-        cache_size: 32,
-        ..Default::default()
-    };
-    MbufPool::on_heap(&cfg).unwrap()
+    support::heap_pool(&format!("p{n}"), n, 32)
 }
 
 #[test]

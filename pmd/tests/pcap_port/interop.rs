@@ -6,19 +6,25 @@ use super::*;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Parse `tcpdump -r FILE -xx -nn` output into frames.
-fn tcpdump_frames(file: &Path) -> Vec<Vec<u8>> {
+/// The output of `tcpdump -r FILE ARGS`, which must succeed.
+fn tcpdump_read(file: &Path, args: &[&str]) -> String {
     let out = Command::new("tcpdump")
-        .args(["-r", &file.display().to_string(), "-xx", "-nn"])
+        .args(["-r", &file.display().to_string()])
+        .args(args)
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "tcpdump -r failed: {}",
+        "tcpdump -r {args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Parse `tcpdump -r FILE -xx -nn` output into frames.
+fn tcpdump_frames(file: &Path) -> Vec<Vec<u8>> {
     let mut frames: Vec<Vec<u8>> = Vec::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
+    for line in tcpdump_read(file, &["-xx", "-nn"]).lines() {
         let t = line.trim_start();
         if !line.starts_with(char::is_whitespace) || !t.starts_with("0x") {
             frames.push(Vec::new());
@@ -37,17 +43,7 @@ fn tcpdump_frames(file: &Path) -> Vec<Vec<u8>> {
 
 /// Timestamps of `tcpdump -r FILE -tt --time-stamp-precision=nano`, in ns.
 fn tcpdump_stamps(file: &Path) -> Vec<u64> {
-    let out = Command::new("tcpdump")
-        .args(["-r", &file.display().to_string(), "-tt", "-nn"])
-        .arg("--time-stamp-precision=nano")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
+    tcpdump_read(file, &["-tt", "-nn", "--time-stamp-precision=nano"])
         .lines()
         // Payload hex of unknown EtherTypes is indented: skip it.
         .filter(|l| !l.starts_with(char::is_whitespace))
