@@ -206,6 +206,8 @@ pub struct LcoreCounters {
     pub sleeps: Counter,
     /// Nanoseconds asleep in them.
     pub slept_ns: Counter,
+    /// Idle sleeps an RX interrupt ended early (memif's eventfd).
+    pub intr_wakes: Counter,
     /// Latency buckets, published every 100 ms (`--metrics`).
     pub latency: crate::control::metrics::LatencyBuckets,
 }
@@ -233,6 +235,8 @@ pub struct LcoreStats {
     pub sleeps: u64,
     /// Nanoseconds asleep.
     pub slept_ns: u64,
+    /// Idle sleeps an RX interrupt ended early.
+    pub intr_wakes: u64,
 }
 
 impl LcoreCounters {
@@ -247,6 +251,7 @@ impl LcoreCounters {
             stalls: self.stalls.get(),
             sleeps: self.sleeps.get(),
             slept_ns: self.slept_ns.get(),
+            intr_wakes: self.intr_wakes.get(),
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod cpu;
 pub mod dataplane;
 pub mod error;
 pub mod fwd;
+pub mod idle;
 pub mod latency;
 pub mod lcores;
 pub mod monitor;

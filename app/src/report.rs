@@ -44,9 +44,10 @@ impl FinalReport {
         let port_meta: Vec<_> = dp
             .ports()
             .iter()
-            .map(|p| {
+            .zip(&snap.links)
+            .map(|(p, l)| {
                 json!({"driver": p.info.driver, "devargs": p.info.devargs,
-                    "mac": xfwd_pmd::port::mac_string(&p.info.mac)})
+                    "mac": xfwd_pmd::port::mac_string(&p.info.mac), "link_up": l.up})
             })
             .collect();
         let td = dp.teardown();
@@ -203,9 +204,10 @@ fn print_final(dp_ports: &[(u16, PortStats, PortFwd)], last: &FinalInfo, json_ou
         );
         if lc["sleeps"].as_u64().unwrap_or(0) > 0 {
             println!(
-                "            asleep {:.1}% in {} idle sleeps",
+                "            asleep {:.1}% in {} idle sleeps ({} ended by an RX interrupt)",
                 lc["slept_pct"].as_f64().unwrap_or(0.0),
-                lc["sleeps"]
+                lc["sleeps"],
+                lc["intr_wakes"].as_u64().unwrap_or(0)
             );
         }
         if lc["stalls"].as_u64().unwrap_or(0) > 0 {

@@ -19,6 +19,8 @@ pub struct Snapshot {
     pub streams: Vec<StreamStats>,
     /// Per lcore, in [`Dataplane::lcores`] order.
     pub lcores: Vec<LcoreStats>,
+    /// Per port, in `ports` order: the link (memif: a peer is connected).
+    pub links: Vec<xfwd_pmd::Link>,
 }
 
 impl Snapshot {
@@ -29,6 +31,7 @@ impl Snapshot {
             ports: dp.ports().iter().map(|p| (p.id, p.port.stats())).collect(),
             streams: dp.streams().iter().map(|s| s.counters.read()).collect(),
             lcores: dp.lcores().iter().map(|l| l.counters.read()).collect(),
+            links: dp.ports().iter().map(|p| p.port.link()).collect(),
         }
     }
 
@@ -166,6 +169,7 @@ fn lcore_json(dp: &Dataplane, cur: &Snapshot, prev: Option<&Snapshot>, mhz: f64)
                 "busy_ns": busy, "idle_ns": idle, "slept_ns": slept,
                 "busy_pct": pct(busy), "slept_pct": pct(slept),
                 "sleeps": c.sleeps - p.sleeps,
+                "intr_wakes": c.intr_wakes - p.intr_wakes,
                 "busy_cycles": (busy as f64 * mhz / 1000.0) as u64,
                 "idle_cycles": (idle as f64 * mhz / 1000.0) as u64,
                 "ns_per_pkt": ns_pp,
@@ -182,7 +186,8 @@ pub fn print_period(dp: &Dataplane, cur: &Snapshot, prev: &Snapshot, json_out: b
     let dt = cur.elapsed - prev.elapsed;
     let mut ports = Vec::new();
     let (mut trx, mut ttx) = (0u64, 0u64);
-    for ((id, c), (_, p)) in cur.ports.iter().zip(&prev.ports) {
+    for (i, ((id, c), (_, p))) in cur.ports.iter().zip(&prev.ports).enumerate() {
+        let up = cur.links.get(i).is_some_and(|l| l.up);
         let (rx_pps, tx_pps) = (
             rate(c.ipackets, p.ipackets, dt),
             rate(c.opackets, p.opackets, dt),
@@ -199,9 +204,11 @@ pub fn print_period(dp: &Dataplane, cur: &Snapshot, prev: &Snapshot, json_out: b
                 "rx_bytes": c.ibytes, "tx_bytes": c.obytes, "rx_missed": c.imissed,
                 "rx_errors": c.ierrors, "tx_errors": c.oerrors, "rx_nombuf": c.rx_nombuf,
                 "rx_pps": rx_pps, "tx_pps": tx_pps, "rx_bps": rx_bps, "tx_bps": tx_bps,
+                "link_up": up,
             }));
         } else {
             println!("\n  ######################## NIC statistics for port {id:<2} ########################");
+            println!("  Link: {}", if up { "up" } else { "down" });
             println!(
                 "  RX-packets: {:<14} RX-missed: {:<14} RX-bytes:  {}",
                 c.ipackets, c.imissed, c.ibytes

@@ -491,7 +491,7 @@ pub fn answer(q: &str, dp: &Dataplane) -> Value {
                         .map(|s| json!({"rx": s.rx.map(|q| q.to_string()), "tx": s.tx.map(|q| q.to_string()), "counters": s.counters.read()}))
                         .collect();
                     json!({"lcore": l.cpu, "mode": l.mode, "busy_ns": c.busy_ns, "idle_ns": c.idle_ns,
-                        "slept_ns": c.slept_ns, "sleeps": c.sleeps, "packets": c.packets, "loops": c.loops, "streams": streams})
+                        "slept_ns": c.slept_ns, "sleeps": c.sleeps, "intr_wakes": c.intr_wakes, "packets": c.packets, "loops": c.loops, "streams": streams})
                 })
                 .collect(),
         ),

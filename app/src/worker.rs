@@ -4,13 +4,16 @@
 //! No allocation, lock or system call per packet; the clock is read once
 //! per loop iteration (so at most once per burst). With `--idle-sleep`
 //! (adaptive polling) a receiving lcore whose round found nothing flushes
-//! its TX queues and sleeps: a system call per empty round, never per packet.
+//! its TX queues and sleeps — blocked on its RX queues' interrupts where
+//! they have them (memif), see [`crate::idle`]: a system call per empty
+//! round, never per packet.
 
 use crate::control::lcore::{Detached, LcoreCtl, LcoreHooks, LcoreSettings, PortChange};
 use crate::counters::{LcoreCounters, StreamCounters};
 use crate::fwd::edit;
 use crate::fwd::txgen::Generator;
 use crate::fwd::{FwdMode, Verdict, N_REASONS};
+use crate::idle::{IdleWait, Woke};
 use crate::latency;
 use hdrhistogram::Histogram;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -165,6 +168,7 @@ impl Worker {
         let mut last_drain = last;
         let mut last_work = last;
         let mut last_pub = last;
+        let mut idle = IdleWait::new(rxqs.len());
         let mut ctx = Ctx {
             mode,
             burst,
@@ -236,8 +240,12 @@ impl Worker {
             counters.loops.add(1);
             if sleep {
                 // Adaptive polling: nothing came in; what arrives meanwhile
-                // is taken in full bursts on waking.
-                std::thread::sleep(std::time::Duration::from_nanos(idle_sleep_ns));
+                // is taken in full bursts on waking. Queues with interrupts
+                // (memif) wake the lcore as soon as a packet arrives.
+                let how = idle.wait(&mut rxqs, std::time::Duration::from_nanos(idle_sleep_ns));
+                if how == Woke::Interrupt {
+                    counters.intr_wakes.add(1);
+                }
                 let woke = latency::now_ns();
                 let slept = woke.saturating_sub(now);
                 counters.sleeps.add(1);

@@ -8,12 +8,11 @@
 
 mod support;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::process::Command;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use support::proc::{port, sock, wait_listening, xfwd, xfwd_final, Proc};
 use support::{read_pcap, write_pcap};
 use xfwd_mempool::caps;
 
@@ -27,107 +26,6 @@ fn env_ok(what: &str) -> bool {
     caps::require_root(what)
         && caps::require_hugepages_2m(256, what)
         && caps::require_tool("dpdk-testpmd", what)
-}
-
-/// A child process whose stdout and stderr are collected.
-struct Proc {
-    name: String,
-    child: Child,
-    out: Arc<Mutex<String>>,
-    readers: Vec<JoinHandle<()>>,
-}
-
-impl Proc {
-    fn spawn(name: &str, mut cmd: Command) -> Proc {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
-        let out = Arc::new(Mutex::new(String::new()));
-        let mut readers = Vec::new();
-        let so: Box<dyn Read + Send> = Box::new(child.stdout.take().expect("stdout"));
-        let se: Box<dyn Read + Send> = Box::new(child.stderr.take().expect("stderr"));
-        for mut r in [so, se] {
-            let out = out.clone();
-            readers.push(std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = r.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    out.lock()
-                        .unwrap()
-                        .push_str(&String::from_utf8_lossy(&buf[..n]));
-                }
-            }));
-        }
-        Proc {
-            name: name.to_string(),
-            child,
-            out,
-            readers,
-        }
-    }
-
-    fn text(&self) -> String {
-        self.out.lock().unwrap().clone()
-    }
-
-    /// Wait (bounded) until the output contains `s`.
-    fn wait_for(&self, s: &str, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        while !self.text().contains(s) {
-            assert!(
-                Instant::now() < deadline,
-                "{}: no `{s}` within {limit:?}:\n{}",
-                self.name,
-                self.text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) on the PID of a child we spawned and still own.
-        unsafe {
-            libc::kill(self.child.id() as i32, sig);
-        }
-    }
-
-    /// Wait for exit (SIGKILL after `limit`); the exit code and all output.
-    fn finish(mut self, limit: Duration) -> (Option<i32>, String) {
-        let deadline = Instant::now() + limit;
-        let status = loop {
-            if let Some(s) = self.child.try_wait().expect("wait") {
-                break s;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "{} did not exit within {limit:?}:\n{}",
-                    self.name,
-                    self.text()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        for r in self.readers.drain(..) {
-            let _ = r.join();
-        }
-        (status.code(), self.text())
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }
 
 /// testpmd with `vdevs`; forwarding on lcore 0, the main lcore (idle) on 1,
@@ -186,20 +84,6 @@ fn stop_testpmd(p: Proc) -> String {
     out
 }
 
-fn xfwd(ports: &[String], args: &[&str]) -> Proc {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_xfwd"));
-    c.env("RUST_LOG", "info");
-    for p in ports {
-        c.args(["--port", p]);
-    }
-    c.args(["-l", "1", "--nb-mbufs", "8192", "--json"]);
-    if !args.contains(&"--stats-period") {
-        c.args(["--stats-period", "0"]);
-    }
-    c.args(args);
-    Proc::spawn("xfwd", c)
-}
-
 /// Stop testpmd with SIGINT after xfwd (its peer) has already left; its
 /// output. DPDK 22.11's memif can segfault when its peer disconnects while
 /// its lcore polls (eth_memif_rx reads a ring its disconnect just
@@ -230,31 +114,10 @@ fn wait_json(x: &Proc, port: usize, key: &str, n: u64, limit: Duration) {
     }
 }
 
-/// xfwd's final JSON (it must exit 0) and its log.
-fn xfwd_final(p: Proc, limit: Duration) -> (serde_json::Value, String) {
-    let (code, out) = p.finish(limit);
-    let fin = out
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v["type"] == "final")
-        .unwrap_or_else(|| panic!("no final JSON from xfwd (exit {code:?}):\n{out}"));
-    assert_eq!(code, Some(0), "xfwd exit:\n{out}");
-    assert_eq!(fin["leaked_mbufs"], 0, "xfwd leak audit: {fin}");
-    (fin, out)
-}
-
-fn port(fin: &serde_json::Value, i: usize) -> &serde_json::Value {
-    &fin["ports"][i]
-}
-
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("xfwd-memif-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d.join(name)
-}
-
-fn sock(tag: &str) -> String {
-    format!("xfwd-memif-{}-{tag}", std::process::id())
 }
 
 /// Frames of 60..=1514 bytes, each with its index in the payload.
@@ -295,26 +158,6 @@ fn assert_same(got: &[Vec<u8>], want: &[Vec<u8>], what: &str) {
             g.len(),
             w.len()
         );
-    }
-}
-
-/// The abstract socket `name` is listening (a server's port exists).
-fn wait_listening(name: &str, server: &Proc) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let want = format!("@{name}");
-    loop {
-        let t = std::fs::read_to_string("/proc/net/unix").unwrap_or_default();
-        if t.lines()
-            .any(|l| l.split_whitespace().last() == Some(&want))
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "nobody listens on {want}:\n{}",
-            server.text()
-        );
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -3,6 +3,8 @@
 //! them back through tshark, and observe the host's hugepages.
 #![allow(dead_code)]
 
+pub mod proc;
+
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};

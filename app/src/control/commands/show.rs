@@ -126,6 +126,11 @@ pub(super) fn show_port_info(
         let _ = writeln!(t, "DMA mapping: {}", p.info.mapping);
         let _ = writeln!(
             t,
+            "Zero copy: {}",
+            if p.info.zero_copy { "yes" } else { "no" }
+        );
+        let _ = writeln!(
+            t,
             "RX queues: {}  TX queues: {}",
             st.rxq.len(),
             st.txq.len()
@@ -133,7 +138,7 @@ pub(super) fn show_port_info(
         data.push(
             json!({"port": id, "driver": p.info.driver, "devargs": p.info.devargs,
             "mac": mac_string(&p.info.mac), "peer": mac_string(&peer), "link_up": l.up,
-            "speed_mbps": l.speed_mbps, "started": started, "polled": started, "mapping": p.info.mapping.to_string(),
+            "speed_mbps": l.speed_mbps, "started": started, "polled": started, "mapping": p.info.mapping.to_string(), "zero_copy": p.info.zero_copy,
             "rx_queues": st.rxq.len(), "tx_queues": st.txq.len()}),
         );
     }
