@@ -208,8 +208,52 @@ def seeds_telemetry():
     put("telemetry", "one", "/ports/2/xstats\n")
 
 
+def memif_msg(t, body=b""):
+    m = struct.pack("<H", t) + body
+    return m + b"\0" * (128 - len(m))
+
+
+def name_field(s, n=32):
+    return s.encode() + b"\0" * (n - len(s))
+
+
+def seeds_memif_msg():
+    put("memif_msg", "ack", memif_msg(1))
+    put("memif_msg", "hello", memif_msg(2, name_field("xfwd memif0") + struct.pack("<HHHHHB", 0x200, 0x200, 255, 0, 0, 14)))
+    put("memif_msg", "init", memif_msg(3, struct.pack("<HIB", 0x200, 0, 0) + b"secret".ljust(24, b"\0") + name_field("client")))
+    put("memif_msg", "add_region", memif_msg(4, struct.pack("<HQ", 0, 1 << 21)))
+    put("memif_msg", "add_ring_c2s", memif_msg(5, struct.pack("<HHHIBH", 1, 0, 0, 0, 10, 0)))
+    put("memif_msg", "add_ring_s2c", memif_msg(5, struct.pack("<HHHIBH", 0, 0, 0, 16512, 10, 0)))
+    put("memif_msg", "connect", memif_msg(6, name_field("memif0")))
+    put("memif_msg", "connected", memif_msg(7, name_field("xfwd memif0")))
+    put("memif_msg", "disconnect", memif_msg(8, struct.pack("<I", 1) + name_field("Invalid message size 64", 96)))
+    put("memif_msg", "unknown_type", memif_msg(9))
+    put("memif_msg", "short", memif_msg(2)[:64])
+    put("memif_msg", "name_unterminated", memif_msg(6, b"x" * 32))
+
+
+def seeds_control():
+    put("control", "show", "\n".join([
+        "show port stats all", "show port xstats 1", "show port info all", "show fwd stats all",
+        "show config fwd", "show mempool", "show dma", "show lcores", "show capture", "help",
+    ]) + "\n")
+    put("control", "set", "\n".join([
+        "set fwd macswap", "set burst 64", "set txpkts 128", "set eth-peer 0 02:00:00:00:00:01",
+        "set rate 200k", "set rate off", "port stop 1", "port start all", "clear port stats all",
+        "clear fwd stats all", "set fwd l3fwd", "set burst 0",
+    ]) + "\n")
+    put("control", "run", "start\nstop\nstart tx_first\nquit\n")
+    put("control", "capture", "capture 0 rx --count 10 -w cap.pcapng\nshow capture\ncapture stop\n"
+        "capture 2:0 both -c 1\n")
+    put("control", "legacy", "/ports\n/ports/0/stats\n/lcores\n/mempool\n")
+    put("control", "errors", "bogus\nshow\nshow port stats 9\n\r\n   \nset\n")
+    put("control", "too_long", "show mempool\n" + "x" * 5000 + "\nshow dma\n")
+
+
 seeds_pcap()
 seeds_devargs()
 seeds_config()
 seeds_fwd_edit()
 seeds_telemetry()
+seeds_memif_msg()
+seeds_control()

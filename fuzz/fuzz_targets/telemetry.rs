@@ -6,46 +6,23 @@
 //! serializes; a query the server does not know gets an `error` naming it.
 #![no_main]
 
+#[path = "common.rs"]
+mod common;
+
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use xfwd::config::{self, Settings};
 use xfwd::dataplane::Dataplane;
 use xfwd::telemetry::answer;
 use xfwd::worker::Worker;
 
-const CONFIG: &str = r#"
-[memory]
-backing = "heap"
-[pool]
-nb_mbufs = 512
-mbcache = 32
-[fwd]
-forward_mode = "macswap"
-rxd = 64
-txd = 64
-[[port]]
-devargs = "null:size=64"
-[[port]]
-devargs = "fault:seed=3,rx_drop=0.5,inner=null:"
-[[port]]
-devargs = "ring:fuzz"
-[[port]]
-devargs = "ring:fuzz"
-"#;
-
 fn dataplane() -> (Dataplane, Vec<Worker>) {
-    let mut cfg = config::parse(CONFIG, "fuzz").expect("config");
-    let cpu = xfwd::cpu::allowed().first().copied().unwrap_or(0);
-    cfg.fwd.lcores = Some(cpu.to_string());
-    let s = Settings {
-        cfg,
-        source: "fuzz".into(),
-        ..Default::default()
-    };
-    let plan = xfwd::validate::validate(&s).expect("plan");
-    Dataplane::setup(plan, &Arc::new(AtomicBool::new(false))).expect("data plane")
+    Dataplane::setup(
+        common::plan(&common::config("macswap", "fuzz")),
+        &Arc::new(AtomicBool::new(false)),
+    )
+    .expect("data plane")
 }
 
 thread_local! {
