@@ -250,6 +250,22 @@ def seeds_control():
     put("control", "too_long", "show mempool\n" + "x" * 5000 + "\nshow dma\n")
 
 
+def seeds_memif_session():
+    init = memif_msg(3, struct.pack("<HIB", 0x200, 9, 0) + b"\0" * 24 + name_field("fuzz"))
+    region = memif_msg(4, struct.pack("<HQ", 0, 65536))
+    c2s = memif_msg(5, struct.pack("<HHHIBH", 1, 0, 0, 0, 4, 0))
+    s2c = memif_msg(5, struct.pack("<HHHIBH", 0, 0, 0, 4096, 4, 0))
+    connect = memif_msg(6, name_field("fuzz"))
+    put("memif_session", "handshake", init + region + c2s + s2c + connect)
+    put("memif_session", "handshake_then_disconnect",
+        init + region + c2s + s2c + connect + memif_msg(8, struct.pack("<I", 0) + name_field("bye", 96)))
+    put("memif_session", "wrong_id", memif_msg(3, struct.pack("<HIB", 0x200, 8, 0) + b"\0" * 24))
+    put("memif_session", "region_without_fd", init + region[:127] + b"\x01")
+    put("memif_session", "ring_twice", init + region + c2s + c2s)
+    put("memif_session", "ring_fd_swapped", init + region + c2s[:127] + b"\x02")
+    put("memif_session", "connect_early", init + connect)
+
+
 seeds_pcap()
 seeds_devargs()
 seeds_config()
@@ -257,3 +273,4 @@ seeds_fwd_edit()
 seeds_telemetry()
 seeds_memif_msg()
 seeds_control()
+seeds_memif_session()
