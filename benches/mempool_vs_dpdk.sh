@@ -27,7 +27,7 @@ pkg-config --exists libdpdk || { echo "libdpdk-dev is not installed (apt-get ins
 gcc -O3 -march=native -o "$out/mempool_peer" "$here/dpdk/mempool_peer.c" $(pkg-config --cflags --libs libdpdk)
 # Both sides are built for this CPU: the DPDK loop (whose get/put are inline
 # header code) with -march=native, ours with target-cpu=native.
-tdir=$root/target/bench-native
+tdir=${CARGO_TARGET_DIR:-$root/target}/bench-native
 (cd "$root" && RUSTFLAGS="-C target-cpu=native" CARGO_TARGET_DIR=$tdir cargo build --release -q -p xfwd-benches --bench mempool)
 ours=$(ls -t "$tdir"/release/deps/mempool-* | grep -v '\.d$' | head -1)
 

@@ -252,11 +252,11 @@ impl MbufBatch {
     /// owned, single-segment mbufs of pool `pool`, untouched since freed.
     #[inline]
     pub(crate) unsafe fn extend_from_pool(&mut self, n: usize, pool: usize) {
-        self.clean_pool = if self.len == 0 || self.clean_pool == pool {
-            pool
-        } else {
-            0
-        };
+        // The common case (a batch of this cache's pool, e.g. emptied by
+        // `free_batch`, which leaves the flag as it was) is one compare.
+        if self.clean_pool != pool {
+            self.clean_pool = if self.len == 0 { pool } else { 0 };
+        }
         self.len += n;
     }
 
@@ -266,12 +266,18 @@ impl MbufBatch {
         self.clean_pool
     }
 
-    /// The address array past the length, without clearing the clean flag
-    /// (a pool cache filling it; pair with `extend_from_pool`).
+    /// The `n` address slots past the length, without clearing the clean
+    /// flag or checking bounds (a pool cache filling them; pair with
+    /// `extend_from_pool`).
+    ///
+    /// # Safety
+    /// `n` must be at most [`MbufBatch::room`].
     #[inline]
-    pub(crate) fn spare_addrs_for_pool(&mut self) -> &mut [*mut MbufHeader] {
-        let (len, limit) = (self.len, self.limit);
-        &mut self.addrs[len..limit]
+    pub(crate) unsafe fn spare_n_for_pool(&mut self, n: usize) -> &mut [*mut MbufHeader] {
+        debug_assert!(n <= self.room());
+        // SAFETY: len + n ≤ limit ≤ MAX_BURST (the caller's contract): the
+        // slots lie inside the array, borrowed exclusively through &mut self.
+        unsafe { std::slice::from_raw_parts_mut(self.addrs.as_mut_ptr().add(self.len), n) }
     }
 
     /// The whole address array (entries past `len` are stale numbers).

@@ -452,13 +452,19 @@ pub(crate) fn free_chain(first: NonNull<MbufHeader>) {
 }
 
 /// `dst[i] = src[n - 1 - i]`: reversed (the hottest object first, as DPDK
-/// does). Bulks of 1 to 4 are straight stores: the general loop is vector
-/// code whose set-up (overlap checks, remainder) costs more than such a copy.
-/// Larger bulks stay an inline vector loop instead of a libc `memcpy` call.
+/// does). A single object is tested for first (one compare: the bulk-1
+/// caller pays nothing else); bulks of 2 to 4 are straight stores: the
+/// general loop is vector code whose set-up (overlap checks, remainder)
+/// costs more than such a copy. Larger bulks stay an inline vector loop
+/// instead of a libc `memcpy` call. Callers pass slices of equal length.
 #[inline(always)]
 fn copy_rev(dst: &mut [Obj], src: &[Obj]) {
     let n = src.len();
     let dst = &mut dst[..n];
+    if n == 1 {
+        dst[0] = src[0];
+        return;
+    }
     if n > 4 {
         for (d, &s) in dst.iter_mut().zip(src.iter().rev()) {
             *d = s;
@@ -466,7 +472,6 @@ fn copy_rev(dst: &mut [Obj], src: &[Obj]) {
         return;
     }
     match n {
-        1 => dst[0] = src[0],
         2 => {
             dst[0] = src[1];
             dst[1] = src[0];
@@ -483,6 +488,17 @@ fn copy_rev(dst: &mut [Obj], src: &[Obj]) {
             dst[3] = src[0];
         }
         _ => {}
+    }
+}
+
+/// The error of a bulk that does not fit the batch (out of line: the fast
+/// path is one compare).
+#[cold]
+#[inline(never)]
+fn no_room(wanted: usize, room: usize) -> AllocError {
+    AllocError {
+        wanted,
+        available: room,
     }
 }
 
@@ -560,7 +576,13 @@ impl PoolCache {
             return self.get_slow(out);
         }
         let start = self.len - n;
-        copy_rev(out, &self.objs[start..start + n]);
+        // SAFETY: start + n == self.len, and the cache never holds more than
+        // its array (flush threshold + MAX_BURST slots; a refill stops at
+        // 2 × size ≤ 1.5 × size + MAX_BURST since size ≤ CACHE_MAX_SIZE):
+        // no bounds check on the fast path.
+        #[allow(unsafe_code)]
+        let src = unsafe { self.objs.get_unchecked(start..self.len) };
+        copy_rev(out, src);
         self.len = start;
         self.publish();
         Ok(())
@@ -598,10 +620,16 @@ impl PoolCache {
     #[inline(always)]
     fn put(&mut self, objs: &[Obj]) {
         let n = objs.len();
-        if self.len + n >= self.flush_thresh || n > MAX_BURST {
+        // (A bulk above MAX_BURST has len + n ≥ the threshold, or is served
+        // here within the array all the same.)
+        if self.len + n >= self.flush_thresh {
             return self.put_slow(objs);
         }
-        copy_rev(&mut self.objs[self.len..self.len + n], objs);
+        // SAFETY: len + n < flush_thresh ≤ objs.len(): in bounds, so no
+        // bounds check on the fast path.
+        #[allow(unsafe_code)]
+        let dst = unsafe { self.objs.get_unchecked_mut(self.len..self.len + n) };
+        copy_rev(dst, objs);
         self.len += n;
         self.publish();
     }
@@ -681,13 +709,14 @@ impl PoolCache {
     /// As [`PoolCache::alloc_bulk`].
     #[inline(always)]
     pub fn alloc_bulk_raw(&mut self, batch: &mut MbufBatch, n: usize) -> Result<(), AllocError> {
-        if n > batch.room() {
-            return Err(AllocError {
-                wanted: n,
-                available: batch.room(),
-            });
+        let room = batch.room();
+        if n > room {
+            return Err(no_room(n, room));
         }
-        self.get(&mut batch.spare_addrs_for_pool()[..n])?;
+        // SAFETY: n ≤ room, checked just above.
+        #[allow(unsafe_code)]
+        let spare = unsafe { batch.spare_n_for_pool(n) };
+        self.get(spare)?;
         // SAFETY: get() filled exactly these n slots with owned,
         // single-segment objects of this pool (chains are broken on free).
         #[allow(unsafe_code)]
@@ -727,7 +756,10 @@ impl PoolCache {
             unsafe {
                 batch.set_len(0);
             }
-            self.put(&batch.raw_addrs()[..n]);
+            // SAFETY: n was the batch's length, ≤ its limit ≤ MAX_BURST.
+            #[allow(unsafe_code)]
+            let objs = unsafe { batch.raw_addrs().get_unchecked(..n) };
+            self.put(objs);
         } else {
             for m in batch.drain() {
                 self.free(m);

@@ -432,3 +432,37 @@ fn clean_batch_fast_path_never_skips_a_chain_or_a_foreign_mbuf() {
     pool.leak_check().unwrap();
     other.leak_check().unwrap();
 }
+
+#[test]
+fn small_bulks_round_trip_in_order_and_a_full_batch_refuses_more() {
+    let (pool, _r, _) = heap_pool(256, 64);
+    let mut cache = pool.cache();
+    // Each copy shape of the cache (1, 2–4, and the loop above 4): freed
+    // objects come back in the same order for the same bulk.
+    for n in 1..=6 {
+        let mut b = MbufBatch::new(n);
+        cache.alloc_bulk_raw(&mut b, n).unwrap();
+        let first: Vec<usize> = b.iter().map(|m| m.as_ptr().as_ptr() as usize).collect();
+        cache.free_batch(&mut b);
+        assert!(b.is_empty());
+        cache.alloc_bulk_raw(&mut b, n).unwrap();
+        let again: Vec<usize> = b.iter().map(|m| m.as_ptr().as_ptr() as usize).collect();
+        assert_eq!(first, again, "bulk {n}");
+        cache.free_batch(&mut b);
+    }
+    // The room check guards the batch's array: no write past its limit.
+    let mut b = MbufBatch::new(4);
+    cache.alloc_bulk_raw(&mut b, 3).unwrap();
+    let e = cache.alloc_bulk_raw(&mut b, 2).unwrap_err();
+    assert_eq!((e.wanted, e.available, b.len()), (2, 1, 3));
+    cache.alloc_bulk_raw(&mut b, 1).unwrap();
+    assert!(b.is_full());
+    assert!(cache.alloc_bulk(&mut b, 1).is_err());
+    cache.alloc_bulk_raw(&mut b, 0).unwrap();
+    let mut big = MbufBatch::new(xfwd_mempool::MAX_BURST);
+    cache.alloc_bulk_raw(&mut big, 100).unwrap();
+    cache.free_batch(&mut big);
+    cache.free_batch(&mut b);
+    drop(cache);
+    pool.leak_check().unwrap();
+}
