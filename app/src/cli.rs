@@ -144,6 +144,12 @@ pub struct Opts {
     /// Accept 4 KiB pages for the pool memory  [memory.allow_4k].
     #[arg(long, global = true)]
     pub allow_4k: bool,
+    /// When a port's link goes away mid-run (its interface deleted, or set
+    /// down): `continue` (default, like testpmd: the other ports keep
+    /// forwarding, the port reads down) or `exit` (stop and exit 1, naming
+    /// the port)  [fwd.on_link_loss].
+    #[arg(long, global = true, value_name = "continue|exit")]
+    pub on_link_loss: Option<String>,
     /// Seconds between stats prints, 0 = none  [stats.period].
     #[arg(long, global = true, value_name = "SECS")]
     pub stats_period: Option<f64>,

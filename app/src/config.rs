@@ -127,6 +127,10 @@ pub struct FwdCfg {
     /// Send one generated burst per forwarding stream before forwarding
     /// (testpmd `--tx-first`).
     pub tx_first: bool,
+    /// What a port whose link goes away mid-run (its interface deleted or
+    /// set down) does to the run: `continue` (the other ports keep
+    /// forwarding, the report shows the port down) or `exit` (stop, exit 1).
+    pub on_link_loss: String,
 }
 
 impl Default for FwdCfg {
@@ -145,6 +149,7 @@ impl Default for FwdCfg {
             idle_sleep_us: 0,
             latency: false,
             tx_first: false,
+            on_link_loss: "continue".into(),
         }
     }
 }
@@ -355,6 +360,12 @@ pub fn settings(path: Option<&Path>, o: &Opts) -> Result<Settings, ConfigError> 
         "fwd.idle_sleep_us",
         "--idle-sleep",
         cfg.fwd.idle_sleep_us
+    );
+    set!(
+        o.on_link_loss,
+        "fwd.on_link_loss",
+        "--on-link-loss",
+        cfg.fwd.on_link_loss
     );
     set!(o.nb_mbufs, "pool.nb_mbufs", "--nb-mbufs", cfg.pool.nb_mbufs);
     set!(

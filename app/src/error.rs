@@ -128,4 +128,14 @@ pub enum RunError {
     /// Mbufs were not returned.
     #[error("leak audit failed: {0}")]
     Leak(#[from] LeakError),
+    /// A port's link went away mid-run under `on_link_loss = "exit"`.
+    #[error("port {port} ({devargs}): {what}; on_link_loss = \"exit\" stopped the run")]
+    LinkLost {
+        /// The port id.
+        port: u16,
+        /// Its devargs.
+        devargs: String,
+        /// What happened, naming the interface.
+        what: String,
+    },
 }

@@ -59,8 +59,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     let up = bring_up(plan, &cli.opts)?; // 3. memory (hugepages → registry → pool), 4. ports
     let mut running = launch(up)?; // 5. one pinned worker per lcore
-    watch(&mut running); // 6. stats until --duration, a signal or every finite source done
-    let report = shutdown(running); // 7. stop lcores, then ports; unmap, free, audit
+    let stopped_by = watch(&mut running); // 6. stats until --duration, a signal, sources done, a lost link
+    let report = shutdown(running, stopped_by); // 7. stop lcores, then ports; unmap, free, audit
     report.print(); // 8. the final report
     Ok(report.exit_code()?)
 }
@@ -138,8 +138,9 @@ fn launch(mut up: Up) -> anyhow::Result<Running> {
     }
 }
 
-/// Step 6: monitor: periodic stats and telemetry until a stop condition.
-fn watch(r: &mut Running) {
+/// Step 6: monitor: periodic stats, telemetry and links until a stop
+/// condition; the error that stopped the run, if one did.
+fn watch(r: &mut Running) -> Option<xfwd::error::RunError> {
     let up = &mut r.up;
     monitor(
         &mut up.dp,
@@ -148,16 +149,18 @@ fn watch(r: &mut Running) {
         &r.lcores,
         &mut up.ctl,
         r.start,
-    );
+    )
 }
 
 /// Step 7: clean shutdown: stop and join the lcores, close telemetry, then stop
-/// the ports, unmap, free and audit (in [`FinalReport::teardown`]).
-fn shutdown(running: Running) -> FinalReport {
+/// the ports, unmap, free and audit (in [`FinalReport::teardown`]); the
+/// error that stopped the run goes into the report (exit code 1).
+fn shutdown(running: Running, stopped_by: Option<xfwd::error::RunError>) -> FinalReport {
     let Running { up, lcores, start } = running;
     up.stop.store(true, Ordering::Relaxed);
     let elapsed = start.elapsed().as_secs_f64();
-    let (latency, worker_errors) = lcores::join(lcores);
+    let (latency, mut worker_errors) = lcores::join(lcores);
+    worker_errors.extend(stopped_by);
     drop(up.ctl);
     FinalReport::teardown(up.dp, elapsed, &latency, worker_errors, up.run.json)
 }

@@ -74,6 +74,40 @@ pub struct RunSettings {
     pub json: bool,
     /// Telemetry socket.
     pub telemetry: Option<PathBuf>,
+    /// What a port whose link goes away mid-run does to the run.
+    pub on_link_loss: OnLinkLoss,
+}
+
+/// `fwd.on_link_loss` / `--on-link-loss`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnLinkLoss {
+    /// The other ports keep forwarding; the port reads down (testpmd's way).
+    #[default]
+    Continue,
+    /// Stop the run and exit 1, naming the port and its interface.
+    Exit,
+}
+
+impl OnLinkLoss {
+    /// The accepted spellings.
+    pub const ACCEPTED: &'static str = "continue, exit";
+
+    /// Parse `continue` / `exit`.
+    pub fn parse(s: &str) -> Option<OnLinkLoss> {
+        match s {
+            "continue" => Some(OnLinkLoss::Continue),
+            "exit" => Some(OnLinkLoss::Exit),
+            _ => None,
+        }
+    }
+
+    /// As written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnLinkLoss::Continue => "continue",
+            OnLinkLoss::Exit => "exit",
+        }
+    }
 }
 
 /// How long RX must stay quiet after the last generator finished its
@@ -261,7 +295,7 @@ impl fmt::Display for Plan {
         let r = &self.run;
         write!(
             f,
-            "  run    : stats every {} s, duration {}, json {}, telemetry {}",
+            "  run    : stats every {} s, duration {}, json {}, telemetry {}, on link loss {}",
             r.stats_period,
             if r.duration > 0.0 {
                 format!("{} s", r.duration)
@@ -271,7 +305,8 @@ impl fmt::Display for Plan {
             r.json,
             r.telemetry
                 .as_ref()
-                .map_or("off".to_string(), |p| p.display().to_string())
+                .map_or("off".to_string(), |p| p.display().to_string()),
+            r.on_link_loss.as_str()
         )
     }
 }

@@ -46,8 +46,10 @@ impl FinalReport {
             .iter()
             .zip(&snap.links)
             .map(|(p, l)| {
+                let link = stats::link_word(l.up, p.port.as_ref());
                 json!({"driver": p.info.driver, "devargs": p.info.devargs,
-                    "mac": xfwd_pmd::port::mac_string(&p.info.mac), "link_up": l.up})
+                    "mac": xfwd_pmd::port::mac_string(&p.info.mac), "link_up": l.up,
+                    "link": link})
             })
             .collect();
         let td = dp.teardown();
@@ -121,10 +123,14 @@ fn print_final(dp_ports: &[(u16, PortStats, PortFwd)], last: &FinalInfo, json_ou
         println!("{v}");
         return;
     }
-    for (id, st, f) in dp_ports {
+    for (i, (id, st, f)) in dp_ports.iter().enumerate() {
         println!(
             "\n  ---------------------- Forward statistics for port {id:<2} ----------------------"
         );
+        if let Some(l @ ("down" | "lost")) = last.port_meta.get(i).and_then(|m| m["link"].as_str())
+        {
+            println!("  Link: {l} at the end of the run");
+        }
         println!(
             "  RX-packets: {:<14} RX-dropped: {:<14} RX-total: {}",
             f.rx_packets,

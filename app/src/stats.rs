@@ -251,6 +251,25 @@ pub fn print_period(dp: &Dataplane, cur: &Snapshot, prev: &Snapshot, json_out: b
     }
 }
 
+/// True when a port's device is gone for good (the `link_lost` xstat of a
+/// kernel port).
+pub fn link_lost(port: &dyn xfwd_pmd::Port) -> bool {
+    port.xstats()
+        .iter()
+        .any(|(k, v)| k == "link_lost" && *v > 0)
+}
+
+/// A port's link in one word: `up`, `down`, or `lost` ([`link_lost`]).
+pub fn link_word(up: bool, port: &dyn xfwd_pmd::Port) -> &'static str {
+    if up {
+        "up"
+    } else if link_lost(port) {
+        "lost"
+    } else {
+        "down"
+    }
+}
+
 /// Pool stats as JSON.
 pub fn pool_json(s: &xfwd_mempool::PoolStats) -> Value {
     json!({

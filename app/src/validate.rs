@@ -9,7 +9,7 @@ use crate::cpu;
 use crate::error::ConfigError;
 use crate::fwd::txgen::{GenConfig, MIN_LEN};
 use crate::fwd::FwdMode;
-use crate::plan::{Plan, PortPlan, RunSettings};
+use crate::plan::{OnLinkLoss, Plan, PortPlan, RunSettings};
 use crate::streams::{check_allowed, check_ownership, default_lcores, explicit, round_robin};
 use std::net::Ipv4Addr;
 use xfwd_mempool::{
@@ -196,6 +196,9 @@ pub fn validate(s: &Settings) -> Result<Plan, ConfigError> {
         "chained" => "chained",
         "loop" => "loop",
         other => return v.bad("fwd.port_topology", other, "paired, chained, loop"),
+    };
+    let Some(on_link_loss) = OnLinkLoss::parse(&f.on_link_loss) else {
+        return v.bad("fwd.on_link_loss", &f.on_link_loss, OnLinkLoss::ACCEPTED);
     };
 
     // Stats.
@@ -551,6 +554,7 @@ pub fn validate(s: &Settings) -> Result<Plan, ConfigError> {
             duration: st.duration,
             json: st.json,
             telemetry: st.telemetry.clone(),
+            on_link_loss,
         },
     })
 }

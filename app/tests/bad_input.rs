@@ -56,6 +56,10 @@ fn flag_cases(garbage_pcap: &str) -> Vec<(Vec<String>, Vec<&'static str>)> {
             vec!["--port-topology", "star"],
             vec!["`--port-topology`", "star", "chained"],
         ),
+        (
+            vec!["--on-link-loss", "abort"],
+            vec!["`--on-link-loss`", "abort", "continue, exit"],
+        ),
         (vec!["--page-size", "3M"], vec!["`--page-size`", "3M", "1G"]),
         (
             vec!["--page-size", "4K"],

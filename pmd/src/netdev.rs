@@ -1,11 +1,15 @@
 //! Facts about a network device, read in the calling thread's network
 //! namespace: index, MTU, MAC address and queue counts (ioctls on a UDP
 //! socket through [`crate::sys::netdev`], so they work inside any netns
-//! without remounting sysfs).
+//! without remounting sysfs); and the [`LinkWatch`] of a kernel port: the
+//! device it opened, followed by index, and the [`LinkState`] its queues act on.
 
 use crate::af_xdp::error::{hint_common, XdpError};
+use crate::port::Link;
 use crate::sys::netdev::{valid_name, Control};
 use std::io;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
 
 /// Queue counts of a device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +114,203 @@ pub fn queues(name: &str) -> Result<Queues, XdpError> {
     }
 }
 
+const UP: u8 = 0;
+const DOWN: u8 = 1;
+const LOST: u8 = 2;
+const IFF_UP: u32 = libc::IFF_UP as u32;
+const IFF_RUNNING: u32 = libc::IFF_RUNNING as u32;
+
+/// The link of a kernel port as its queues see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum LinkCondition {
+    /// Up and running: the queues move frames.
+    Up = UP,
+    /// Down (set down, or no carrier): TX hands the kernel nothing until
+    /// the link is up again (the caller keeps, and drops, what it offered).
+    Down = DOWN,
+    /// The device the port opened is gone (deleted, moved to another network
+    /// namespace, or its name now belongs to a new device): for good, the
+    /// queues close their sockets and return every buffer they lent.
+    Lost = LOST,
+}
+
+impl LinkCondition {
+    /// `up`, `down` or `lost`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkCondition::Up => "up",
+            LinkCondition::Down => "down",
+            LinkCondition::Lost => "lost",
+        }
+    }
+}
+
+/// The [`LinkCondition`] a port and its queues share: written by
+/// [`LinkWatch::poll`] (off the fast path) and by a queue whose kick says the
+/// device is gone (ENXIO/ENODEV: lost), read by the queues once per burst
+/// (one relaxed load of a line nobody writes while the link is steady).
+/// `Lost` is final; up and down come from the polls only (a kick's ENETDOWN
+/// may be a stale socket error from before the link came back).
+#[derive(Debug, Default)]
+pub struct LinkState(AtomicU8);
+
+impl LinkState {
+    /// True while the link is up.
+    #[inline]
+    pub fn is_up(&self) -> bool {
+        self.0.load(Ordering::Relaxed) == UP
+    }
+
+    /// The condition now.
+    pub fn get(&self) -> LinkCondition {
+        match self.0.load(Ordering::Relaxed) {
+            UP => LinkCondition::Up,
+            DOWN => LinkCondition::Down,
+            _ => LinkCondition::Lost,
+        }
+    }
+
+    /// The device is gone.
+    pub fn set_lost(&self) {
+        self.0.store(LOST, Ordering::Relaxed);
+    }
+
+    /// The link went down (unless it is lost).
+    fn set_down(&self) {
+        let _ = self
+            .0
+            .compare_exchange(UP, DOWN, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// The link is up again (unless it is lost).
+    fn set_up(&self) {
+        let _ = self
+            .0
+            .compare_exchange(DOWN, UP, Ordering::Relaxed, Ordering::Relaxed);
+    }
+}
+
+/// The device a kernel port (af_xdp, af_packet) opened, followed by the
+/// index it had at open (a device re-created under the same name has a new
+/// index, so it reads as lost, not up), in the network namespace of the
+/// thread that created the watch.
+#[derive(Debug)]
+pub struct LinkWatch {
+    iface: String,
+    ifindex: u32,
+    ctl: Control,
+    state: Arc<LinkState>,
+    /// The condition the last poll logged.
+    logged: AtomicU8,
+}
+
+impl LinkWatch {
+    /// Watch device `iface` of the calling thread's network namespace.
+    ///
+    /// # Errors
+    /// [`XdpError::NoSuchDevice`], [`XdpError::Config`] for a bad name.
+    pub fn open(iface: &str) -> Result<LinkWatch, XdpError> {
+        let ctl = control(iface)?;
+        let ifindex = ctl
+            .ifindex(iface)
+            .map_err(|_| XdpError::NoSuchDevice { name: iface.into() })?;
+        Ok(LinkWatch::new(ctl, iface, ifindex))
+    }
+
+    /// Watch device `ifindex` (called `iface` at open) through `ctl`.
+    pub fn new(ctl: Control, iface: &str, ifindex: u32) -> LinkWatch {
+        LinkWatch {
+            iface: iface.to_string(),
+            ifindex,
+            ctl,
+            state: Arc::default(),
+            logged: AtomicU8::new(UP),
+        }
+    }
+
+    /// The state to hand to the queues.
+    pub fn state(&self) -> &Arc<LinkState> {
+        &self.state
+    }
+
+    /// The index at open.
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    /// The name at open.
+    pub fn iface(&self) -> &str {
+        &self.iface
+    }
+
+    /// The control socket (in the watched device's namespace).
+    pub fn control(&self) -> &Control {
+        &self.ctl
+    }
+
+    /// The device's current name, or `None` once it is gone.
+    pub fn current_name(&self) -> Option<String> {
+        self.ctl.by_index(self.ifindex).ok().map(|b| b.name)
+    }
+
+    /// Read the device by index (five ioctls, never on the fast path:
+    /// `link()` calls it, and xfwd's main thread every 250 ms), publish
+    /// what it found to the queues and return the link. A transition is
+    /// logged once, naming `port`.
+    pub fn poll(&self, port: &str) -> Link {
+        let mut speed = 0;
+        match self.ctl.by_index(self.ifindex) {
+            Ok(b) if b.flags & IFF_UP == 0 => self.state.set_down(),
+            Ok(b) => {
+                // The carrier as the driver reports it now; IFF_RUNNING
+                // (the operational state) lags it, and is the fallback.
+                let carrier = self
+                    .ctl
+                    .carrier(&b.name)
+                    .unwrap_or(b.flags & IFF_RUNNING != 0);
+                if carrier {
+                    self.state.set_up();
+                    if self.state.is_up() {
+                        speed = self.ctl.speed_mbps(&b.name);
+                    }
+                } else {
+                    self.state.set_down();
+                }
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => self.state.set_lost(),
+            Err(e) => {
+                log::debug!(
+                    "{port}: reading {} (ifindex {}): {e}",
+                    self.iface,
+                    self.ifindex
+                );
+                self.state.set_down();
+            }
+        }
+        let now = self.state.get();
+        if self.logged.swap(now as u8, Ordering::Relaxed) != now as u8 {
+            match now {
+                LinkCondition::Up => log::info!("{port}: link up again"),
+                LinkCondition::Down => log::warn!(
+                    "{port}: link down ({} is down or has no carrier): TX takes nothing until it is up",
+                    self.iface
+                ),
+                LinkCondition::Lost => log::warn!(
+                    "{port}: interface {} (ifindex {}) is gone (deleted, moved, or replaced by a new \
+                     device of that name): the port's queues stop and return their buffers",
+                    self.iface,
+                    self.ifindex
+                ),
+            }
+        }
+        Link {
+            up: now == LinkCondition::Up,
+            speed_mbps: speed,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,6 +323,37 @@ mod tests {
         assert!(mtu("lo").unwrap() >= 1500);
         let q = queues("lo").unwrap();
         assert!(q.rx >= 1 && q.tx >= 1);
+    }
+
+    #[test]
+    fn link_state_lost_is_final() {
+        let s = LinkState::default();
+        assert!(s.is_up());
+        s.set_down();
+        assert_eq!(s.get(), LinkCondition::Down);
+        s.set_up();
+        assert!(s.is_up());
+        s.set_lost();
+        s.set_up();
+        s.set_down();
+        assert_eq!(s.get(), LinkCondition::Lost);
+        assert_eq!(s.get().as_str(), "lost");
+    }
+
+    #[test]
+    fn a_watch_follows_the_index() {
+        let w = LinkWatch::open("lo").unwrap();
+        assert_eq!(w.current_name().as_deref(), Some("lo"));
+        assert!(w.poll("lo").up, "lo is up");
+        // An index no device has: gone for good.
+        let gone = LinkWatch::new(Control::new().unwrap(), "lo", u32::MAX >> 1);
+        assert!(!gone.poll("test").up);
+        assert_eq!(gone.state().get(), LinkCondition::Lost);
+        assert!(gone.current_name().is_none());
+        assert!(matches!(
+            LinkWatch::open("no-such-dev0"),
+            Err(XdpError::NoSuchDevice { .. })
+        ));
     }
 
     #[test]

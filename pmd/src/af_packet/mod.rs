@@ -23,9 +23,14 @@
 //! Every frame is copied (RX: kernel block → mbuf from the queue's pool; TX:
 //! mbuf → TX slot), counted in the `rx_copies` / `tx_copies` xstats; the
 //! mapper is a [`SoftMapper`] of [`MappingKind::None`]. Kernel drops
-//! (`PACKET_STATISTICS`) show as `imissed`. A deleted interface turns the
-//! link down; RX then returns nothing, TX returns 0 after counting the frames
-//! it had queued as errors, and `stop()` still works.
+//! (`PACKET_STATISTICS`) show as `imissed`. The port follows its interface
+//! by the index it had at probe ([`LinkWatch`]; a new interface of the same
+//! name is another device): `link()` reads it (xfwd's main thread every
+//! 250 ms) and a kick the kernel refuses tells the queues at once. While the
+//! link is down TX takes nothing and makes no syscall (what the ring holds
+//! goes out once it is up); once the interface is gone the link reads lost,
+//! RX returns nothing, TX returns 0 after counting the frames it had queued
+//! as errors (`tx_revoked`), `stop()` still works and a restart says it is gone.
 
 mod args;
 mod queue;
@@ -35,6 +40,7 @@ pub mod socket;
 use crate::devargs::Devargs;
 use crate::dma::{MappingKind, SoftMapper};
 use crate::error::PortError;
+use crate::netdev::{LinkCondition, LinkWatch};
 use crate::port::{Link, Port, PortConf, PortCore, PortInfo, PortQueues};
 use crate::stats::PortStats;
 pub use args::AfPacketArgs;
@@ -43,13 +49,10 @@ use ring::{RxRing, TxRing, RX_OVERHEAD, TX_DATA_OFF};
 pub use socket::FanoutMode;
 use socket::{Control, KernelStats, NetNs, PacketFd};
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Most queue pairs (DPDK's `RTE_PMD_AF_PACKET_MAX_RINGS`).
 pub const MAX_QPAIRS: u16 = 16;
-const IFF_UP: u32 = 0x1;
-const IFF_RUNNING: u32 = 0x40;
 
 /// Kernel counters of the RX sockets, accumulated (the kernel resets them
 /// on each read).
@@ -65,9 +68,8 @@ pub struct AfPacketPort {
     core: PortCore,
     args: AfPacketArgs,
     devargs: String,
-    ctl: Control,
+    watch: LinkWatch,
     ns: NetNs,
-    ifindex: u32,
     mac: [u8; 6],
     mtu: u32,
     socks: Vec<Arc<Sock>>,
@@ -115,13 +117,13 @@ impl AfPacketPort {
             .mtu(&args.iface)
             .map_err(|e| io_err(&d.raw, "read the MTU", e))?;
         let ns = NetNs::current().map_err(|e| io_err(&d.raw, "open the network namespace", e))?;
+        let iface = args.iface.clone();
         Ok(AfPacketPort {
             core: PortCore::new(&d.raw, Arc::new(SoftMapper::new(MappingKind::None))),
             args,
             devargs: d.raw.clone(),
-            ctl,
+            watch: LinkWatch::new(ctl, &iface, ifindex),
             ns,
-            ifindex,
             mac,
             mtu,
             socks: Vec::new(),
@@ -139,18 +141,18 @@ impl AfPacketPort {
 
     /// The interface index the port is bound to.
     pub fn ifindex(&self) -> u32 {
-        self.ifindex
+        self.watch.ifindex()
     }
 
     /// The interface's current name, or `None` once it was deleted.
     pub fn iface_name(&self) -> Option<String> {
-        self.ctl.name(self.ifindex).ok()
+        self.watch.current_name()
     }
 
     /// The MTU now (the probe-time value once the interface is gone).
     fn live_mtu(&self) -> u32 {
         self.iface_name()
-            .and_then(|n| self.ctl.mtu(&n).ok())
+            .and_then(|n| self.watch.control().mtu(&n).ok())
             .unwrap_or(self.mtu)
     }
 
@@ -182,7 +184,7 @@ impl AfPacketPort {
         let rx_req = self.args.ring_req(self.frames(conf.rx_desc), true);
         let tx_req = self.args.ring_req(self.frames(conf.tx_desc), false);
         let a = &self.args;
-        let ifindex = self.ifindex;
+        let ifindex = self.ifindex();
         self.ns.run(|| {
             let mut out = Vec::new();
             let mut group = None;
@@ -229,7 +231,7 @@ impl Port for AfPacketPort {
             devargs: self.devargs.clone(),
             mac: name
                 .as_deref()
-                .and_then(|n| self.ctl.mac(n).ok())
+                .and_then(|n| self.watch.control().mac(n).ok())
                 .unwrap_or(self.mac),
             max_rx_queues: self.args.qpairs,
             max_tx_queues: self.args.qpairs,
@@ -314,15 +316,18 @@ impl Port for AfPacketPort {
     fn start(&mut self) -> Result<PortQueues, PortError> {
         let conf = self.core.start()?;
         let name = self.devargs.clone();
-        let opened = match self.iface_name() {
-            None => Err(io::Error::new(
+        self.link(); // read the device now
+        let opened = if self.watch.state().get() == LinkCondition::Lost {
+            Err(io::Error::new(
                 io::ErrorKind::NotFound,
                 format!(
                     "interface {} (index {}) is gone",
-                    self.args.iface, self.ifindex
+                    self.args.iface,
+                    self.ifindex()
                 ),
-            )),
-            Some(_) => self.open_sockets(&conf),
+            ))
+        } else {
+            self.open_sockets(&conf)
         };
         let opened = match opened {
             Ok(o) => o,
@@ -337,10 +342,8 @@ impl Port for AfPacketPort {
         let mut q = PortQueues::default();
         self.socks.clear();
         for (i, (fd, map)) in opened.into_iter().enumerate() {
-            let sock = Arc::new(Sock {
-                fd,
-                gone: AtomicBool::new(false),
-            });
+            let sock = Arc::new(Sock { fd });
+            let link = self.watch.state();
             if i < rxq {
                 q.rx.push(Box::new(AfpRx {
                     ring: RxRing::new(map.clone(), &rx_req),
@@ -348,6 +351,7 @@ impl Port for AfPacketPort {
                     cache: conf.pool(i).expect("checked").cache(),
                     counters: self.core.counters.rx[i].clone(),
                     x: self.rx_x[i].clone(),
+                    link: link.clone(),
                     _token: self.core.token(),
                 }));
             }
@@ -362,7 +366,8 @@ impl Port for AfPacketPort {
                     need_kick: false,
                     kick_batch: self.args.tx_kick_batch,
                     unkicked: 0,
-                    dead: false,
+                    revoked: false,
+                    link: link.clone(),
                     _token: self.core.token(),
                 }));
             }
@@ -370,7 +375,7 @@ impl Port for AfPacketPort {
         }
         self.promisc_on = None;
         if self.args.promisc {
-            match self.socks[0].fd.add_promisc(self.ifindex) {
+            match self.socks[0].fd.add_promisc(self.ifindex()) {
                 Ok(()) => self.promisc_on = Some(0),
                 Err(e) => log::warn!("{name}: promiscuous mode refused: {e}"),
             }
@@ -379,7 +384,7 @@ impl Port for AfPacketPort {
             "{name}: {} sockets on {} (ifindex {}), RX {}x{} B blocks, TX {} x {} B frames, qdisc_bypass={}",
             self.socks.len(),
             self.args.iface,
-            self.ifindex,
+            self.ifindex(),
             rx_req.block_nr,
             rx_req.block_size,
             tx_req.frame_nr,
@@ -400,7 +405,7 @@ impl Port for AfPacketPort {
         self.core.stop()?;
         self.collect_kernel();
         if let Some(i) = self.promisc_on.take() {
-            if let Err(e) = self.socks[i].fd.drop_promisc(self.ifindex) {
+            if let Err(e) = self.socks[i].fd.drop_promisc(self.ifindex()) {
                 // The device went away and took the membership with it.
                 log::debug!("{}: {e}", self.devargs);
             }
@@ -412,22 +417,7 @@ impl Port for AfPacketPort {
     }
 
     fn link(&self) -> Link {
-        let gone = self.socks.iter().any(|s| s.gone.load(Ordering::Relaxed));
-        let Some(name) = self.iface_name().filter(|_| !gone) else {
-            return Link {
-                up: false,
-                speed_mbps: 0,
-            };
-        };
-        let up = self
-            .ctl
-            .flags(&name)
-            .map(|f| f & IFF_UP != 0 && f & IFF_RUNNING != 0)
-            .unwrap_or(false);
-        Link {
-            up,
-            speed_mbps: if up { self.ctl.speed_mbps(&name) } else { 0 },
-        }
+        self.watch.poll(&self.devargs)
     }
 
     fn stats(&self) -> PortStats {
@@ -461,6 +451,11 @@ impl Port for AfPacketPort {
             ("tx_kicks".into(), sum(&self.tx_x, 1)),
             ("tx_kick_busy".into(), sum(&self.tx_x, 2)),
             ("tx_revoked".into(), sum(&self.tx_x, 3)),
+            ("link_up".into(), self.watch.state().is_up() as u64),
+            (
+                "link_lost".into(),
+                (self.watch.state().get() == LinkCondition::Lost) as u64,
+            ),
         ]
     }
 }

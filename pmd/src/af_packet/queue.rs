@@ -8,10 +8,10 @@
 
 use super::ring::{BadBlock, RxFrame, RxRing, TxRing};
 use super::socket::PacketFd;
+use crate::netdev::{LinkCondition, LinkState};
 use crate::port::{QueueToken, RxQueue, TxQueue};
 use crate::stats::QueueCounters;
-use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use xfwd_mempool::{Mbuf, MbufBatch, PoolCache};
@@ -27,8 +27,6 @@ const CLOSE_WAIT: Duration = Duration::from_millis(200);
 pub struct Sock {
     /// The packet socket.
     pub fd: PacketFd,
-    /// Set when the kernel said the device is gone (ENXIO/ENODEV).
-    pub gone: AtomicBool,
 }
 
 /// Driver counters of one queue beyond [`QueueCounters`] (single writer).
@@ -96,12 +94,16 @@ pub struct AfpRx {
     pub(super) cache: PoolCache,
     pub(super) counters: Arc<QueueCounters>,
     pub(super) x: Arc<QueueX>,
+    pub(super) link: Arc<LinkState>,
     pub(super) _token: QueueToken,
 }
 
 impl RxQueue for AfpRx {
     #[inline]
     fn rx_burst(&mut self, out: &mut MbufBatch) -> usize {
+        if self.link.get() == LinkCondition::Lost {
+            return 0;
+        }
         let start = out.len();
         let (mut bytes, mut errors, mut vlans, mut blocks) = (0u64, 0u64, 0u64, 0u64);
         while out.room() > 0 {
@@ -186,7 +188,9 @@ pub struct AfpTx {
     pub(super) kick_batch: usize,
     /// Frames placed since the last successful kick.
     pub(super) unkicked: usize,
-    pub(super) dead: bool,
+    /// The device went away and the unsent frames were revoked.
+    pub(super) revoked: bool,
+    pub(super) link: Arc<LinkState>,
     pub(super) _token: QueueToken,
 }
 
@@ -209,11 +213,16 @@ impl AfpTx {
                 self.unkicked = 0;
             }
             Err(e) => match e.raw_os_error() {
-                Some(libc::ENXIO | libc::ENODEV) => self.went_away(&e),
+                Some(libc::ENXIO | libc::ENODEV) => {
+                    self.link.set_lost();
+                    self.went_away();
+                }
                 _ => {
                     // ENOBUFS/EAGAIN (device or socket buffer busy),
-                    // ENETDOWN (link down): the kernel keeps its place, the
-                    // frames stay queued and the next burst kicks again.
+                    // ENETDOWN (link down; also once after it came back up,
+                    // the socket's pending error): the kernel keeps its
+                    // place, the frames stay queued and the next burst kicks
+                    // again. `link()` tells the queue when the link is down.
                     bump(&self.x.busy, 1);
                     self.need_kick = true;
                 }
@@ -221,18 +230,27 @@ impl AfpTx {
         }
     }
 
+    /// The device is gone: what the kernel never took is revoked (counted
+    /// as errors), the queue sends nothing more.
     #[cold]
-    fn went_away(&mut self, e: &io::Error) {
-        if !self.dead {
-            log::warn!("af_packet TX: the interface is gone ({e}); the queue stops sending");
+    fn went_away(&mut self) {
+        if self.revoked {
+            return;
         }
-        self.dead = true;
+        self.revoked = true;
         self.need_kick = false;
         self.unkicked = 0;
-        self.sock.gone.store(true, Ordering::Relaxed);
         let n = self.ring.revoke_unsent();
         bump(&self.x.lost, n as u64);
         self.reclaim();
+    }
+
+    /// The link is not up: down, take nothing; gone, revoke.
+    #[cold]
+    fn not_up(&mut self) {
+        if self.link.get() == LinkCondition::Lost {
+            self.went_away();
+        }
     }
 }
 
@@ -242,7 +260,8 @@ impl TxQueue for AfpTx {
         if self.ring.pending() > 0 {
             self.reclaim();
         }
-        if self.dead {
+        if !self.link.is_up() {
+            self.not_up();
             return 0;
         }
         let max = self.ring.max_len();
@@ -279,7 +298,7 @@ impl TxQueue for AfpTx {
 
     #[inline]
     fn flush(&mut self) {
-        if !self.dead && self.unkicked > 0 {
+        if self.unkicked > 0 && self.link.is_up() {
             self.kick();
         }
     }
@@ -290,7 +309,7 @@ impl Drop for AfpTx {
         // Let the kernel finish what it holds, bounded in time; what it never
         // took is counted as failed.
         let deadline = Instant::now() + CLOSE_WAIT;
-        while !self.dead && self.ring.pending() > 0 && Instant::now() < deadline {
+        while self.link.is_up() && self.ring.pending() > 0 && Instant::now() < deadline {
             if self.ring.unsent() > 0 {
                 self.kick();
             }

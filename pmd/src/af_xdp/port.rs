@@ -28,6 +28,16 @@
 //! handed it; when both halves of a socket are gone the socket is closed
 //! (the kernel unbinds it and waits for in-flight RX) and only then are those
 //! mbufs returned to their pool. So `stop()` gets every mbuf back.
+//!
+//! A vanished device: the port follows the interface by the index it had at
+//! probe ([`LinkWatch`]); `link()` reads it (xfwd's main thread every
+//! 250 ms) and a kick the kernel refuses (ENXIO: the socket was unbound
+//! because the device is gone; ENETDOWN: it is down) tells the queues at
+//! once. While the link is down TX takes nothing (the caller counts its
+//! drops) and makes no syscall; once the device is gone both halves close
+//! their socket and every buffer they lent the kernel goes back to the pool
+//! (frames still waiting in the TX ring are counted in `tx_revoked`), RX
+//! returns 0 and a restart says the interface is gone.
 
 use super::args::Args;
 use super::bpf::{XdpMode, XdpRedirect};
@@ -39,11 +49,11 @@ use super::XdpDesc;
 use crate::devargs::Devargs;
 use crate::dma::{MappingKind, SoftMapper};
 use crate::error::PortError;
-use crate::netdev;
+use crate::netdev::{self, LinkCondition, LinkState, LinkWatch};
 use crate::port::{Link, Port, PortConf, PortCore, PortInfo, PortQueues};
 use crate::stats::PortStats;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use xfwd_mempool::{InFlight, Mbuf, MbufBatch, MbufPool};
 
@@ -65,6 +75,10 @@ pub(super) struct Xstats {
     pub(super) kernel_rx_dropped: AtomicU64,
     pub(super) kernel_rx_ring_full: AtomicU64,
     pub(super) kernel_fill_empty: AtomicU64,
+    /// TX frames the kernel never took when the device vanished.
+    pub(super) tx_revoked: AtomicU64,
+    /// Kicks refused for another reason than busy, down or gone.
+    pub(super) kick_errors: AtomicU64,
 }
 
 #[inline]
@@ -74,18 +88,25 @@ pub(super) fn bump(c: &AtomicU64, n: u64) {
     }
 }
 
-/// Mbufs a socket's halves handed to the kernel; freed when the last half
-/// (and with it the socket) is gone.
+/// Mbufs a socket's halves handed to the kernel; back to their pool once
+/// both halves have closed (and with them the socket).
 #[derive(Debug, Default)]
 pub(super) struct Reclaim {
     objs: Mutex<Vec<Mbuf>>,
+    closed: AtomicU8,
 }
 
 impl Reclaim {
-    /// Park what `posted` still holds until both halves are gone: the socket
-    /// is closed then and the kernel no longer uses the buffers.
-    pub(super) fn park(&self, posted: &mut InFlight) {
-        posted.drain_into(&mut self.objs.lock().unwrap_or_else(|p| p.into_inner()));
+    /// One half has dropped its rings (its `xsk`): park what `posted` still
+    /// holds. When this was the second half the socket is closed (the kernel
+    /// unbound it and no longer uses the buffers), so they go back now: at
+    /// stop, or mid-run when the device vanished.
+    pub(super) fn close(&self, posted: &mut InFlight) {
+        let mut objs = self.objs.lock().unwrap_or_else(|p| p.into_inner());
+        posted.drain_into(&mut objs);
+        if self.closed.fetch_add(1, Ordering::AcqRel) + 1 >= 2 {
+            objs.clear();
+        }
     }
 }
 /// An AF_XDP port.
@@ -93,7 +114,7 @@ impl Reclaim {
 pub struct AfXdpPort {
     core: PortCore,
     args: Args,
-    ifindex: u32,
+    watch: LinkWatch,
     mac: [u8; 6],
     mtu: u32,
     max_queues: u16,
@@ -115,8 +136,8 @@ impl AfXdpPort {
             devargs: d.raw.clone(),
             why,
         };
-        let ifindex =
-            netdev::ifindex(&iface).map_err(|e| bad(format!("interface `{iface}`: {e}")))?;
+        let watch =
+            LinkWatch::open(&iface).map_err(|e| bad(format!("interface `{iface}`: {e}")))?;
         let mtu = netdev::mtu(&iface).map_err(|e| bad(format!("interface `{iface}`: {e}")))?;
         let mac = netdev::mac(&iface).unwrap_or([0; 6]);
         let max_queues = netdev::queues(&iface)
@@ -126,7 +147,7 @@ impl AfXdpPort {
         Ok(AfXdpPort {
             core: PortCore::new(&d.raw, Arc::new(SoftMapper::new(MappingKind::Umem))),
             args,
-            ifindex,
+            watch,
             mac,
             mtu,
             max_queues,
@@ -264,10 +285,7 @@ impl Port for AfXdpPort {
     }
 
     fn link(&self) -> Link {
-        Link {
-            up: netdev::ifindex(&self.args.iface).is_ok(),
-            speed_mbps: 0,
-        }
+        self.watch.poll(&self.devargs)
     }
 
     fn stats(&self) -> PortStats {
@@ -288,6 +306,13 @@ impl Port for AfXdpPort {
             ("kernel_rx_dropped".into(), g(&x.kernel_rx_dropped)),
             ("kernel_rx_ring_full".into(), g(&x.kernel_rx_ring_full)),
             ("kernel_fill_ring_empty".into(), g(&x.kernel_fill_empty)),
+            ("tx_revoked".into(), g(&x.tx_revoked)),
+            ("tx_kick_errors".into(), g(&x.kick_errors)),
+            ("link_up".into(), self.watch.state().is_up() as u64),
+            (
+                "link_lost".into(),
+                (self.watch.state().get() == LinkCondition::Lost) as u64,
+            ),
         ]
     }
 }
@@ -303,7 +328,20 @@ impl AfXdpPort {
             .umem
             .clone()
             .ok_or_else(|| self.core.state("not configured"))?;
-        let xdp = XdpRedirect::attach(self.ifindex, self.args.queues as u32, self.args.mode)
+        let ifindex = self.watch.ifindex();
+        self.link(); // read the device now
+        if self.watch.state().get() == LinkCondition::Lost {
+            return Err(PortError::Io {
+                port: self.devargs.clone(),
+                what: format!("start on {}", self.args.iface),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("interface {} (index {ifindex}) is gone", self.args.iface),
+                ),
+            });
+        }
+        let link: Arc<LinkState> = self.watch.state().clone();
+        let xdp = XdpRedirect::attach(ifindex, self.args.queues as u32, self.args.mode)
             .map_err(|e| io(format!("attach XDP program to {}", self.args.iface), e))?;
         let pool = conf.pool(0).expect("checked").clone();
         let cap = pool.capacity();
@@ -320,7 +358,7 @@ impl AfXdpPort {
                 need_wakeup: self.args.need_wakeup,
                 busy_poll: self.args.busy_poll,
             };
-            let sock = XskSocket::bind(&umem, self.ifindex, q as u32, &xcfg).map_err(|e| {
+            let sock = XskSocket::bind(&umem, ifindex, q as u32, &xcfg).map_err(|e| {
                 io(
                     format!("bind AF_XDP socket to {} queue {q}", self.args.iface),
                     e,
@@ -344,6 +382,7 @@ impl AfXdpPort {
                 counters: self.core.counters.rx[q].clone(),
                 xstats: self.xstats.clone(),
                 reclaim: reclaim.clone(),
+                link: link.clone(),
                 _token: self.core.token(),
             };
             // The first fill comes from a temporary cache: this is the
@@ -370,6 +409,7 @@ impl AfXdpPort {
                 counters: self.core.counters.tx[q].clone(),
                 xstats: self.xstats.clone(),
                 reclaim,
+                link: link.clone(),
                 _token: self.core.token(),
             }));
         }
@@ -379,7 +419,7 @@ impl AfXdpPort {
             self.devargs,
             self.args.queues,
             self.args.iface,
-            self.ifindex,
+            ifindex,
             self.args.mode,
             if zc { "zero-copy" } else { "copy (the kernel copies frames; veth has no zero-copy)" },
             base,

@@ -1,9 +1,11 @@
 //! The receive half of an `af_xdp` queue: RX ring → mbufs, the fill ring
-//! topped up from the lcore's pool cache.
+//! topped up from the lcore's pool cache. Once the device is gone the half
+//! closes (its buffers go back with the socket) and RX returns 0.
 
 use super::port::{bump, Reclaim, Xstats};
 use super::umem::{desc_base, desc_offset};
 use super::xsk::XskRx;
+use crate::netdev::{LinkCondition, LinkState};
 use crate::port::{QueueToken, RxQueue};
 use crate::stats::QueueCounters;
 use std::fmt;
@@ -24,6 +26,7 @@ pub(super) struct XdpRx {
     pub(super) counters: Arc<QueueCounters>,
     pub(super) xstats: Arc<Xstats>,
     pub(super) reclaim: Arc<Reclaim>,
+    pub(super) link: Arc<LinkState>,
     pub(super) _token: QueueToken,
 }
 
@@ -74,7 +77,27 @@ impl XdpRx {
         drop(drained);
         bump(&self.xstats.rx_fill_posted, n as u64);
         if xsk.fill.needs_wakeup() {
-            let _ = xsk.wakeup();
+            if let Err(e) = xsk.wakeup() {
+                self.wakeup_refused(e.errno());
+            }
+        }
+    }
+
+    /// A wakeup the kernel refused: ENXIO means the socket was unbound
+    /// because its device went away.
+    #[cold]
+    fn wakeup_refused(&mut self, errno: Option<i32>) {
+        if matches!(errno, Some(libc::ENXIO | libc::ENODEV)) {
+            self.link.set_lost();
+            self.close();
+        }
+    }
+
+    /// Drop the rings (the socket closes with the other half) and hand the
+    /// buffers the kernel held to the reclaim.
+    fn close(&mut self) {
+        if self.xsk.take().is_some() {
+            self.reclaim.close(&mut self.posted);
         }
     }
 }
@@ -82,6 +105,10 @@ impl XdpRx {
 impl RxQueue for XdpRx {
     #[inline]
     fn rx_burst(&mut self, out: &mut MbufBatch) -> usize {
+        if self.link.get() == LinkCondition::Lost {
+            self.close();
+            return 0;
+        }
         let Some(xsk) = self.xsk.as_mut() else {
             return 0;
         };
@@ -136,7 +163,6 @@ impl Drop for XdpRx {
     fn drop(&mut self) {
         // Rings first (the socket closes when the TX half is gone too), then
         // park the buffers the kernel may still hold until it is closed.
-        self.xsk = None;
-        self.reclaim.park(&mut self.posted);
+        self.close();
     }
 }

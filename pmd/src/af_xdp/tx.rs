@@ -1,11 +1,13 @@
 //! The transmit half of an `af_xdp` queue: mbufs → TX ring (zero copy for
 //! UMEM mbufs, a counted copy for others), completions freed in bulk, kicks
-//! batched.
+//! batched. A link that is down takes nothing (no kick either); a device
+//! that is gone closes this half and returns its buffers.
 
 use super::port::{bump, Reclaim, Xstats};
 use super::umem::{desc_base, desc_encode};
 use super::xsk::XskTx;
 use super::XdpDesc;
+use crate::netdev::{LinkCondition, LinkState};
 use crate::port::{QueueToken, TxQueue};
 use crate::stats::QueueCounters;
 use std::fmt;
@@ -26,6 +28,7 @@ pub(super) struct XdpTx {
     pub(super) counters: Arc<QueueCounters>,
     pub(super) xstats: Arc<Xstats>,
     pub(super) reclaim: Arc<Reclaim>,
+    pub(super) link: Arc<LinkState>,
     pub(super) _token: QueueToken,
 }
 
@@ -62,8 +65,55 @@ impl XdpTx {
     #[inline]
     fn kick(&mut self) {
         if let Some(xsk) = self.xsk.as_ref() {
-            let _ = xsk.kick();
+            let r = xsk.try_kick();
             bump(&self.xstats.tx_kicks, 1);
+            if let Err(e) = r {
+                self.kick_refused(&e);
+            }
+        }
+    }
+
+    /// What a refused kick says about the device.
+    #[cold]
+    fn kick_refused(&mut self, e: &std::io::Error) {
+        match e.raw_os_error() {
+            // Busy, or down (`link()` tells the queue when it is down for
+            // longer): the frames stay in the ring for the next kick.
+            Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS | libc::EINTR | libc::ENETDOWN) => {}
+            Some(libc::ENXIO | libc::ENODEV) => {
+                self.link.set_lost();
+                self.close();
+            }
+            _ => {
+                if self
+                    .xstats
+                    .kick_errors
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    == 0
+                {
+                    log::warn!("AF_XDP TX kick (sendto): {e}");
+                }
+                bump(&self.xstats.kick_errors, 1);
+            }
+        }
+    }
+
+    /// The link is not up: down, take nothing; gone, close this half.
+    #[cold]
+    fn not_up(&mut self) {
+        if self.link.get() == LinkCondition::Lost {
+            self.close();
+        }
+    }
+
+    /// Drop the rings (the socket closes with the other half) and hand what
+    /// the kernel held to the reclaim; frames it never took are revoked.
+    fn close(&mut self) {
+        self.complete();
+        if let Some(x) = self.xsk.take() {
+            bump(&self.xstats.tx_revoked, x.tx.outstanding() as u64);
+            drop(x);
+            self.reclaim.close(&mut self.posted);
         }
     }
 
@@ -87,6 +137,10 @@ impl TxQueue for XdpTx {
     #[inline]
     fn tx_burst(&mut self, pkts: &mut MbufBatch) -> usize {
         self.complete();
+        if !self.link.is_up() {
+            self.not_up();
+            return 0;
+        }
         let Some(xsk) = self.xsk.as_mut() else {
             return 0;
         };
@@ -155,7 +209,7 @@ impl TxQueue for XdpTx {
 
     #[inline]
     fn flush(&mut self) {
-        if self.xsk.as_ref().is_some_and(|x| x.tx.outstanding() > 0) {
+        if self.link.is_up() && self.xsk.as_ref().is_some_and(|x| x.tx.outstanding() > 0) {
             self.kick();
         }
     }
@@ -163,12 +217,11 @@ impl TxQueue for XdpTx {
 
 impl Drop for XdpTx {
     fn drop(&mut self) {
-        // Let the kernel finish what it can, then park the rest.
-        if let Some(x) = self.xsk.as_mut() {
+        // Let the kernel finish what it can (not on a link that is down or
+        // gone), then close: the rest waits for the socket to close.
+        if let Some(x) = self.xsk.as_mut().filter(|_| self.link.is_up()) {
             let _ = x.flush(64);
         }
-        self.complete();
-        self.xsk = None;
-        self.reclaim.park(&mut self.posted);
+        self.close();
     }
 }

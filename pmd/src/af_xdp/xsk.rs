@@ -215,6 +215,17 @@ impl XskTx {
         }
     }
 
+    /// One `sendto` kick with the kernel's answer as it is, so the caller
+    /// can tell busy (EAGAIN, EBUSY, ENOBUFS) from down (ENETDOWN) from gone
+    /// (ENXIO: the socket was unbound because its device went away).
+    ///
+    /// # Errors
+    /// The errno of `sendto`.
+    #[inline]
+    pub fn try_kick(&self) -> io::Result<()> {
+        self.fd.send_kick()
+    }
+
     /// Kick until the kernel has taken every posted TX descriptor or `max_kicks`
     /// calls were made. Returns the descriptors still not taken.
     ///

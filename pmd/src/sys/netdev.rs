@@ -10,6 +10,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 
 const ETHTOOL_GSET: u32 = 0x1;
+const ETHTOOL_GLINK: u32 = 0xa;
 const ETHTOOL_GCHANNELS: u32 = 0x3c;
 
 /// `struct ethtool_cmd` (the legacy `ETHTOOL_GSET` layout; only the speed is read).
@@ -50,8 +51,18 @@ struct EthtoolChannels {
     combined_count: u32,
 }
 
+/// `struct ethtool_value` (`ETHTOOL_GLINK`).
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+struct EthtoolValue {
+    cmd: u32,
+    data: u32,
+}
+
 // SAFETY: C structs of integers; every bit pattern is valid.
 unsafe impl Plain for EthtoolCmd {}
+// SAFETY: as above.
+unsafe impl Plain for EthtoolValue {}
 // SAFETY: as above.
 unsafe impl Plain for EthtoolChannels {}
 
@@ -64,6 +75,15 @@ pub struct Channels {
     pub tx: u32,
     /// Combined channels (count as both).
     pub combined: u32,
+}
+
+/// What [`Control::by_index`] read about a device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ByIndex {
+    /// Its current name.
+    pub name: String,
+    /// Its flags (`IFF_*`).
+    pub flags: u32,
 }
 
 /// True for a name the kernel can hold: 1..15 bytes, no '/', space or NUL.
@@ -140,6 +160,23 @@ impl Control {
         Ok(c.to_string_lossy().into_owned())
     }
 
+    /// The device `ifindex` as it is now: its current name and flags,
+    /// checked against the index again after the flags were read (so a
+    /// device deleted in between and replaced by a new one of the same name
+    /// reads as gone, not as the new device).
+    ///
+    /// # Errors
+    /// ENODEV once the device is gone (deleted, moved to another network
+    /// namespace, or replaced).
+    pub fn by_index(&self, ifindex: u32) -> io::Result<ByIndex> {
+        let name = self.name(ifindex)?;
+        let flags = self.flags(&name)?;
+        if self.ifindex(&name)? != ifindex {
+            return Err(io::Error::from_raw_os_error(libc::ENODEV));
+        }
+        Ok(ByIndex { name, flags })
+    }
+
     /// Interface flags (`IFF_*`).
     ///
     /// # Errors
@@ -195,6 +232,21 @@ impl Control {
         }
     }
 
+    /// Carrier (`ETHTOOL_GLINK`: running and the carrier on), read at once;
+    /// `IFF_RUNNING` of the flags follows the carrier only after the
+    /// kernel's link watch caught up (up to a second later).
+    ///
+    /// # Errors
+    /// ENODEV, EOPNOTSUPP for drivers that do not report it.
+    pub fn carrier(&self, name: &str) -> io::Result<bool> {
+        let mut v = EthtoolValue {
+            cmd: ETHTOOL_GLINK,
+            data: 0,
+        };
+        self.ethtool(name, &mut v)?;
+        Ok(v.data != 0)
+    }
+
     /// Channel counts (`ETHTOOL_GCHANNELS`).
     ///
     /// # Errors
@@ -230,6 +282,14 @@ mod tests {
             Some(libc::ENODEV)
         );
         assert!(c.ifindex("bad/name").is_err());
+        let b = c.by_index(i).unwrap();
+        assert_eq!(b.name, "lo");
+        assert_ne!(b.flags & libc::IFF_UP as u32, 0);
+        // Index 0 names no device.
+        assert_eq!(
+            c.by_index(0).unwrap_err().raw_os_error(),
+            Some(libc::ENODEV)
+        );
         assert!(!valid_name("") && !valid_name("a-very-long-interface-name"));
     }
 }

@@ -361,8 +361,13 @@ impl Port for VfioPort {
     }
 
     fn link(&self) -> Link {
+        // A device that set DEVICE_NEEDS_RESET (or FAILED) no longer
+        // processes its rings: report it as a lost link (xfwd's link check
+        // and `on_link_loss` then treat it as any port whose link went away).
+        let failed = self.core.started()
+            && self.transport.status() & (status::NEEDS_RESET | status::FAILED) != 0;
         Link {
-            up: self.transport.link_up(self.features),
+            up: !failed && self.transport.link_up(self.features),
             speed_mbps: 0,
         }
     }
