@@ -44,7 +44,8 @@ fn rig() -> Rig {
     let mut control = Control::new(&plan, &stop, false);
     let (dp, workers) = Dataplane::setup(plan, &stop).expect("data plane");
     control.attach(&dp);
-    let dir = std::env::temp_dir().join(format!("xfwd-fuzz-control-{}", std::process::id()));
+    sweep_dead();
+    let dir = std::env::temp_dir().join(format!("{DIR_PREFIX}{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let sock = dir.join("ctl.sock");
     control.server = Some(Telemetry::bind(&sock, None, Limits::default()).expect("bind"));
@@ -54,6 +55,25 @@ fn rig() -> Rig {
         control,
         sock,
         dir,
+    }
+}
+
+const DIR_PREFIX: &str = "xfwd-fuzz-control-";
+
+/// Remove the temporary directories of fuzz processes that are gone
+/// (libFuzzer exits without running destructors).
+fn sweep_dead() {
+    let Ok(rd) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix(DIR_PREFIX) else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
     }
 }
 
