@@ -470,6 +470,14 @@ impl LcoreHooks for Hooks<'_, '_> {
 
     fn tap(&mut self, taps: Vec<Option<crate::control::capture::StreamTap>>) {
         for (st, t) in self.streams.iter_mut().zip(taps) {
+            let c = &st.counters;
+            let (rx, tx) = (c.rx.get(), c.tx.get().wrapping_add(c.tx_dropped.get()));
+            if let Some(old) = st.tap.take() {
+                old.tap.window_edge(&old, rx, tx, false);
+            }
+            if let Some(new) = &t {
+                new.tap.window_edge(new, rx, tx, true);
+            }
             st.tap = t;
         }
     }

@@ -600,6 +600,8 @@ fn a_live_capture_is_read_by_tshark_and_counts_what_it_skipped() {
         "{v}"
     );
     let skipped = n(&v["skipped"]);
+    check_capture_window(&v);
+    assert_eq!(n(&v["window"]["tx"]), 0, "{v}");
     // Both directions of port 0 (its stream only sends): tx frames.
     let file2 = dir.path().join("both.pcapng");
     let (ok, so, se) = ctl(
@@ -609,6 +611,8 @@ fn a_live_capture_is_read_by_tshark_and_counts_what_it_skipped() {
     assert!(ok, "{se}");
     let v2: Value = serde_json::from_str(&so).unwrap();
     assert_eq!(n(&v2["written"]), 50, "{v2}");
+    check_capture_window(&v2);
+    assert_eq!(n(&v2["window"]["rx"]), 0, "{v2}");
     let (ok, _, se) = ctl(&sock, "capture 1 sideways --count 5 -w x.pcapng");
     assert!(!ok && se.contains("rx, tx or both"), "{se}");
     let (ok, _, se) = ctl(&sock, "capture 0 rx --count 5 -w x.pcapng");

@@ -171,3 +171,48 @@ fn port_stop_stops_af_packet_ports_on_veth_and_port_start_resumes() {
     check_final(&out);
     drop(ns);
 }
+
+/// A capture attached and detached while forwarding is stopped holds
+/// exactly the port's RX counter delta of its window: taken + skipped (the
+/// count is not reached, so nothing is past it).
+#[test]
+fn a_capture_between_stops_accounts_for_every_frame_the_port_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("x.sock");
+    let child = demo(&sock, &["--duration", "60", "--tx-rate", "20k"]);
+    wait_socket(&sock);
+    rx_beyond(&sock, 1, 0);
+    cmd(&sock, "stop");
+    let a = n(&port_stats(&sock, 1)["rx_packets"]);
+    // The raw socket: `xfwd ctl capture` would wait for the capture's end.
+    let mut t = support::TelemetryClient::connect(&sock, Duration::from_secs(5)).unwrap();
+    let file = dir.path().join("w.pcapng");
+    let r = t.ask(&format!(
+        "capture 1 rx --count 10000000 -w {}",
+        file.display()
+    ));
+    assert_eq!(r["data"]["done"], false, "{r}");
+    cmd(&sock, "start");
+    rx_beyond(&sock, 1, a + 2000);
+    cmd(&sock, "stop");
+    let b = n(&port_stats(&sock, 1)["rx_packets"]);
+    cmd(&sock, "capture stop");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let v = loop {
+        let v = t.ask("show capture")["data"].clone();
+        if v["done"] == true {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "capture not done: {v}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    check_capture_window(&v);
+    assert_eq!(n(&v["window"]["rx"]), b - a, "{v}");
+    assert_eq!(n(&v["taken"]) + n(&v["skipped"]), b - a, "{v}");
+    assert_eq!(n(&v["past_count"]), 0, "{v}");
+    assert_eq!(n(&v["written"]), n(&v["taken"]), "{v}");
+    cmd(&sock, "quit");
+    let (status, out, _) = finish(child, Duration::from_secs(20));
+    assert!(status.success(), "{out}");
+    check_final(&out);
+}

@@ -440,6 +440,10 @@ fn route_changes_at_run_time_are_never_half_applied() {
     let mut t =
         TelemetryClient::connect(&sock, Duration::from_secs(15)).expect("no telemetry socket");
     let mut ask = |q: &str| t.ask(q);
+    // A live capture of what the l3fwd lcore sends to port 1.
+    let cap = dir.path().join("tx1.pcapng");
+    let c = ask(&format!("capture 1 tx --count 50 -w {}", cap.display()));
+    assert_eq!(c["data"]["done"], false, "{c}");
     let mut changes = 0u64;
     let mut tx_before = 0;
     // Flip the /24 between deleting it (→ the /16 on port 1) and adding it
@@ -472,6 +476,22 @@ fn route_changes_at_run_time_are_never_half_applied() {
     );
     let hop = ask("route lookup 198.51.7.7");
     assert_eq!(hop["data"]["hop"]["port"], 1, "{hop}");
+    ask("capture stop");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let v = loop {
+        let v = ask("show capture")["data"].clone();
+        if v["done"] == true {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "capture not done: {v}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(n(&v["taken"]) > 0, "the l3fwd lcore's TX was captured: {v}");
+    assert_eq!(
+        n(&v["taken"]) + n(&v["skipped"]) + n(&v["past_count"]),
+        n(&v["window"]["tx"]),
+        "{v}"
+    );
     let bad = ask("/l3fwd/route/add 198.51.100.0/24 7");
     assert!(bad["error"].as_str().unwrap().contains("port 7"), "{bad}");
     let bad = ask("/l3fwd/route/del 203.0.113.0/24");

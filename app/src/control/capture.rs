@@ -9,6 +9,19 @@
 //! the capture never drops a frame from the forward path. The control thread
 //! drains the filled buffers into the file from its loop. With no capture
 //! the lcores test one `Option` per burst.
+//!
+//! Reconciliation: each lcore attaches and detaches the tap at a round
+//! boundary and reads its tapped streams' own counters there (RX: frames
+//! received from the queue; TX: frames handed to the queue, sent or
+//! dropped), so the window's counts are exact:
+//!
+//! ```text
+//! taken + skipped + past_count == window_rx + window_tx
+//! ```
+//!
+//! (`past_count`: frames of the window after the count was reached.) The
+//! stream's RX count is the port queue's counter, so a capture attached and
+//! detached while forwarding is stopped holds the port's counter delta.
 
 use crate::plan::QueueRef;
 use crossbeam_queue::ArrayQueue;
@@ -57,6 +70,28 @@ pub struct Tap {
     skipped: AtomicU64,
     /// Frames copied.
     taken: AtomicU64,
+    /// Frames seen after the count was reached (or the capture closed),
+    /// until the lcores detached.
+    past: AtomicU64,
+    /// The tapped streams' RX counters: minus at attach, plus at detach.
+    win_rx: AtomicU64,
+    /// The tapped streams' TX counters (sent + dropped), likewise.
+    win_tx: AtomicU64,
+}
+
+/// What a capture counted (see the module's reconciliation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TapCounts {
+    /// Frames copied.
+    pub taken: u64,
+    /// Frames of the window not copied (no budget or no free buffer).
+    pub skipped: u64,
+    /// Frames of the window after the count was reached.
+    pub past_count: u64,
+    /// Frames the tapped RX queues received in the window (once detached).
+    pub window_rx: u64,
+    /// Frames handed to the tapped TX queues in the window (once detached).
+    pub window_tx: u64,
 }
 
 /// What one stream captures.
@@ -84,18 +119,40 @@ impl Tap {
             remaining: AtomicU64::new(count),
             skipped: AtomicU64::new(0),
             taken: AtomicU64::new(0),
+            past: AtomicU64::new(0),
+            win_rx: AtomicU64::new(0),
+            win_tx: AtomicU64::new(0),
         })
+    }
+
+    /// Lcore side, at a round boundary: a stream whose counters read
+    /// `rx` and `tx` (sent + dropped) attaches (`attach`) or detaches.
+    pub fn window_edge(&self, st: &StreamTap, rx: u64, tx: u64, attach: bool) {
+        let edge = |w: &AtomicU64, v: u64| {
+            if attach {
+                w.fetch_sub(v, Ordering::AcqRel);
+            } else {
+                w.fetch_add(v, Ordering::AcqRel);
+            }
+        };
+        if st.rx.is_some() {
+            edge(&self.win_rx, rx);
+        }
+        if st.tx.is_some() {
+            edge(&self.win_tx, tx);
+        }
     }
 
     /// Lcore side: copy what the budget allows of `b` (never changes `b`).
     #[inline]
     pub fn copy(&self, b: &MbufBatch, q: QueueRef, dir: Dir, now_ns: u64) {
         if !self.active.load(Ordering::Relaxed) {
+            self.past.fetch_add(b.len() as u64, Ordering::Relaxed);
             return;
         }
         let mut budget = BUDGET_PER_BURST;
         let mut skipped = 0u64;
-        for m in b.iter() {
+        for (i, m) in b.iter().enumerate() {
             if budget == 0 {
                 skipped += 1;
                 continue;
@@ -108,6 +165,7 @@ impl Tap {
                 .is_err()
             {
                 self.active.store(false, Ordering::Relaxed);
+                self.past.fetch_add((b.len() - i) as u64, Ordering::Relaxed);
                 break;
             }
             let Some(mut buf) = self.free.pop() else {
@@ -148,12 +206,16 @@ impl Tap {
         !self.active.load(Ordering::Relaxed) || self.remaining.load(Ordering::Relaxed) == 0
     }
 
-    /// (taken, skipped).
-    pub fn counts(&self) -> (u64, u64) {
-        (
-            self.taken.load(Ordering::Relaxed),
-            self.skipped.load(Ordering::Relaxed),
-        )
+    /// The counts (the window's once every lcore detached).
+    pub fn counts(&self) -> TapCounts {
+        let r = |a: &AtomicU64| a.load(Ordering::Acquire);
+        TapCounts {
+            taken: r(&self.taken),
+            skipped: r(&self.skipped),
+            past_count: r(&self.past),
+            window_rx: r(&self.win_rx),
+            window_tx: r(&self.win_tx),
+        }
     }
 }
 

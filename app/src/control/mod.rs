@@ -282,8 +282,13 @@ impl Control {
         let mut err = c.drain().err();
         if c.tap.done() || err.is_some() {
             c.tap.close();
-            let n = dp.lcores().len();
-            if let Err(e) = self.broadcast(dp, |_| LcoreCmd::Tap((0..n).map(|_| None).collect())) {
+            // One `None` per stream of each lcore: every tap detaches.
+            let per: Vec<usize> = dp
+                .lcores()
+                .iter()
+                .map(|l| dp.streams().iter().filter(|s| s.cpu == l.cpu).count())
+                .collect();
+            if let Err(e) = self.broadcast(dp, |i| LcoreCmd::Tap(vec![None; per[i]])) {
                 log::warn!("capture: detaching: {e}");
             }
             let mut c = self.capture.take().expect("checked above");
@@ -442,9 +447,12 @@ fn sub_stats(a: &PortStats, b: &PortStats) -> PortStats {
 
 /// `show capture`'s figures.
 pub fn capture_status(c: &capture::Capture, done: bool, error: Option<String>) -> Value {
-    let (taken, skipped) = c.tap.counts();
-    json!({"file": c.path.display().to_string(), "capture": c.what, "taken": taken,
-        "skipped": skipped, "written": c.written, "done": done, "write_error": error})
+    let n = c.tap.counts();
+    // The window's counts are complete once every lcore detached (done).
+    let window = done.then_some(json!({"rx": n.window_rx, "tx": n.window_tx}));
+    json!({"file": c.path.display().to_string(), "capture": c.what, "taken": n.taken,
+        "skipped": n.skipped, "past_count": n.past_count, "window": window,
+        "written": c.written, "done": done, "write_error": error})
 }
 
 /// Numbers combined leaf by leaf (objects by key, a missing key is 0).

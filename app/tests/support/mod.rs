@@ -283,6 +283,19 @@ impl TelemetryClient {
 
 /// The control socket, as the tests drive it (`xfwd ctl`).
 pub mod ctl {
+    /// A finished capture's reconciliation (`show capture`'s data): every
+    /// frame of its window was taken, skipped or past the count, and the
+    /// window is what the tapped queues counted.
+    pub fn check_capture_window(v: &Value) {
+        assert_eq!(v["done"], true, "{v}");
+        let w = &v["window"];
+        assert_eq!(
+            n(&v["taken"]) + n(&v["skipped"]) + n(&v["past_count"]),
+            n(&w["rx"]) + n(&w["tx"]),
+            "{v}"
+        );
+    }
+
     use super::{text, xfwd};
     use serde_json::Value;
     use std::io::Read;

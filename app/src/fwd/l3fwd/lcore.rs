@@ -7,6 +7,7 @@
 
 use super::pkt::{self, Drop, Parsed};
 use super::table::{Lookup, Reader, Tables};
+use crate::control::capture::Dir;
 use crate::counters::StreamCounters;
 use crate::worker::{send_burst, Stream};
 use xfwd_mempool::{prefetch, MbufBatch, PoolCache, MAX_BURST};
@@ -94,6 +95,9 @@ impl Lcore {
             }
             work += n as u64;
             s.counters.rx.add(n as u64);
+            if let Some((t, q)) = s.tap.as_ref().and_then(|t| Some((t, t.rx?))) {
+                t.tap.copy(b, q, Dir::Rx, crate::latency::now_ns());
+            }
             let d = route_burst(
                 self.reader.tables(),
                 b,
@@ -111,7 +115,11 @@ impl Lcore {
                 }
                 match self.tx_of_port[p] {
                     Some((q, ts)) => {
-                        send_burst(&streams[ts].counters, &mut *txqs[q], cache, out, tx_retry)
+                        let st = &streams[ts];
+                        if let Some((t, tq)) = st.tap.as_ref().and_then(|t| Some((t, t.tx?))) {
+                            t.tap.copy(out, tq, Dir::Tx, crate::latency::now_ns());
+                        }
+                        send_burst(&st.counters, &mut *txqs[q], cache, out, tx_retry)
                     }
                     // The tables only hold next hops on forwarding ports.
                     None => cache.free_batch(out),
