@@ -3,8 +3,8 @@
 //! control socket (mode 0600, JSON replies, stop/start keep counting), a
 //! hostile client (2 MB line, never reading, too many connections) that
 //! stalls neither forwarding nor other clients nor `--duration`/Ctrl-C,
-//! the `xfwd> ` prompt in a real terminal (tmux), and `/metrics` scraped
-//! with curl during traffic.
+//! and `/metrics` scraped with curl during traffic (the prompt in a real
+//! terminal: control_prompt.rs).
 
 mod support;
 
@@ -302,105 +302,6 @@ fn ctrl_c_stops_while_a_client_holds_a_partial_request() {
     assert!(status.success(), "{out}");
     assert!(took < Duration::from_secs(3), "took {took:?}");
     drop(c);
-}
-
-#[test]
-fn the_prompt_edits_completes_and_recalls_in_a_terminal() {
-    if !xfwd_mempool::caps::require_tool("tmux", "the interactive prompt test") {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let session = format!("xfwd-ctl-{}", std::process::id());
-    let err = dir.path().join("err.txt");
-    let cmd = format!(
-        "HOME={} {} -i --no-huge 2>{}; sleep 30",
-        dir.path().display(),
-        env!("CARGO_BIN_EXE_xfwd"),
-        err.display()
-    );
-    struct Session(String);
-    impl Drop for Session {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("tmux")
-                .args(["kill-session", "-t", &self.0])
-                .status();
-        }
-    }
-    let ok = std::process::Command::new("tmux")
-        .args([
-            "new-session",
-            "-d",
-            "-s",
-            &session,
-            "-x",
-            "160",
-            "-y",
-            "200",
-            &cmd,
-        ])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "tmux new-session");
-    let _guard = Session(session.clone());
-    let keys = |k: &[&str]| {
-        let ok = std::process::Command::new("tmux")
-            .args(["send-keys", "-t", &session])
-            .args(k)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "send-keys {k:?}");
-    };
-    let screen = || {
-        let o = std::process::Command::new("tmux")
-            .args(["capture-pane", "-p", "-S", "-", "-t", &session])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    };
-    let wait_for = |want: &str, count: usize| -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let s = screen();
-            if s.matches(want).count() >= count {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no `{want}` ×{count} on screen:\n{s}\n{}",
-                std::fs::read_to_string(&err).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
-    wait_for("xfwd>", 1);
-    // Stopped at start (testpmd -i): nothing received yet.
-    keys(&["show port stats 1", "Enter"]);
-    let s = wait_for("NIC statistics for port 1", 1);
-    assert!(s.contains("RX-packets: 0 "), "{s}");
-    // Tab completion: "sta<Tab>" → "start ".
-    keys(&["sta", "Tab", "Enter"]);
-    wait_for("Forwarding started", 1);
-    std::thread::sleep(Duration::from_millis(300));
-    keys(&["stop", "Enter"]);
-    wait_for("Done.", 1);
-    // A bad command: one line, the prompt stays.
-    keys(&["set fwd bogus", "Enter"]);
-    wait_for("error: unknown mode `bogus`", 1);
-    // History: Up twice recalls `stop`... then the typed `show port stats 1`.
-    keys(&["sh", "Tab", "port st", "Tab", "1", "Enter"]);
-    let s = wait_for("NIC statistics for port 1", 2);
-    let rx: Vec<u64> = s
-        .lines()
-        .filter(|l| l.trim_start().starts_with("RX-packets:"))
-        .map(|l| l.split_whitespace().nth(1).unwrap().parse().unwrap())
-        .collect();
-    assert!(rx.last().copied().unwrap_or(0) > 0, "{s}");
-    keys(&["Up", "Enter"]);
-    wait_for("NIC statistics for port 1", 3);
-    keys(&["quit", "Enter"]);
-    wait_for("0 mbufs leaked", 1);
 }
 
 #[test]

@@ -2,10 +2,17 @@
 //! completion from the command table). It runs on its own thread and hands
 //! each line to the main thread, which executes it between its other duties
 //! (signals, `--duration`, the socket) and sends the reply back.
+//!
+//! When the run ends while rustyline waits for a key (`--duration`, a
+//! signal), the thread cannot be woken: [`Prompt`]'s drop then puts the
+//! terminal back as it found it (rustyline keeps it in raw mode while it
+//! reads) and leaves the thread blocked in its read until the process
+//! exits. The history is saved after every line, so nothing is lost.
 
 use super::commands::COMMANDS;
 use super::Reply;
 use crate::fwd::MODES;
+use nix::sys::termios::{tcgetattr, tcsetattr, SetArg, Termios};
 use rustyline::completion::{Completer, Pair};
 use rustyline::error::ReadlineError;
 use rustyline::highlight::Highlighter;
@@ -13,6 +20,7 @@ use rustyline::hint::Hinter;
 use rustyline::validate::Validator;
 use rustyline::{Context, Editor, Helper};
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 /// One line from the prompt and where its reply goes.
 #[derive(Debug)]
@@ -85,17 +93,70 @@ impl Highlighter for CommandCompleter {}
 impl Validator for CommandCompleter {}
 impl Helper for CommandCompleter {}
 
+/// The prompt thread and the terminal settings from before it started.
+#[derive(Debug)]
+pub struct Prompt {
+    thread: Option<std::thread::JoinHandle<()>>,
+    saved: Option<Termios>,
+}
+
+/// How long [`Prompt::close`] gives a thread that is ending (`quit` was
+/// typed: it prints the reply and saves the history).
+const JOIN_WAIT: Duration = Duration::from_millis(200);
+
+impl Prompt {
+    /// Join the thread if it ends within [`JOIN_WAIT`]; otherwise it is
+    /// blocked reading a key: restore the terminal and leave it there.
+    pub fn close(&mut self) {
+        let Some(h) = self.thread.take() else {
+            return;
+        };
+        let t = Instant::now();
+        while !h.is_finished() && t.elapsed() < JOIN_WAIT {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if h.is_finished() {
+            let _ = h.join();
+            return;
+        }
+        if let Some(saved) = &self.saved {
+            if let Err(e) = tcsetattr(std::io::stdin(), SetArg::TCSADRAIN, saved) {
+                eprintln!(
+                    "xfwd: the terminal settings could not be restored ({e}): run `stty sane`"
+                );
+            }
+        }
+        println!(); // end the `xfwd> ` line the prompt left
+        drop(h); // detached: blocked in read(2) until the process exits
+    }
+}
+
+impl Drop for Prompt {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
 /// Start the prompt thread; it ends on `quit`, Ctrl-C or Ctrl-D (each
 /// sends `quit`) or when the main thread stops answering.
 ///
 /// # Errors
 /// The terminal cannot be set up.
-pub fn spawn() -> std::io::Result<(mpsc::Receiver<Request>, std::thread::JoinHandle<()>)> {
+pub fn spawn() -> std::io::Result<(mpsc::Receiver<Request>, Prompt)> {
+    // The settings to restore if the run ends while rustyline reads (none
+    // when stdin is not a terminal: then rustyline reads plain lines).
+    let saved = tcgetattr(std::io::stdin()).ok();
     let (tx, rx) = mpsc::channel::<Request>();
     let h = std::thread::Builder::new()
         .name("prompt".into())
         .spawn(move || prompt_loop(&tx))?;
-    Ok((rx, h))
+    Ok((
+        rx,
+        Prompt {
+            thread: Some(h),
+            saved,
+        },
+    ))
 }
 
 fn prompt_loop(tx: &mpsc::Sender<Request>) {
@@ -125,6 +186,9 @@ fn prompt_loop(tx: &mpsc::Sender<Request>) {
             continue;
         }
         let _ = rl.add_history_entry(line.as_str());
+        if let Some(h) = &history {
+            let _ = rl.save_history(h);
+        }
         let (rtx, rrx) = mpsc::channel();
         if tx
             .send(Request {
@@ -146,9 +210,6 @@ fn prompt_loop(tx: &mpsc::Sender<Request>) {
         if line == "quit" {
             break;
         }
-    }
-    if let Some(h) = &history {
-        let _ = rl.save_history(h);
     }
 }
 
