@@ -144,18 +144,27 @@ impl Link {
     /// The burst prelude of every RX and TX path: with no connection,
     /// every mbuf a zero-copy queue had posted to the old one comes back
     /// (so a peer that left holds none) and the burst does nothing;
-    /// otherwise the copy or zero-copy path runs on the connection.
+    /// otherwise the copy or zero-copy path runs on the connection, lent
+    /// out of the link (a move, not a reference-count update: no atomic per
+    /// burst) until [`Link::restore`] gives it back.
     #[inline]
-    pub fn path(&self, zc: &mut Option<Zc>) -> Path {
-        match (&self.conn, zc) {
+    pub fn path(&mut self, zc: &mut Option<Zc>) -> Path {
+        match (self.conn.take(), zc) {
             (None, Some(z)) => {
                 z.reset(self.gen, None);
                 Path::Down
             }
             (None, None) => Path::Down,
-            (Some(c), Some(_)) => Path::ZeroCopy(c.clone()),
-            (Some(c), None) => Path::Copy(c.clone()),
+            (Some(c), Some(_)) => Path::ZeroCopy(c),
+            (Some(c), None) => Path::Copy(c),
         }
+    }
+
+    /// Give back the connection [`Link::path`] lent out; `n` passes through.
+    #[inline]
+    pub fn restore(&mut self, c: Arc<Conn>, n: usize) -> usize {
+        self.conn = Some(c);
+        n
     }
 }
 

@@ -109,8 +109,14 @@ impl RxQueue for MemifRx {
         self.b.link.sync_rx(self.b.role, self.b.q);
         match self.b.link.path(&mut self.b.zc) {
             Path::Down => 0,
-            Path::Copy(conn) => self.rx_copy(&conn, out),
-            Path::ZeroCopy(conn) => self.rx_zc(&conn, out),
+            Path::Copy(c) => {
+                let n = self.rx_copy(&c, out);
+                self.b.link.restore(c, n)
+            }
+            Path::ZeroCopy(c) => {
+                let n = self.rx_zc(&c, out);
+                self.b.link.restore(c, n)
+            }
         }
     }
 

@@ -80,8 +80,14 @@ impl TxQueue for MemifTx {
         self.b.link.sync();
         match self.b.link.path(&mut self.b.zc) {
             Path::Down => 0,
-            Path::Copy(conn) => self.tx_copy(&conn, pkts),
-            Path::ZeroCopy(conn) => self.tx_zc(&conn, pkts),
+            Path::Copy(c) => {
+                let n = self.tx_copy(&c, pkts);
+                self.b.link.restore(c, n)
+            }
+            Path::ZeroCopy(c) => {
+                let n = self.tx_zc(&c, pkts);
+                self.b.link.restore(c, n)
+            }
         }
     }
 }
