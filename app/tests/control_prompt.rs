@@ -1,7 +1,7 @@
 //! The `xfwd> ` prompt in a real terminal (tmux send-keys / capture-pane):
 //! editing, completion, history, errors that keep the prompt; and a run
-//! that `--duration` ends while rustyline waits for a key leaves the
-//! terminal as it found it (not in raw mode). About 4 s.
+//! that `--duration` or SIGTERM ends while rustyline waits for a key leaves
+//! the terminal as it found it (not in raw mode). About 5 s.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -124,27 +124,48 @@ fn the_prompt_edits_completes_and_recalls_in_a_terminal() {
     t.wait_for("0 mbufs leaked", 1);
 }
 
-#[test]
-fn a_run_ended_by_duration_while_the_prompt_reads_restores_the_terminal() {
+/// A run that `--duration` (or SIGTERM) ends while rustyline waits for a
+/// key: the shell's `stty -a` right after shows the terminal as it was.
+fn ended_while_reading(sigterm: bool) {
     if !xfwd_mempool::caps::require_tool("tmux", "the interactive prompt test") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let err = dir.path().join("err.txt");
     let stty = dir.path().join("stty.txt");
-    // The shell reads the terminal's settings right after xfwd exits.
-    let cmd = format!(
-        "HOME={} {} -i --no-huge --duration 2 2>{}; echo rc=$?; stty -a >{}; sleep 30",
-        dir.path().display(),
+    let pidf = dir.path().join("pid");
+    // The shell reads the terminal's settings right after xfwd exits; `sh
+    // -c 'echo $$; exec ..'` writes the pid xfwd will have.
+    let run = format!(
+        "{} -i --no-huge{} 2>{}",
         env!("CARGO_BIN_EXE_xfwd"),
-        err.display(),
+        if sigterm { "" } else { " --duration 2" },
+        err.display()
+    );
+    let cmd = format!(
+        "HOME={} sh -c 'echo $$ >{}; exec {run}'; echo rc=$?; stty -a >{}; sleep 30",
+        dir.path().display(),
+        pidf.display(),
         stty.display()
     );
-    let t = Tmux::new("ctlraw", &cmd, &err);
+    let t = Tmux::new(if sigterm { "ctlterm" } else { "ctlraw" }, &cmd, &err);
     t.wait_for("xfwd>", 1);
     t.keys(&["show config fwd", "Enter"]);
     t.wait_for("packet forwarding", 1);
     t.keys(&["show conf"]); // typed, never entered: rustyline is reading
+    if sigterm {
+        std::thread::sleep(Duration::from_millis(200));
+        let pid: i32 = std::fs::read_to_string(&pidf)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+    }
     let s = t.wait_for("rc=", 1);
     assert!(s.contains("rc=0"), "{s}");
     assert!(s.contains("0 mbufs leaked"), "{s}");
@@ -165,4 +186,14 @@ fn a_run_ended_by_duration_while_the_prompt_reads_restores_the_terminal() {
     // The history is saved per line: a run ended this way loses none.
     let h = std::fs::read_to_string(dir.path().join(".xfwd_history")).unwrap_or_default();
     assert!(h.contains("show config fwd"), "history: {h}");
+}
+
+#[test]
+fn a_run_ended_by_duration_while_the_prompt_reads_restores_the_terminal() {
+    ended_while_reading(false);
+}
+
+#[test]
+fn a_run_ended_by_sigterm_while_the_prompt_reads_restores_the_terminal() {
+    ended_while_reading(true);
 }
