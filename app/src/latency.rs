@@ -53,6 +53,8 @@ pub fn histogram() -> Histogram<u64> {
 pub struct Summary {
     /// Samples.
     pub samples: u64,
+    /// Smallest (ns).
+    pub min_ns: u64,
     /// Median (ns).
     pub p50_ns: u64,
     /// 90th percentile (ns).
@@ -75,6 +77,7 @@ impl Summary {
         }
         Summary {
             samples: h.len(),
+            min_ns: h.min(),
             p50_ns: h.value_at_quantile(0.5),
             p90_ns: h.value_at_quantile(0.9),
             p99_ns: h.value_at_quantile(0.99),
@@ -97,5 +100,17 @@ mod tests {
         assert_eq!(read(&f), Some(12345));
         assert_eq!(read(&f[..50]), None);
         stamp(&mut [0u8; 10], 1);
+    }
+
+    #[test]
+    fn summary_has_min_and_mean() {
+        let mut h = histogram();
+        for v in [100u64, 200, 300] {
+            h.record(v).unwrap();
+        }
+        let s = Summary::of(&h);
+        assert_eq!((s.samples, s.min_ns, s.max_ns), (3, 100, 300));
+        assert!((s.mean_ns - 200.0).abs() < 1.0, "{}", s.mean_ns);
+        assert_eq!(Summary::of(&histogram()), Summary::default());
     }
 }

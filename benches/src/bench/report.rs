@@ -278,11 +278,16 @@ pub fn markdown(r: &Results, img: &str, plots: &[String]) -> String {
         o.push('\n');
     }
     if !r.latency.is_empty() {
-        let _ = writeln!(o, "Latency of xfwd txonly → ring → rxonly (from the generator's timestamps):\n\n| offered load | received Mpps | p50 ns | p90 ns | p99 ns | p99.9 ns | max ns |\n|---|---|---|---|---|---|---|");
+        let _ = writeln!(o, "Latency of xfwd txonly → ring → rxonly (from the generator's timestamps; min and mean: – in runs from before they were recorded):\n\n| offered load | received Mpps | min ns | mean ns | p50 ns | p90 ns | p99 ns | p99.9 ns | max ns |\n|---|---|---|---|---|---|---|---|---|");
         for p in &r.latency {
+            let (min, mean) = if p.mean_ns > 0.0 {
+                (p.min_ns.to_string(), format!("{:.0}", p.mean_ns))
+            } else {
+                ("–".to_string(), "–".to_string())
+            };
             let _ = writeln!(
                 o,
-                "| {} | {:.3}{} | {} | {} | {} | {} | {} |",
+                "| {} | {:.3}{} | {min} | {mean} | {} | {} | {} | {} | {} |",
                 p.load,
                 p.mpps,
                 if p.noisy { " ⚠" } else { "" },
@@ -296,15 +301,7 @@ pub fn markdown(r: &Results, img: &str, plots: &[String]) -> String {
         o.push('\n');
     }
     for x in &r.rfc2544 {
-        let rates: Vec<String> = x
-            .rates_pps
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                let t = x.tester_limited.get(i).copied().unwrap_or(false);
-                format!("{:.3}{}", v / 1e6, if t { "ᵀ" } else { "" })
-            })
-            .collect();
+        let rates = mpps_marked(&x.rates_pps, &x.tester_limited);
         let tl = if x.tester_limited.iter().any(|t| *t) {
             " (ᵀ: tester-limited — no frame was lost and the generator could not offer more: the path's own rate is at least this)"
         } else {
@@ -343,6 +340,16 @@ pub fn markdown(r: &Results, img: &str, plots: &[String]) -> String {
             .iter()
             .map(|v| format!("{:.2}", v * (f64::from(x.frame) + 20.0) * 8.0 / 1e9))
             .collect();
+        let pdr = if x.pdr_pps.is_empty() {
+            String::new()
+        } else {
+            let v = mpps_marked(&x.pdr_pps, &x.pdr_tester_limited);
+            format!(
+                "; partial-drop rate (PDR, loss ≤ {} %, same trials) {} Mpps",
+                x.pdr_loss * 100.0,
+                v.join(" / ")
+            )
+        };
         let line = super::rfc2544::SearchConfig::line_rate_pps(10.0, f64::from(x.frame));
         let bound = if (x.max_pps - line).abs() < line * 0.01 {
             " = 10 GbE line rate"
@@ -351,7 +358,7 @@ pub fn markdown(r: &Results, img: &str, plots: &[String]) -> String {
         };
         let _ = writeln!(
             o,
-            "RFC 2544 throughput, {} ({frames}, {:.1} s trials, resolution {:.3} Mpps, bound {:.2} Mpps{bound}): zero-loss rate {} Mpps ({} Gbit/s on the wire){tl}{spread}. {} of {trials} trials were repeated (a failure the host disturbed, or a loss being confirmed). Noise rule: {}.\n",
+            "RFC 2544 throughput, {} ({frames}, {:.1} s trials, resolution {:.3} Mpps, bound {:.2} Mpps{bound}): zero-loss rate (NDR) {} Mpps ({} Gbit/s on the wire){tl}{pdr}{spread}. {} of {trials} trials were repeated (a failure the host disturbed, or a loss being confirmed). Noise rule: {}.\n",
             x.path,
             x.trial_s,
             x.resolution_pps / 1e6,
@@ -375,6 +382,17 @@ pub fn markdown(r: &Results, img: &str, plots: &[String]) -> String {
         r.command
     );
     o
+}
+
+/// Rates in Mpps, each marked ᵀ when the generator limited it.
+fn mpps_marked(pps: &[f64], tester_limited: &[bool]) -> Vec<String> {
+    pps.iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let t = tester_limited.get(i).copied().unwrap_or(false);
+            format!("{:.3}{}", v / 1e6, if t { "ᵀ" } else { "" })
+        })
+        .collect()
 }
 
 /// Replace the generated part of `path` (keeping what is above [`MARKER`]).

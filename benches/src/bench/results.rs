@@ -156,11 +156,17 @@ pub struct SweepPoint {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LatencyPoint {
     /// The load knob: `refuse 0.9` (fraction of generator bursts refused)
-    /// or `50 % of zero-loss` (xfwd `--tx-rate`).
+    /// or `50 % of PDR` (xfwd `--tx-rate`).
     #[serde(default)]
     pub load: String,
     /// Received Mpps.
     pub mpps: f64,
+    /// Smallest latency (ns; 0 in results from before it was recorded).
+    #[serde(default)]
+    pub min_ns: u64,
+    /// Mean latency (ns; 0 in results from before it was recorded).
+    #[serde(default)]
+    pub mean_ns: f64,
     /// p50, p90, p99, p99.9, max in ns.
     pub p50_ns: u64,
     /// p90.
@@ -223,8 +229,19 @@ pub struct Rfc2544Outcome {
     pub max_pps: f64,
     /// Resolution, pps.
     pub resolution_pps: f64,
-    /// Zero-loss rate of each repetition, pps.
+    /// Zero-loss rate (NDR) of each repetition, pps.
     pub rates_pps: Vec<f64>,
+    /// Partial-drop rate (PDR: loss ≤ `pdr_loss`) of each repetition, pps,
+    /// from the same trials as `rates_pps` (empty in results from before
+    /// it was searched).
+    #[serde(default)]
+    pub pdr_pps: Vec<f64>,
+    /// Per repetition: the PDR is the tester's (as `tester_limited`).
+    #[serde(default)]
+    pub pdr_tester_limited: Vec<bool>,
+    /// PDR's loss tolerance (a fraction; 0 when PDR was not searched).
+    #[serde(default)]
+    pub pdr_loss: f64,
     /// Per repetition: the path forwarded all the generator could offer
     /// (the rate is the tester's, a lower bound for the path).
     #[serde(default)]
@@ -265,6 +282,9 @@ impl Rfc2544Outcome {
             max_pps: cfg.max_pps,
             resolution_pps: cfg.resolution_pps,
             rates_pps: Vec::new(),
+            pdr_pps: Vec::new(),
+            pdr_tester_limited: Vec::new(),
+            pdr_loss: 0.0,
             tester_limited: Vec::new(),
             steps: Vec::new(),
             noise_rule,

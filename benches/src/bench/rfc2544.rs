@@ -1,5 +1,9 @@
 //! RFC 2544 §26.1 throughput: the highest offered rate at which the device
-//! under test forwards every frame, found by binary search over trials.
+//! under test forwards every frame (the no-drop rate, NDR), found by binary
+//! search over trials; and, as FD.io CSIT's MLRsearch reports beside it, the
+//! partial-drop rate (PDR: the highest rate losing at most [`PDR_LOSS`] of
+//! the frames), found by one search that serves both goals
+//! ([`search_ndr_pdr`]: PDR first, then NDR below it, reusing every trial).
 //!
 //! The search is written against [`Dut`] — "offer `rate` packets per second
 //! for `secs` seconds, tell me what was sent, what came back, and whether
@@ -35,6 +39,9 @@ impl TrialOutcome {
         }
     }
 }
+
+/// The partial-drop rate's loss tolerance (0.5 %, CSIT's PDR).
+pub const PDR_LOSS: f64 = 0.005;
 
 /// A trial runner.
 pub trait Dut {
@@ -82,10 +89,13 @@ pub struct Step {
     pub received: u64,
     /// The generator reached the rate (sent ≥ 95 % of rate × duration).
     pub offered_ok: bool,
-    /// Within the loss tolerance and the rate was really offered.
+    /// Within the loss tolerance of the goal whose search ran the trial
+    /// (NDR or PDR) and the rate was really offered.
     pub pass: bool,
-    /// Set when the host disturbed this failed trial and it was repeated
-    /// (or, on the last allowed attempt, taken as a failure anyway).
+    /// Set when the host disturbed this trial and it failed or lost frames:
+    /// a failed trial was repeated (or, on the last allowed attempt, taken
+    /// as a failure anyway); a lossy one that passed a tolerant goal (PDR)
+    /// is not taken as a no-drop failure by a later goal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disturbance: Option<String>,
 }
@@ -152,7 +162,11 @@ fn step(
             received: t.received,
             offered_ok,
             pass,
-            disturbance: if pass { None } else { t.disturbance },
+            disturbance: if pass && t.received >= t.sent {
+                None
+            } else {
+                t.disturbance
+            },
         });
         let again = if pass {
             false
@@ -171,38 +185,137 @@ fn step(
     }
 }
 
-/// Binary search for the zero-loss rate: the line rate first, then halve
-/// the interval between the highest pass and the lowest fail until it is
-/// narrower than the resolution.
+/// Binary search for the zero-loss rate (the rate within
+/// `cfg.loss_tolerance`): the line rate first, then halve the interval
+/// between the highest pass and the lowest fail until it is narrower than
+/// the resolution.
 ///
 /// # Errors
 /// A bad configuration or a trial that could not run.
 pub fn search(dut: &mut dyn Dut, cfg: &SearchConfig) -> Result<Throughput, String> {
+    check(cfg)?;
+    let mut steps = Vec::new();
+    refine(dut, cfg, &mut steps)?;
+    Ok(outcome(steps, cfg))
+}
+
+fn check(cfg: &SearchConfig) -> Result<(), String> {
     if !(cfg.max_pps > 0.0
         && cfg.resolution_pps > 0.0
         && cfg.trial_secs > 0.0
-        && cfg.max_trials > 0)
+        && cfg.max_trials > 0
+        && (0.0..1.0).contains(&cfg.loss_tolerance))
     {
         return Err(format!(
-            "bad search configuration {cfg:?}: rates, resolution, duration and trials must be > 0"
+            "bad search configuration {cfg:?}: rates, resolution, duration and trials must be > 0, the loss tolerance in [0, 1)"
         ));
     }
-    let mut steps = Vec::new();
-    if step(dut, cfg.max_pps, cfg, &mut steps)? {
-        return Ok(outcome(steps, cfg));
+    Ok(())
+}
+
+/// The fraction of frames a trial lost.
+fn lost(s: &Step) -> f64 {
+    if s.sent == 0 {
+        return 1.0;
     }
-    let (mut lo, mut hi) = (0.0f64, cfg.max_pps);
+    s.sent.saturating_sub(s.received) as f64 / s.sent as f64
+}
+
+/// Bisect for the goal `cfg.loss_tolerance`, starting from the bounds the
+/// trials already in `steps` (another goal's) set, and append the new
+/// trials. The last attempt at a rate is its verdict; a prior trial that
+/// fails this goal only because the host disturbed it is no upper bound (a
+/// tolerant goal took it as it was; this goal measures again if it matters).
+/// With no prior trial this is the plain search: the line rate first.
+fn refine(dut: &mut dyn Dut, cfg: &SearchConfig, steps: &mut Vec<Step>) -> Result<(), String> {
+    let ok = |s: &Step| s.offered_ok && lost(s) <= cfg.loss_tolerance;
+    let mut verdicts: Vec<&Step> = Vec::new();
+    for (i, s) in steps.iter().enumerate() {
+        if steps[i + 1..].iter().all(|t| t.rate_pps != s.rate_pps) {
+            verdicts.push(s);
+        }
+    }
+    let hi = verdicts
+        .iter()
+        .filter(|s| !ok(s) && (s.disturbance.is_none() || !s.offered_ok))
+        .map(|s| s.rate_pps)
+        .reduce(f64::min);
+    let lo = verdicts
+        .iter()
+        .filter(|s| ok(s) && hi.is_none_or(|h| s.rate_pps < h))
+        .map(|s| s.rate_pps)
+        .fold(0.0, f64::max);
+    let (mut lo, mut hi) = match hi {
+        Some(h) => (lo, h),
+        // Nothing failed yet: a pass at the bound ends the search.
+        None if lo >= cfg.max_pps => return Ok(()),
+        None => {
+            if step(dut, cfg.max_pps, cfg, steps)? {
+                return Ok(());
+            }
+            (lo, cfg.max_pps)
+        }
+    };
     let mut rates = 1;
     while hi - lo > cfg.resolution_pps && rates < cfg.max_trials {
         let mid = (lo + hi) / 2.0;
         rates += 1;
-        if step(dut, mid, cfg, &mut steps)? {
+        if step(dut, mid, cfg, steps)? {
             lo = mid;
         } else {
             hi = mid;
         }
     }
-    Ok(outcome(steps, cfg))
+    Ok(())
+}
+
+/// The no-drop and the partial-drop rate of one search.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct NdrPdr {
+    /// Highest rate within `SearchConfig::loss_tolerance` (RFC 2544: 0);
+    /// its `steps` are every trial of the search, in order.
+    pub ndr: Throughput,
+    /// Highest rate within `pdr_loss`, over the same trials (a trial
+    /// within the no-drop tolerance passes it too, so PDR ≥ NDR).
+    pub pdr: Throughput,
+    /// The partial-drop goal's loss tolerance (fraction).
+    pub pdr_loss: f64,
+}
+
+/// One search for both goals, as MLRsearch does: the partial-drop rate
+/// (loss ≤ `pdr_loss`) by bisection from the line rate, then the no-drop
+/// rate (loss ≤ `cfg.loss_tolerance`) by bisection below it, starting from
+/// the bounds the PDR trials already set (a PDR failure is an NDR failure;
+/// a loss-free PDR trial is an NDR pass). Costs the PDR search plus the few
+/// trials that separate the two rates.
+///
+/// # Errors
+/// A bad configuration (`pdr_loss` below the no-drop tolerance or ≥ 1) or
+/// a trial that could not run.
+pub fn search_ndr_pdr(
+    dut: &mut dyn Dut,
+    cfg: &SearchConfig,
+    pdr_loss: f64,
+) -> Result<NdrPdr, String> {
+    check(cfg)?;
+    if !(pdr_loss >= cfg.loss_tolerance && pdr_loss < 1.0) {
+        return Err(format!(
+            "bad partial-drop tolerance {pdr_loss}: it must be at least the no-drop tolerance {} and below 1",
+            cfg.loss_tolerance
+        ));
+    }
+    let pcfg = SearchConfig {
+        loss_tolerance: pdr_loss,
+        ..*cfg
+    };
+    let mut steps = Vec::new();
+    refine(dut, &pcfg, &mut steps)?;
+    refine(dut, cfg, &mut steps)?;
+    Ok(NdrPdr {
+        pdr: outcome(steps.clone(), &pcfg),
+        ndr: outcome(steps, cfg),
+        pdr_loss,
+    })
 }
 
 /// The result of a search: the highest rate really offered (frames sent
@@ -503,5 +616,171 @@ mod tests {
         let t4 = search(&mut d, &c).unwrap();
         assert_eq!(t4.rate_pps, 0.0);
         assert_eq!(t4.steps.len() % 3, 0);
+    }
+
+    /// Forwards everything up to `clean` pps; above that it drops a tenth
+    /// of the excess (a DUT whose queues overflow now and then), and above
+    /// `cap` everything beyond `cap` as well. PDR (0.5 %) is at
+    /// `clean / 0.95`, NDR at `clean`.
+    struct Soft {
+        clean: f64,
+        cap: f64,
+        calls: usize,
+        /// Calls (1-based) on which the host disturbs the trial: 0.1 % lost,
+        /// with the reason reported.
+        spoil: Vec<usize>,
+    }
+
+    impl Dut for Soft {
+        fn trial(&mut self, rate: f64, secs: f64) -> Result<TrialOutcome, String> {
+            self.calls += 1;
+            let sent = (rate * secs) as u64;
+            let over = (rate - self.clean).max(0.0) * 0.1 + (rate - self.cap).max(0.0);
+            let recv = sent.saturating_sub((over * secs).ceil() as u64);
+            if self.spoil.contains(&self.calls) {
+                return Ok(TrialOutcome {
+                    sent,
+                    received: recv.min(sent - sent / 1000),
+                    disturbance: Some("rx lcore away 3 ms".into()),
+                });
+            }
+            Ok(TrialOutcome::clean(sent, recv))
+        }
+    }
+
+    fn soft(spoil: Vec<usize>) -> Soft {
+        Soft {
+            clean: 4e6,
+            cap: 8e6,
+            calls: 0,
+            spoil,
+        }
+    }
+
+    #[test]
+    fn one_search_finds_both_the_no_drop_and_the_partial_drop_rate() {
+        let max = 14.88e6;
+        let c = cfg(max);
+        let res = c.resolution_pps;
+        let mut d = soft(vec![]);
+        let r = search_ndr_pdr(&mut d, &c, PDR_LOSS).unwrap();
+        let pdr = 4e6 / 0.95;
+        assert!(
+            r.ndr.rate_pps <= 4e6 && r.ndr.rate_pps >= 4e6 - res,
+            "NDR {}",
+            r.ndr.rate_pps
+        );
+        assert!(
+            r.pdr.rate_pps <= pdr && r.pdr.rate_pps >= pdr - res,
+            "PDR {}",
+            r.pdr.rate_pps
+        );
+        assert!(!r.ndr.tester_limited && !r.pdr.tester_limited);
+        // Every trial is in the record, once.
+        assert_eq!(r.ndr.steps.len(), d.calls);
+        assert_eq!(r.ndr.steps, r.pdr.steps);
+        // Cheaper than two searches: the NDR half reuses the PDR trials.
+        let pdr_trials = search(
+            &mut soft(vec![]),
+            &SearchConfig {
+                loss_tolerance: PDR_LOSS,
+                ..c
+            },
+        )
+        .unwrap()
+        .steps
+        .len();
+        let two = search(&mut soft(vec![]), &c).unwrap().steps.len() + pdr_trials;
+        assert!(d.calls < two, "{} trials vs {two}", d.calls);
+        // The NDR half never re-measures at or above a rate that already
+        // lost frames without a disturbance in the PDR half.
+        let (pdr_half, ndr_half) = r.ndr.steps.split_at(pdr_trials);
+        let first_lossy = pdr_half
+            .iter()
+            .filter(|s| s.received < s.sent)
+            .map(|s| s.rate_pps)
+            .fold(f64::MAX, f64::min);
+        assert!(!ndr_half.is_empty());
+        assert!(ndr_half.iter().all(|s| s.rate_pps < first_lossy));
+    }
+
+    #[test]
+    fn a_cliff_has_the_partial_drop_rate_just_above_the_no_drop_rate() {
+        // A hard capacity: every frame above 3.3 Mpps is lost, so 0.5 % of
+        // loss is reached at 3.3 / 0.995 Mpps.
+        let mut d = SimDut {
+            cap: 3.3e6,
+            calls: 0,
+            seed: 1,
+            jitter: 0.0,
+        };
+        let c = cfg(14.88e6);
+        let r = search_ndr_pdr(&mut d, &c, PDR_LOSS).unwrap();
+        assert!(r.ndr.rate_pps <= 3.3e6 && r.ndr.rate_pps >= 3.3e6 - c.resolution_pps);
+        assert!(r.pdr.rate_pps >= r.ndr.rate_pps && r.pdr.rate_pps <= 3.3e6 / 0.995);
+        // Loss-free at the bound: one trial serves both goals.
+        let mut d = SimDut {
+            cap: 1e9,
+            calls: 0,
+            seed: 1,
+            jitter: 0.0,
+        };
+        let r = search_ndr_pdr(&mut d, &c, PDR_LOSS).unwrap();
+        assert_eq!(
+            (r.ndr.rate_pps, r.pdr.rate_pps, d.calls),
+            (14.88e6, 14.88e6, 1)
+        );
+        // Lossy within the PDR tolerance at the bound: PDR there, NDR searched.
+        let mut d = Soft {
+            clean: 14.5e6,
+            cap: 1e9,
+            calls: 0,
+            spoil: vec![],
+        };
+        let r = search_ndr_pdr(&mut d, &c, PDR_LOSS).unwrap();
+        assert_eq!(r.pdr.rate_pps, 14.88e6);
+        assert!(r.ndr.rate_pps <= 14.5e6 && r.ndr.rate_pps >= 14.5e6 - c.resolution_pps);
+    }
+
+    #[test]
+    fn a_disturbed_loss_the_partial_drop_goal_accepted_is_no_no_drop_bound() {
+        let c = SearchConfig {
+            retries: 2,
+            ..cfg(14.88e6)
+        };
+        // Trials: 14.88 (PDR fail, confirmed), 7.44 (fail, confirmed), then
+        // 3.72 Mpps, which the path forwards without loss: the host spoils
+        // it (0.1 % lost, reported). PDR takes it as a pass; the NDR half
+        // must not take it as its upper bound.
+        let mut d = soft(vec![5]);
+        let r = search_ndr_pdr(&mut d, &c, PDR_LOSS).unwrap();
+        assert_eq!(r.ndr.steps[4].rate_pps, 14.88e6 / 4.0);
+        assert!(r.ndr.steps[4].pass && r.ndr.steps[4].disturbance.is_some());
+        assert!(
+            r.ndr.rate_pps <= 4e6 && r.ndr.rate_pps >= 4e6 - c.resolution_pps,
+            "NDR {}",
+            r.ndr.rate_pps
+        );
+    }
+
+    #[test]
+    fn bad_partial_drop_tolerances_are_errors() {
+        let c = cfg(1e6);
+        for bad in [-0.1, 1.0, f64::NAN] {
+            let e = search_ndr_pdr(&mut soft(vec![]), &c, bad).unwrap_err();
+            assert!(e.contains("partial-drop"), "{e}");
+        }
+        let c = SearchConfig {
+            loss_tolerance: 0.01,
+            ..c
+        };
+        assert!(search_ndr_pdr(&mut soft(vec![]), &c, PDR_LOSS).is_err());
+        let c = SearchConfig {
+            loss_tolerance: 1.5,
+            ..c
+        };
+        assert!(search(&mut soft(vec![]), &c)
+            .unwrap_err()
+            .contains("tolerance"));
     }
 }

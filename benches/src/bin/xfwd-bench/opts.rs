@@ -91,7 +91,12 @@ pub fn parse(root: &Path) -> Result<Opts, String> {
                 i += 1;
             }
             "--scenarios" => {
-                o.scenarios = val(i)?.split(',').map(str::to_string).collect();
+                // An empty list runs none (only the rate-based stage).
+                o.scenarios = val(i)?
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect();
                 for s in &o.scenarios {
                     if !scenario::ALL.contains(&s.as_str()) {
                         return Err(format!("unknown scenario {s:?}\n{USAGE}"));

@@ -1,5 +1,6 @@
-//! Stage 4: rate-based runs: RFC 2544 zero-loss searches (ring path at 64 B
-//! and IMIX, the veth path) and latency at fractions of the found rate.
+//! Stage 4: rate-based runs: RFC 2544 searches for the no-drop and the
+//! partial-drop rate (NDR, PDR; ring path at 64 B and IMIX, the veth path)
+//! and latency at 10/50/90 % of the ring path's PDR.
 
 use std::process::Command;
 use xfwd_benches::bench::ratepath::{self, RingPath};
@@ -11,8 +12,9 @@ use xfwd_benches::bench::scenario::{self, Topology};
 use super::trials::Bench;
 
 impl Bench {
-    /// With xfwd `--tx-rate`: RFC 2544 zero-loss rate of the ring path
-    /// (repeated), then latency at 10/50/90 % of it.
+    /// With xfwd `--tx-rate`: RFC 2544 NDR and PDR of the ring path
+    /// (repeated), then latency at 10/50/90 % of its PDR (as FD.io CSIT
+    /// reports it).
     pub fn rate_based(&mut self) -> (Vec<Rfc2544Outcome>, Vec<LatencyPoint>) {
         let mut path = RingPath {
             xfwd: self.env.xfwd.clone(),
@@ -53,10 +55,10 @@ impl Bench {
             outs.push(v);
         }
         let mut lat = Vec::new();
-        // The lowest zero-loss rate of the repetitions (a failed one, 0,
+        // The lowest partial-drop rate of the repetitions (a failed one, 0,
         // does not count).
         let zl = out
-            .rates_pps
+            .pdr_pps
             .iter()
             .copied()
             .filter(|r| *r > 0.0)
@@ -69,14 +71,17 @@ impl Bench {
                         let l = &t.latency;
                         let g = |k: &str| l[k].as_u64().unwrap_or(0);
                         eprintln!(
-                            "    latency at {pct} %: p50 {} ns p99 {} ns",
+                            "    latency at {pct} % of PDR: min {} p50 {} p99 {} ns",
+                            g("min_ns"),
                             g("p50_ns"),
                             g("p99_ns")
                         );
                         let secs = self.env.measure.max(1.0);
                         lat.push(LatencyPoint {
-                            load: format!("{pct:.0} % of zero-loss ({:.3} Mpps)", rate / 1e6),
+                            load: format!("{pct:.0} % of PDR ({:.3} Mpps)", rate / 1e6),
                             mpps: t.received as f64 / secs / 1e6,
+                            min_ns: g("min_ns"),
+                            mean_ns: l["mean_ns"].as_f64().unwrap_or(0.0),
                             p50_ns: g("p50_ns"),
                             p90_ns: g("p90_ns"),
                             p99_ns: g("p99_ns"),
@@ -85,9 +90,7 @@ impl Bench {
                             noisy: false,
                         });
                     }
-                    Err(e) => self
-                        .notes
-                        .push(format!("latency at {pct} % of zero-loss: {e}")),
+                    Err(e) => self.notes.push(format!("latency at {pct} % of PDR: {e}")),
                 }
             }
         }
@@ -155,24 +158,26 @@ impl Bench {
                 .map(|v| (v / 1e4).round() / 100.0)
                 .collect::<Vec<_>>()
         );
+        out.pdr_loss = rfc2544::PDR_LOSS;
+        let tl = |t: bool| if t { " (tester-limited)" } else { "" };
         for i in 0..reps {
-            match rfc2544::search(path, cfg) {
-                Ok(t) => {
+            match rfc2544::search_ndr_pdr(path, cfg, rfc2544::PDR_LOSS) {
+                Ok(r) => {
                     eprintln!(
-                        "    rfc2544 {name} #{}: zero-loss {:.3} Mpps{} in {} trials ({} repeated)",
+                        "    rfc2544 {name} #{}: NDR {:.3} Mpps{}, PDR {:.3} Mpps{} in {} trials ({} repeated)",
                         i + 1,
-                        t.rate_pps / 1e6,
-                        if t.tester_limited {
-                            " (tester-limited)"
-                        } else {
-                            ""
-                        },
-                        t.steps.len(),
-                        t.repeated()
+                        r.ndr.rate_pps / 1e6,
+                        tl(r.ndr.tester_limited),
+                        r.pdr.rate_pps / 1e6,
+                        tl(r.pdr.tester_limited),
+                        r.ndr.steps.len(),
+                        r.ndr.repeated()
                     );
-                    out.rates_pps.push(t.rate_pps);
-                    out.tester_limited.push(t.tester_limited);
-                    out.steps.push(t.steps);
+                    out.rates_pps.push(r.ndr.rate_pps);
+                    out.tester_limited.push(r.ndr.tester_limited);
+                    out.pdr_pps.push(r.pdr.rate_pps);
+                    out.pdr_tester_limited.push(r.pdr.tester_limited);
+                    out.steps.push(r.ndr.steps);
                 }
                 Err(e) => self
                     .notes

@@ -286,6 +286,8 @@ impl Bench {
             pts.push(LatencyPoint {
                 load: format!("refuse {p} of bursts"),
                 mpps: t.mpps,
+                min_ns: g("min_ns"),
+                mean_ns: l["mean_ns"].as_f64().unwrap_or(0.0),
                 p50_ns: g("p50_ns"),
                 p90_ns: g("p90_ns"),
                 p99_ns: g("p99_ns"),
