@@ -147,10 +147,11 @@ impl Ring {
 
     /// Receiver: mask (polling) or unmask (about to block) the interrupt.
     /// Unmasking is followed by a full fence, so the caller's next look at
-    /// the producer's index cannot be ordered before it (a packet published
+    /// the producer's index cannot be ordered before it: a packet published
     /// before it is seen then; one published after it finds the flag clear
-    /// and kicks, unless the producer's own load raced ahead of its store:
-    /// the waiter's timeout bounds that case).
+    /// and kicks (an xfwd producer fences between its index store and its
+    /// flag load; a producer that does not may rarely miss the kick, which
+    /// the waiter's timeout bounds).
     pub fn set_interrupt(&self, on: bool) {
         self.set_flags(if on { 0 } else { RING_FLAG_MASK_INT });
         if on {

@@ -50,9 +50,15 @@ fn tx_buf(role: Role, conn: &Conn, side: &RingSide, slot: u16) -> Option<(usize,
 }
 
 /// After publishing our index: kick the receiver when its ring flags ask
-/// for it (a full counter is as good as a kick).
+/// for it (a full counter is as good as a kick). The fence (once per burst
+/// that sent something) keeps the flag load after our index store, the
+/// mirror of the receiver's fence after unmasking: one of the two sides
+/// then sees the other's write, so an xfwd receiver about to block never
+/// misses our burst (DPDK's sender has no fence: its rare lost kick costs
+/// an xfwd receiver at most its idle sleep).
 #[inline]
 fn kick(side: &RingSide) {
+    std::sync::atomic::fence(Ordering::SeqCst);
     if side.ring.wants_kick() {
         let _ = side.efd.signal(1);
     }
