@@ -19,6 +19,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 out=${BENCH_OUT:-$root/bench-out}; mkdir -p "$out"
+# DPDK's runtime directories of this script's runs (one prefix per run of the script).
+trap 'rm -rf "/var/run/dpdk/xfwdmpb$$" "/var/run/dpdk/xfwdmpt$$"' EXIT
 hp=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
 if [ "$(cat /sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages)" -lt 256 ]; then
   echo $(( $(cat $hp) + 256 )) > $hp
@@ -38,7 +40,7 @@ for c in $cases; do
   a=(); b=()
   for _ in $(seq "$runs"); do
     a+=("$("$ours" --secs "$secs" --case "$cache,$cores,$bulk,$keep" | sed -n 's/.*rate_persec=//p')")
-    b+=("$("$out/mempool_peer" -l 0,1 --no-pci --file-prefix=xfwdmpb --huge-unlink -m 256 --log-level=error \
+    b+=("$("$out/mempool_peer" -l 0,1 --no-pci --file-prefix=xfwdmpb$$ --huge-unlink -m 256 --log-level=error \
           -- "$secs" "$cache" "$cores" "$bulk" "$keep" | sed -n 's/.*rate_persec=//p')")
   done
   ma=$(printf '%s\n' "${a[@]}" | sort -n | awk '{v[NR]=$1} END{print v[int((NR+1)/2)]}')
@@ -49,6 +51,6 @@ for c in $cases; do
 done
 if [ "$full" = 1 ]; then
   echo "dpdk-test mempool_perf_autotest (long):"
-  echo mempool_perf_autotest | timeout 3000 dpdk-test -l 0,1 --no-pci --file-prefix=xfwdmpt --huge-unlink -m 512 \
+  echo mempool_perf_autotest | timeout 3000 dpdk-test -l 0,1 --no-pci --file-prefix=xfwdmpt$$ --huge-unlink -m 512 \
     | grep rate_persec | tee "$out/dpdk_mempool_perf_autotest.txt"
 fi
