@@ -423,6 +423,32 @@ impl Dataplane {
         self.keep_spare(id, left);
     }
 
+    /// testpmd's `port config`: change port `id`'s configuration (stopped
+    /// ports only); the next `port start` uses it.
+    ///
+    /// # Errors
+    /// The port is started, or the driver refused the configuration.
+    pub fn reconfigure_port(
+        &mut self,
+        id: u16,
+        change: impl FnOnce(&mut PortConf),
+    ) -> Result<(), String> {
+        let p = self.port_mut(id)?;
+        if p.started {
+            return Err(format!("port {id} must be stopped first: `port stop {id}`"));
+        }
+        let mut conf = p
+            .port
+            .core()
+            .conf
+            .clone()
+            .ok_or_else(|| format!("port {id} is not configured"))?;
+        change(&mut conf);
+        p.port
+            .configure(&conf)
+            .map_err(|e| format!("port {id}: {e}"))
+    }
+
     fn port_mut(&mut self, id: u16) -> Result<&mut RunPort, String> {
         self.ports
             .iter_mut()

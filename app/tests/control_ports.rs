@@ -1,7 +1,8 @@
 //! `port stop N` / `port start N` end to end: the driver really stops (the
 //! lcores give its queues back, every mbuf it held returns to the pool: the
 //! pool is whole with every port stopped), the statistics say so and add up
-//! across the stop/start, and forwarding resumes after `port start`. On the
+//! across the stop/start (and a `port config` of the stopped port's ring
+//! sizes), and forwarding resumes after `port start`. On the
 //! ring demo and on AF_PACKET ports over a veth pair in a namespace the test
 //! creates. Also the capture's reconciliation: the frames it took, skipped
 //! and saw past its count are exactly the port's counter delta of its
@@ -47,6 +48,8 @@ fn rx_beyond(sock: &Path, id: u16, than: u64) -> u64 {
 fn stop_all_then_resume(sock: &Path, start: &str) {
     let (ok, _, se) = ctl(sock, "port stop 0");
     assert!(!ok && se.contains("needs forwarding stopped"), "{se}");
+    let (ok, _, se) = ctl(sock, "port config 0 rxd 512");
+    assert!(!ok && se.contains("port 0 must be stopped first"), "{se}");
     assert!(cmd(sock, "stop").contains("Done."));
     let r = cmd(sock, "port stop all");
     assert!(r.contains("Port 1: stopped"), "{r}");
@@ -60,8 +63,20 @@ fn stop_all_then_resume(sock: &Path, start: &str) {
         (0, n(&m["capacity"])),
         "every mbuf is back in the pool with every port stopped: {m}"
     );
+    // A stopped port takes new ring sizes (its counters go on: the final
+    // check below still adds up); bad values are refused.
+    assert!(cmd(sock, "port config all rxd 512").contains("Port 1: rxd 512"));
+    for (bad, want) in [
+        ("port config 1 rxd 0", "not a descriptor count"),
+        ("port config 1 mtu 9", "rxd or txd expected"),
+        ("port config 1 txd 60000", "tx descriptors"),
+    ] {
+        let (ok, _, se) = ctl(sock, bad);
+        assert!(!ok && se.contains(want), "{bad}: {se}");
+    }
     let info = &ctl_json(sock, "show port info all");
     assert_eq!(info[0]["started"], false, "{info}");
+    assert_eq!(info[1]["rx_desc"], 512, "{info}");
     assert_eq!(port_stats(sock, 1)["started"], false);
     // Forwarding with every port stopped moves nothing.
     cmd(sock, "start");

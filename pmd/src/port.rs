@@ -331,7 +331,7 @@ pub struct PortCore {
     pub name: String,
     /// The configuration, once configured.
     pub conf: Option<PortConf>,
-    /// Counters (recreated at configure).
+    /// Counters (recreated at a configure that changes the queue counts).
     pub counters: PortCounters,
     /// Mapper.
     pub mapper: Arc<dyn DmaMapper>,
@@ -372,7 +372,13 @@ impl PortCore {
             return Err(self.state("cannot configure a started port; stop it first"));
         }
         conf.check(&self.name, info)?;
-        self.counters = PortCounters::new(conf.rx_queues as usize, conf.tx_queues as usize);
+        // The same queue layout again (a stopped port's descriptor counts
+        // changed): its counters go on, so its statistics add up across it.
+        let same = self.counters.rx.len() == conf.rx_queues as usize
+            && self.counters.tx.len() == conf.tx_queues as usize;
+        if !same {
+            self.counters = PortCounters::new(conf.rx_queues as usize, conf.tx_queues as usize);
+        }
         self.conf = Some(conf.clone());
         Ok(())
     }

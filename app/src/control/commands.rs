@@ -20,7 +20,7 @@ use super::{Control, Reply};
 use crate::dataplane::Dataplane;
 use capture::{capture_start, capture_stop, show_capture};
 use l3fwd::{flow_add, flow_del, route_add, route_del, route_lookup, show_l3fwd};
-use port::{port_start, port_stop};
+use port::{port_config, port_start, port_stop};
 use serde_json::{json, Value};
 use set::{set_burst, set_eth_peer, set_fwd, set_rate, set_txpkts};
 use show::{
@@ -63,6 +63,7 @@ pub const COMMANDS: &[Command] = &[
     Command { name: "set rate", args: "PPS|off", help: "generator rate per stream: 250000, 200k, 1.5M, or off (stopped only)", run: set_rate },
     Command { name: "port stop", args: "all|N", help: "stop port N's driver (forwarding stopped only): the lcores give its queues back, every mbuf it held returns to the pool; mappings stay", run: port_stop },
     Command { name: "port start", args: "all|N", help: "start port N's driver again and hand its new queues to their lcores (forwarding stopped only)", run: port_start },
+    Command { name: "port config", args: "all|N rxd|txd N", help: "ring sizes of a stopped port (it must be stopped and says so), used from the next `port start`; its counters go on", run: port_config },
     Command { name: "show config fwd", args: "", help: "mode, burst, lcores and their streams", run: show_config_fwd },
     Command { name: "show mempool", args: "", help: "the mbuf pool: capacity, available, in caches, memory", run: show_mempool },
     Command { name: "show dma", args: "", help: "every DMA mapping: port, VA, IOVA, length, kind", run: show_dma },

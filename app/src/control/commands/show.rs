@@ -129,9 +129,15 @@ pub(super) fn show_port_info(
             "Zero copy: {}",
             if p.info.zero_copy { "yes" } else { "no" }
         );
+        let (rxd, txd) = p
+            .port
+            .core()
+            .conf
+            .as_ref()
+            .map_or((0, 0), |c| (c.rx_desc, c.tx_desc));
         let _ = writeln!(
             t,
-            "RX queues: {}  TX queues: {}",
+            "RX queues: {}  TX queues: {}  RX descriptors: {rxd}  TX descriptors: {txd}",
             st.rxq.len(),
             st.txq.len()
         );
@@ -139,7 +145,7 @@ pub(super) fn show_port_info(
             json!({"port": id, "driver": p.info.driver, "devargs": p.info.devargs,
             "mac": mac_string(&p.info.mac), "peer": mac_string(&peer), "link_up": l.up,
             "speed_mbps": l.speed_mbps, "started": started, "polled": started, "mapping": p.info.mapping.to_string(), "zero_copy": p.info.zero_copy,
-            "rx_queues": st.rxq.len(), "tx_queues": st.txq.len()}),
+            "rx_queues": st.rxq.len(), "tx_queues": st.txq.len(), "rx_desc": rxd, "tx_desc": txd}),
         );
     }
     Ok(Reply {
