@@ -9,16 +9,20 @@
 #                 (default null-io,ring,af_xdp-veth)
 #   env: WARMUP, MEASURE   seconds of each run (default 0.5, 2)
 #        JOBS              cargo -j (default 2)
-#        KEEP=1            keep the scratch directory
+#        KEEP=1            keep the scratch directory (its path is printed)
+#        SCRATCH=DIR       use DIR as the scratch directory and keep it; the
+#                          worktrees and builds a kept run left there are
+#                          reused (cargo rebuilds nothing that is current)
 #
 # Builds each revision's xfwd in release into its own target directory (a
 # detached git worktree each, in a scratch directory removed at exit; the
 # second target directory starts as a copy of the first so the dependencies
-# are not built twice), and the harness (xfwd-bench) once, from NEW. Then
+# are not built twice), and the harness (xfwd-bench) once, from the tree
+# this script is in (so both revisions meet the same harness). Then
 # round by round, scenario by scenario: xfwd-bench with OLD's binary, then
-# with NEW's (`--runs 1`: one discarded warm-up run and one measured run of
-# each tool, so every xfwd figure has a same-minute testpmd figure beside
-# it). Prints every run, then per scenario the median Mpps of OLD and NEW,
+# with NEW's (`--runs 1 --no-sweep --no-latency --no-rfc2544`: one
+# discarded warm-up run and one measured run of each tool, so every xfwd
+# figure has a same-minute testpmd figure beside it). Prints every run, then per scenario the median Mpps of OLD and NEW,
 # new/old of the medians, and new/old of the medians of xfwd/testpmd (the
 # ratio that cancels the machine's drift between runs).
 #
@@ -41,20 +45,28 @@ export XFWD_BENCH_TAG=${XFWD_BENCH_TAG:-alt$$}
 
 old_rev=$(git -C "$root" rev-parse --verify "$old^{commit}")
 new_rev=$(git -C "$root" rev-parse --verify "$new^{commit}")
-scratch=$(mktemp -d "${TMPDIR:-/tmp}/xfwd-alternate.XXXXXX")
+keep=${KEEP:-0}
+if [ -n "${SCRATCH:-}" ]; then
+    scratch=$SCRATCH keep=1
+    mkdir -p "$scratch"
+else
+    scratch=$(mktemp -d "${TMPDIR:-/tmp}/xfwd-alternate.XXXXXX")
+fi
 hp=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
 hp_before=$(cat "$hp" 2>/dev/null || echo "")
 
 cleanup() {
     local rc=$?
-    for w in old new; do
-        [ -d "$scratch/$w" ] && git -C "$root" worktree remove --force "$scratch/$w" 2>/dev/null || true
-    done
-    git -C "$root" worktree prune 2>/dev/null || true
+    if [ "$keep" != 1 ]; then
+        for w in old new; do
+            [ -d "$scratch/$w" ] && git -C "$root" worktree remove --force "$scratch/$w" 2>/dev/null || true
+        done
+        git -C "$root" worktree prune 2>/dev/null || true
+    fi
     if [ -n "$hp_before" ] && [ "$(cat "$hp")" -gt "$hp_before" ]; then
         echo "$hp_before" >"$hp" 2>/dev/null || true
     fi
-    if [ "${KEEP:-0}" = 1 ]; then
+    if [ "$keep" = 1 ]; then
         echo "alternate: kept $scratch" >&2
     else
         rm -rf "$scratch"
@@ -66,15 +78,15 @@ trap 'exit 130' INT TERM
 
 build() { # NAME REV
     local w=$scratch/$1
-    git -C "$root" worktree add -q --detach "$w" "$2"
+    [ -d "$w" ] || git -C "$root" worktree add -q --detach "$w" "$2"
     echo "alternate: building $1 ($2) in release" >&2
     (cd "$w" && CARGO_TARGET_DIR=$scratch/tgt-$1 cargo build -q --release -j"$jobs" -p xfwd --bin xfwd)
 }
 t0=$(date +%s)
 build old "$old_rev"
-cp -a "$scratch/tgt-old" "$scratch/tgt-new"
+[ -d "$scratch/tgt-new" ] || cp -a "$scratch/tgt-old" "$scratch/tgt-new"
 build new "$new_rev"
-(cd "$scratch/new" && CARGO_TARGET_DIR=$scratch/tgt-new cargo build -q --release -j"$jobs" \
+(cd "$root" && CARGO_TARGET_DIR=$scratch/tgt-new cargo build -q --release -j"$jobs" \
     -p xfwd-benches --bin xfwd-bench)
 bench=$scratch/tgt-new/release/xfwd-bench
 echo "alternate: built in $(($(date +%s) - t0)) s" >&2
@@ -87,7 +99,7 @@ for r in $(seq 1 "$rounds"); do
         for w in old new; do
             out=$scratch/out-$w-$sc-$r
             "$bench" --runs 1 --warmup "$warmup" --measure "$measure" --reruns 0 \
-                --no-sweep --no-latency --scenarios "$sc" \
+                --no-sweep --no-latency --no-rfc2544 --scenarios "$sc" \
                 --xfwd "$scratch/tgt-$w/release/xfwd" --out "$out" --md "$out/BENCHMARKS.md" \
                 >"$out.log" 2>&1 || { echo "alternate: xfwd-bench failed, see below" >&2; tail -20 "$out.log" >&2; exit 1; }
             python3 - "$out/results.json" "$w" "$r" >>"$runs" <<'EOF'

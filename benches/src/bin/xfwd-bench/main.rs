@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! xfwd-bench [--quick] [--runs N] [--warmup S] [--measure S] [--scenarios a,b]
-//!            [--no-sweep] [--no-latency] [--noise-limit PCT] [--reruns N]
+//!            [--no-sweep] [--no-latency] [--no-rfc2544] [--noise-limit PCT] [--reruns N]
 //!            [--xfwd PATH] [--out DIR] [--md PATH] [--report-only]
 //! ```
 //! Needs root, 2M hugepages and `dpdk-testpmd` (Debian `dpdk`). Builds xfwd
@@ -217,7 +217,12 @@ fn run_all(root: &Path, o: Opts) -> Result<Results, String> {
         scenarios.push(b.scenario(&s));
     }
     let sweep = if b.o.sweep { b.sweep() } else { Vec::new() };
-    let (rfc, latency) = if ratepath::supports_tx_rate(&b.env.xfwd) {
+    let (rfc, latency) = if !b.o.rfc2544 {
+        (
+            Vec::new(),
+            if b.o.latency { b.latency() } else { Vec::new() },
+        )
+    } else if ratepath::supports_tx_rate(&b.env.xfwd) {
         b.rate_based()
     } else {
         b.notes.push("RFC 2544 throughput search: implemented (benches/src/bench/rfc2544.rs, tested against simulated DUTs) but not run: this xfwd has no `--tx-rate`/`--tx-count`; latency load set by refusing generator bursts instead.".into());

@@ -12,6 +12,7 @@ pub struct Opts {
     pub scenarios: Vec<String>,
     pub sweep: bool,
     pub latency: bool,
+    pub rfc2544: bool,
     pub noise: f64,
     pub reruns: usize,
     pub xfwd: Option<PathBuf>,
@@ -22,7 +23,7 @@ pub struct Opts {
 }
 
 pub const USAGE: &str = "usage: xfwd-bench [--quick] [--runs N] [--warmup S] [--measure S] [--scenarios a,b] \
-[--no-sweep] [--no-latency] [--noise-limit PCT] [--reruns N] [--xfwd PATH] [--out DIR] [--md PATH] [--report-only] [--rate-only]\n\
+[--no-sweep] [--no-latency] [--no-rfc2544] [--noise-limit PCT] [--reruns N] [--xfwd PATH] [--out DIR] [--md PATH] [--report-only] [--rate-only]\n\
 scenarios: null-io, null-macswap, null-io-xmem, null-macswap-xmem, ring, af_xdp-veth, af_packet-veth, \
 af_xdp-veth-idle, af_packet-veth-idle (the veth ones with xfwd --idle-sleep), \
 memif, memif-zc (two processes of one tool over memif, copy / zero copy)";
@@ -43,6 +44,7 @@ pub fn parse(root: &Path) -> Result<Opts, String> {
         },
         sweep: true,
         latency: true,
+        rfc2544: true,
         noise: 10.0,
         reruns: if quick { 0 } else { 2 },
         xfwd: None,
@@ -106,6 +108,7 @@ pub fn parse(root: &Path) -> Result<Opts, String> {
             }
             "--no-sweep" => o.sweep = false,
             "--no-latency" => o.latency = false,
+            "--no-rfc2544" => o.rfc2544 = false,
             "--xfwd" => {
                 o.xfwd = Some(PathBuf::from(val(i)?));
                 i += 1;
