@@ -6,7 +6,7 @@
 //! TX kicks are coalesced: in copy mode every `sendto` kick is a syscall
 //! (~0.3 µs here) and the kernel sends at most 32 frames per call, so a queue
 //! kicks once `tx_kick_batch` (default 32) descriptors wait in its TX ring,
-//! when the ring is full, and on [`TxQueue::flush`] (after
+//! when the ring is full, and on [`TxQueue::flush`](crate::port::TxQueue::flush) (after
 //! [`crate::port::TX_QUIET_NS`] without work, and at least every
 //! [`crate::port::TX_DRAIN_NS`]). `tx_kick_batch=1`
 //! kicks after every burst, as DPDK's `net_af_xdp` does. The kicks made are

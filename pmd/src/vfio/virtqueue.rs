@@ -25,9 +25,9 @@ pub struct Layout {
     pub size: u16,
     /// Descriptor table (16 bytes each, 16-aligned).
     pub desc: usize,
-    /// Driver ring: flags, idx, ring[size], used_event (2-aligned).
+    /// Driver ring: flags, idx, ring\[size\], used_event (2-aligned).
     pub avail: usize,
-    /// Device ring: flags, idx, ring[size] of (id u32, len u32), avail_event (4-aligned).
+    /// Device ring: flags, idx, ring\[size\] of (id u32, len u32), avail_event (4-aligned).
     pub used: usize,
     /// Total bytes, rounded up to 4 KiB so queues can be laid out page by page.
     pub bytes: usize,

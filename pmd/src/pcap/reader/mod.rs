@@ -12,7 +12,7 @@
 //! (sections 4.1 SHB, 4.2 IDB, 4.3 EPB, 4.4 SPB).
 //!
 //! This module holds the [`Capture`] index and the dispatch on the magic;
-//! [`pcap`] parses classic pcap, [`pcapng`] the block format.
+//! `pcap` parses classic pcap, `pcapng` the block format.
 
 mod pcap;
 mod pcapng;

@@ -4,8 +4,8 @@
 //! Everything is checked before start; an error names the entry (the key
 //! and index, the flag, or the file and line) and what is accepted.
 //!
-//! [`entry`] parses one entry (a route-file line, a flag, a run-time
-//! command); [`build`](mod@build) resolves every entry against the ports and the
+//! `entry` parses one entry (a route-file line, a flag, a run-time
+//! command); `build` resolves every entry against the ports and the
 //! neighbours into the [`Tables`](super::Tables).
 
 mod build;
