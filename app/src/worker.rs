@@ -8,7 +8,9 @@
 //! they have them (memif), see [`crate::idle`]: a system call per empty
 //! round, never per packet.
 
-use crate::control::lcore::{Detached, LcoreCtl, LcoreHooks, LcoreSettings, PortChange};
+mod hooks;
+
+use crate::control::lcore::LcoreCtl;
 use crate::counters::{LcoreCounters, StreamCounters};
 use crate::fwd::edit;
 use crate::fwd::txgen::Generator;
@@ -16,6 +18,7 @@ use crate::fwd::{FwdMode, Verdict, N_REASONS};
 use crate::idle::{IdleWait, Woke};
 use crate::latency;
 use hdrhistogram::Histogram;
+use hooks::Hooks;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use xfwd_mempool::{Mbuf, MbufBatch, PoolCache, MAX_BURST};
@@ -455,83 +458,6 @@ pub(crate) fn send_burst(
     if !b.is_empty() {
         counters.tx_dropped.add(b.len() as u64);
         cache.free_batch(b);
-    }
-}
-
-/// The lcore's side of a control command (run while parked, never per packet).
-struct Hooks<'a, 'h> {
-    ctx: &'a mut Ctx<'h>,
-    streams: &'a mut [Stream],
-    rxqs: &'a mut [Box<dyn RxQueue>],
-    txqs: &'a mut [Box<dyn TxQueue>],
-    cache: &'a mut PoolCache,
-    b: &'a mut MbufBatch,
-    idle_sleep_ns: &'a mut u64,
-    lat_fwd: bool,
-}
-
-impl LcoreHooks for Hooks<'_, '_> {
-    fn flush(&mut self) {
-        self.txqs.iter_mut().for_each(|q| q.flush());
-    }
-
-    fn apply(&mut self, s: LcoreSettings) {
-        let c = &mut *self.ctx;
-        c.mode = s.mode;
-        c.burst = s.burst;
-        c.measure = s.mode == FwdMode::RxOnly || (self.lat_fwd && s.mode != FwdMode::TxOnly);
-        self.b.set_limit(s.burst);
-        *self.idle_sleep_ns = s.idle_sleep_ns;
-        for (st, new) in self.streams.iter_mut().zip(s.streams) {
-            st.gen = new.gen;
-            st.first = new.first;
-            st.peer_mac = new.peer_mac;
-            st.enabled = new.enabled;
-        }
-    }
-
-    fn tap(&mut self, taps: Vec<Option<crate::control::capture::StreamTap>>) {
-        for (st, t) in self.streams.iter_mut().zip(taps) {
-            let c = &st.counters;
-            let (rx, tx) = (c.rx.get(), c.tx.get().wrapping_add(c.tx_dropped.get()));
-            if let Some(old) = st.tap.take() {
-                old.tap.window_edge(&old, rx, tx, false);
-            }
-            if let Some(new) = &t {
-                new.tap.window_edge(new, rx, tx, true);
-            }
-            st.tap = t;
-        }
-    }
-
-    fn ports(&mut self, p: PortChange) {
-        for i in p.rx_out {
-            drop(std::mem::replace(&mut self.rxqs[i], Box::new(Detached)));
-        }
-        for i in p.tx_out {
-            self.txqs[i].flush();
-            drop(std::mem::replace(&mut self.txqs[i], Box::new(Detached)));
-        }
-        for (i, q) in p.rx_in {
-            self.rxqs[i] = q;
-        }
-        for (i, q) in p.tx_in {
-            self.txqs[i] = q;
-        }
-        for (st, on) in self.streams.iter_mut().zip(p.enabled) {
-            st.enabled = on;
-        }
-        // What this lcore caches goes back to the shared pool: with every
-        // port stopped, the pool is whole (`show mempool`).
-        self.cache.flush();
-        xfwd_mempool::flush_lcore_caches();
-    }
-
-    fn resume(&mut self) {
-        for s in self.streams.iter_mut() {
-            self.ctx.tx_first(s, self.txqs, self.cache, self.b);
-        }
-        self.txqs.iter_mut().for_each(|q| q.flush());
     }
 }
 
