@@ -156,6 +156,18 @@ fn the_socket_is_0600_answers_json_and_counts_across_stop_start() {
         dma[0]["mappings"][0]["pins"], 1,
         "ports stay mapped while stopped"
     );
+    // A reader that has gone (`xfwd ctl ... | head`): no panic, exit 0.
+    let (r, w) = std::io::pipe().unwrap();
+    drop(r);
+    let o = support::xfwd()
+        .arg("ctl")
+        .arg(&sock)
+        .args(["show", "dma"])
+        .stdout(w)
+        .output()
+        .unwrap();
+    let se = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && !se.contains("panicked"), "{se}");
     let (ok, so, _) = ctl(&sock, "clear port stats all");
     assert!(ok, "{so}");
     let z = ctl_json(&sock, "show port stats 1");

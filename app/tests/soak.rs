@@ -318,8 +318,8 @@ fn soak_under_faults_stays_flat_and_accounts_for_every_packet() {
 /// `IN_FLIGHT` in flight at stop), the other end received what was
 /// transmitted, and xfwd received (+ `rx_missed`) at most that; the rest
 /// was dropped between the device and the socket (AF_XDP's and
-/// AF_PACKET's kernel drops, which the final report can under-count: AF_XDP
-/// reads them every 4096 polls).
+/// AF_PACKET's kernel drops; AF_XDP reads them every 4096 polls and once
+/// more at close, so what stays unseen is what sat in its RX ring at stop).
 fn account(j: &Value, xs: &Value, veth: [Kernel; 2]) {
     const IN_FLIGHT: u64 = 512;
     let ports = j["ports"].as_array().expect("ports");

@@ -147,10 +147,21 @@ pub fn format(line: &str, v: &Value, text: bool) -> Output {
 pub fn main(socket: &Path, words: &[String], text: bool) -> std::process::ExitCode {
     match run(socket, words, text) {
         Output::Ok(s) => {
-            if !s.is_empty() {
-                println!("{s}");
+            if s.is_empty() {
+                return std::process::ExitCode::SUCCESS;
             }
-            std::process::ExitCode::SUCCESS
+            use std::io::Write;
+            match writeln!(std::io::stdout().lock(), "{s}") {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                // A reader that stopped early (`xfwd ctl ... | head`) is not an error.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                    std::process::ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("xfwd ctl: error: writing the reply: {e}");
+                    std::process::ExitCode::from(1)
+                }
+            }
         }
         Output::Err(e) => {
             eprintln!("xfwd ctl: error: {e}");

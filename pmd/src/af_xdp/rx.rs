@@ -83,6 +83,21 @@ impl XdpRx {
         }
     }
 
+    /// Copy the socket's `XDP_STATISTICS` drop counters into the xstats
+    /// (every 4096 polls, and at close).
+    #[cold]
+    fn read_kernel_stats(&mut self) {
+        let Some(Ok(s)) = self.xsk.as_ref().map(|x| x.stats()) else {
+            return;
+        };
+        let x = &self.xstats;
+        x.kernel_rx_dropped.store(s.rx_dropped, Ordering::Relaxed);
+        x.kernel_rx_ring_full
+            .store(s.rx_ring_full, Ordering::Relaxed);
+        x.kernel_fill_empty
+            .store(s.rx_fill_ring_empty_descs, Ordering::Relaxed);
+    }
+
     /// A wakeup the kernel refused: ENXIO means the socket was unbound
     /// because its device went away.
     #[cold]
@@ -96,6 +111,9 @@ impl XdpRx {
     /// Drop the rings (the socket closes with the other half) and hand the
     /// buffers the kernel held to the reclaim.
     fn close(&mut self) {
+        // The kernel's drop counters of the last polls since the periodic
+        // read would be lost with the socket: read them once more first.
+        self.read_kernel_stats();
         if self.xsk.take().is_some() {
             self.reclaim.close(&mut self.posted);
         }
@@ -142,17 +160,7 @@ impl RxQueue for XdpRx {
         self.counters.add_errors(bad);
         self.polls = self.polls.wrapping_add(1);
         if self.polls.is_multiple_of(4096) {
-            if let Ok(s) = xsk.stats() {
-                self.xstats
-                    .kernel_rx_dropped
-                    .store(s.rx_dropped, Ordering::Relaxed);
-                self.xstats
-                    .kernel_rx_ring_full
-                    .store(s.rx_ring_full, Ordering::Relaxed);
-                self.xstats
-                    .kernel_fill_empty
-                    .store(s.rx_fill_ring_empty_descs, Ordering::Relaxed);
-            }
+            self.read_kernel_stats();
         }
         self.refill();
         n - bad as usize
