@@ -298,6 +298,27 @@ fn assert_lost(j: &Value, i: usize, what: &str) {
     assert_eq!(p["link"], "lost", "{what}: port {i} should read lost: {p}");
 }
 
+/// Pair A (d0→d1) on `a_driver`, pair B (d2→d3) on `b_driver`, run under
+/// `policy` for at most `secs`: once both pairs forward, s1's sender stops
+/// and `d1` is deleted.
+fn delete_d1_mid_run(
+    a_driver: &str,
+    b_driver: &str,
+    policy: &str,
+    secs: u32,
+) -> (Topo, Xfwd, Traffic) {
+    let t = topo();
+    let mut ports = pair(a_driver, "d0", "d1").to_vec();
+    ports.extend(pair(b_driver, "d2", "d3"));
+    let mut x = Xfwd::spawn(&t, &ports, policy, secs);
+    let traffic = Traffic::start(&t);
+    traffic.wait_flowing(&mut x);
+    traffic.s1_stop.store(true, Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(100));
+    t.dut.ip(&["link", "delete", "d1"]);
+    (t, x, traffic)
+}
+
 /// Pair A on `a_driver` loses `d1` mid-run under `continue`: port 1 reads
 /// lost, port 0's frames towards it are counted as TX drops, pair B keeps
 /// forwarding, the run ends at its --duration with exit 0 and no leak.
@@ -307,15 +328,7 @@ fn continue_case(a_driver: &str, b_driver: &str) {
         return;
     }
     let _turn = TURN.lock().unwrap_or_else(|p| p.into_inner());
-    let t = topo();
-    let mut ports = pair(a_driver, "d0", "d1").to_vec();
-    ports.extend(pair(b_driver, "d2", "d3"));
-    let mut x = Xfwd::spawn(&t, &ports, "continue", 30);
-    let traffic = Traffic::start(&t);
-    traffic.wait_flowing(&mut x);
-    traffic.s1_stop.store(true, Ordering::Relaxed);
-    std::thread::sleep(Duration::from_millis(100));
-    t.dut.ip(&["link", "delete", "d1"]);
+    let (t, x, traffic) = delete_d1_mid_run(a_driver, b_driver, "continue", 30);
     // Link checks run every 250 ms; then count what pair B forwards.
     std::thread::sleep(Duration::from_millis(600));
     let (_, b0) = traffic.counts();
@@ -386,15 +399,8 @@ fn exit_case(a_driver: &str, b_driver: &str) {
         return;
     }
     let _turn = TURN.lock().unwrap_or_else(|p| p.into_inner());
-    let t = topo();
-    let mut ports = pair(a_driver, "d0", "d1").to_vec();
-    ports.extend(pair(b_driver, "d2", "d3"));
-    let mut x = Xfwd::spawn(&t, &ports, "exit", 60);
-    let traffic = Traffic::start(&t);
-    traffic.wait_flowing(&mut x);
-    traffic.s1_stop.store(true, Ordering::Relaxed);
-    std::thread::sleep(Duration::from_millis(100));
-    t.dut.ip(&["link", "delete", "d1"]);
+    // `_t` keeps the namespaces up until the end.
+    let (_t, x, traffic) = delete_d1_mid_run(a_driver, b_driver, "exit", 60);
     let deleted = Instant::now();
     let done = x.wait(Duration::from_secs(20));
     let took = deleted.elapsed();

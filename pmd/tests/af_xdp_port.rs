@@ -11,35 +11,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::netns::Netns;
 use support::packet::{test_frame, PacketSocket};
+use support::{huge_pool, xstat};
 use xfwd_mempool::*;
-use xfwd_pmd::{netdev, probe, Port, PortConf};
+use xfwd_pmd::{netdev, probe, PortConf};
 
 fn env_ok(what: &str) -> bool {
     caps::require_root(what)
         && caps::require_tool("ip", what)
         && caps::require_hugepages_2m(16, what)
-}
-
-fn huge_pool(name: &str, n: u32) -> MbufPool {
-    let cfg = PoolConfig {
-        name: name.into(),
-        n,
-        cache_size: 64,
-        ..Default::default()
-    };
-    let plan = PoolPlan::compute(&cfg, PageSize::Size2M, true).unwrap();
-    let mem = Arc::new(ExtMem::alloc(&ExtMemConfig::hugepages_2m(plan.bytes)).unwrap());
-    let reg = Registry::new();
-    reg.register_mem(&mem).unwrap();
-    MbufPool::create(&cfg, mem, &reg).unwrap()
-}
-
-fn xstat(p: &dyn Port, k: &str) -> u64 {
-    p.xstats()
-        .iter()
-        .find(|(n, _)| n == k)
-        .map(|x| x.1)
-        .unwrap_or_else(|| panic!("no xstat {k}"))
 }
 
 /// Forward `n` frames through two af_xdp ports; `foreign` = transmit copies

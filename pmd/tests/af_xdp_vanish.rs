@@ -11,10 +11,10 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 use support::netns::Netns;
 use support::packet::{test_frame, PacketSocket};
+use support::{huge_pool, xstat};
 use xfwd_mempool::*;
 use xfwd_pmd::{netdev, probe, Port, PortConf, PortQueues};
 
@@ -25,28 +25,6 @@ fn env_ok(what: &str) -> bool {
     caps::require_root(what)
         && caps::require_tool("ip", what)
         && caps::require_hugepages_2m(8, what)
-}
-
-fn huge_pool(name: &str, n: u32) -> MbufPool {
-    let cfg = PoolConfig {
-        name: name.into(),
-        n,
-        cache_size: 64,
-        ..Default::default()
-    };
-    let plan = PoolPlan::compute(&cfg, PageSize::Size2M, true).unwrap();
-    let mem = Arc::new(ExtMem::alloc(&ExtMemConfig::hugepages_2m(plan.bytes)).unwrap());
-    let reg = Registry::new();
-    reg.register_mem(&mem).unwrap();
-    MbufPool::create(&cfg, mem, &reg).unwrap()
-}
-
-fn xstat(p: &dyn Port, k: &str) -> u64 {
-    p.xstats()
-        .iter()
-        .find(|(n, _)| n == k)
-        .map(|x| x.1)
-        .unwrap_or_else(|| panic!("no xstat {k}"))
 }
 
 /// A started af_xdp port on `veth0` of `ns` (peer `veth1`).

@@ -13,6 +13,7 @@ mod interop;
 use std::path::Path;
 use support::netns::Netns;
 use support::packet::{test_frame, test_seq, PacketSocket};
+use support::xstat;
 use xfwd_mempool::caps::{require_root, require_tool};
 use xfwd_mempool::*;
 use xfwd_pmd::pcap::{Capture, CaptureFormat, PcapWriter};
@@ -31,14 +32,6 @@ fn frames(n: usize, salt: u8) -> Vec<Vec<u8>> {
                 .collect()
         })
         .collect()
-}
-
-fn xstat(p: &dyn Port, name: &str) -> u64 {
-    p.xstats()
-        .into_iter()
-        .find(|(k, _)| k == name)
-        .unwrap_or_else(|| panic!("no xstat {name}"))
-        .1
 }
 
 /// Every frame an RX queue delivers until it returns 0, as bytes.
