@@ -8,9 +8,6 @@
 //! and saw past its count are exactly the port's counter delta of its
 //! window. About 3 s of test time (plus ~4 s for the veth test as root).
 
-#[path = "../../pmd/tests/support/netns.rs"]
-#[allow(dead_code)]
-mod netns;
 mod support;
 
 use serde_json::Value;
@@ -144,7 +141,7 @@ fn port_stop_stops_af_packet_ports_on_veth_and_port_start_resumes() {
     if !xfwd_mempool::caps::require_root(what) || !xfwd_mempool::caps::require_tool("ip", what) {
         return;
     }
-    let ns = netns::Netns::new("ctlp");
+    let ns = support::netns::Netns::new("ctlp");
     ns.veth("cp0", &ns, "cp1");
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("x.sock");

@@ -10,11 +10,13 @@
 
 #[path = "../../pmd/tests/support/mod.rs"]
 mod support;
+#[path = "support/topo.rs"]
+mod topo;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-use support::netns::Netns;
 use support::packet::{test_frame, test_seq, PacketSocket};
+use topo::Topo;
 use xfwd_mempool::caps;
 use xfwd_pmd::netdev;
 
@@ -24,34 +26,14 @@ fn env_ok(what: &str) -> bool {
         && caps::require_hugepages_2m(32, what)
 }
 
-struct Topo {
-    gen: Netns,
-    dut: Netns,
-    sink: Netns,
-}
-
 fn topo() -> Topo {
-    let gen = Netns::new("eg");
-    let dut = Netns::new("ed");
-    let sink = Netns::new("es");
-    gen.veth("g0", &dut, "d0");
-    dut.veth("d1", &sink, "s1");
-    Topo { gen, dut, sink }
+    Topo::new("e", &[["g0", "d0", "d1", "s1"]])
 }
 
 /// Start xfwd inside the DUT namespace.
 fn spawn_xfwd(t: &Topo, ports: &[String], extra: &[&str], secs: u32) -> Child {
+    let secs = secs.to_string();
     let mut args = vec![
-        "netns".to_string(),
-        "exec".into(),
-        t.dut.name().into(),
-        env!("CARGO_BIN_EXE_xfwd").into(),
-    ];
-    for p in ports {
-        args.push("--port".into());
-        args.push(p.clone());
-    }
-    for a in [
         "--forward-mode",
         "io",
         "-l",
@@ -61,14 +43,10 @@ fn spawn_xfwd(t: &Topo, ports: &[String], extra: &[&str], secs: u32) -> Child {
         "--json",
         "--nb-mbufs",
         "8192",
-    ] {
-        args.push(a.into());
-    }
-    args.extend(extra.iter().map(|a| a.to_string()));
-    args.push("--duration".into());
-    args.push(secs.to_string());
-    Command::new("ip")
-        .args(&args)
+    ];
+    args.extend(extra);
+    args.extend(["--duration", &secs]);
+    t.xfwd(ports, &args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -21,15 +21,17 @@
 
 #[path = "../../pmd/tests/support/mod.rs"]
 mod support;
+#[path = "support/topo.rs"]
+mod topo;
 
 use serde_json::Value;
 use std::io::Read;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::netns::Netns;
 use support::packet::{test_frame, PacketSocket};
+use topo::Topo;
 use xfwd_mempool::caps;
 use xfwd_pmd::netdev;
 
@@ -42,21 +44,8 @@ fn env_ok(what: &str) -> bool {
         && caps::require_hugepages_2m(48, what)
 }
 
-struct Topo {
-    gen: Netns,
-    dut: Netns,
-    sink: Netns,
-}
-
 fn topo() -> Topo {
-    let gen = Netns::new("lg");
-    let dut = Netns::new("ld");
-    let sink = Netns::new("ls");
-    gen.veth("g0", &dut, "d0");
-    dut.veth("d1", &sink, "s1");
-    gen.veth("g2", &dut, "d2");
-    dut.veth("d3", &sink, "s3");
-    Topo { gen, dut, sink }
+    Topo::new("l", &[["g0", "d0", "d1", "s1"], ["g2", "d2", "d3", "s3"]])
 }
 
 /// The devargs of a pair's two ports on `a`, `b`.
@@ -78,16 +67,8 @@ struct Done {
 
 impl Xfwd {
     fn spawn(t: &Topo, ports: &[String], policy: &str, secs: u32) -> Xfwd {
-        let mut args: Vec<String> = vec![
-            "netns".into(),
-            "exec".into(),
-            t.dut.name().into(),
-            env!("CARGO_BIN_EXE_xfwd").into(),
-        ];
-        for p in ports {
-            args.extend(["--port".into(), p.clone()]);
-        }
-        for a in [
+        let secs = secs.to_string();
+        let args = [
             "--forward-mode",
             "io",
             "-l",
@@ -100,13 +81,10 @@ impl Xfwd {
             "--on-link-loss",
             policy,
             "--duration",
-            &secs.to_string(),
-        ] {
-            args.push(a.into());
-        }
-        let mut child = Command::new("ip")
-            .args(&args)
-            .env("RUST_LOG", "warn")
+            &secs,
+        ];
+        let mut child = t
+            .xfwd(ports, &args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

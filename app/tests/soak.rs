@@ -17,16 +17,13 @@
 //! live socket. Root, `ip` and hugepages needed (CI has them; elsewhere
 //! the tests skip).
 
-#[path = "../../pmd/tests/support/netns.rs"]
-#[allow(dead_code)]
-mod netns;
 mod support;
 
-use netns::Netns;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::netns::Netns;
 use support::*;
 use xfwd_mempool::caps;
 

@@ -1,9 +1,14 @@
 //! Helpers shared by the end-to-end tests: run the real binary with a time
 //! bound, write and read pcap files (independently of the pmd crate), read
-//! them back through tshark, and observe the host's hugepages.
+//! them back through tshark, and observe the host's hugepages; network
+//! namespaces ([`netns`], the pmd tests' guard) and the veth topology of the
+//! kernel-port tests ([`topo`]).
 #![allow(dead_code)]
 
+#[path = "../../../pmd/tests/support/netns.rs"]
+pub mod netns;
 pub mod proc;
+pub mod topo;
 
 use std::io::Read;
 use std::path::Path;
