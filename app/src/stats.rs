@@ -206,6 +206,14 @@ pub fn print_period(dp: &Dataplane, cur: &Snapshot, prev: &Snapshot, json_out: b
                 "rx_pps": rx_pps, "tx_pps": tx_pps, "rx_bps": rx_bps, "tx_bps": tx_bps,
                 "link_up": up,
             }));
+            if dp.l3fwd().is_some() {
+                // The router's drops of what this port received, so far.
+                let f = cur.fwd(dp, *id);
+                ports.last_mut().expect("pushed")["l3fwd"] = json!({
+                    "no_route": f.no_route, "ttl_exceeded": f.ttl_exceeded,
+                    "bad_header": f.bad_header, "non_ip": f.non_ip, "vlan": f.vlan,
+                });
+            }
         } else {
             println!("\n  ######################## NIC statistics for port {id:<2} ########################");
             println!("  Link: {}", if up { "up" } else { "down" });

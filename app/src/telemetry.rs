@@ -523,20 +523,32 @@ pub fn answer(q: &str, dp: &Dataplane) -> Value {
 }
 
 /// The forwarding mode's counters for what port `id` received: its drops
-/// per reason (`fwd_drop_<reason>`, docs/forwarding.md) and `fwd_partial`.
-fn fwd_xstats(dp: &Dataplane, id: u16, x: &mut serde_json::Map<String, Value>) {
-    let (mut drops, mut partial) = (crate::counters::Drops::default(), 0);
+/// per reason (`fwd_drop_<reason>`, docs/forwarding.md) and `fwd_partial`;
+/// with l3fwd also the router's drops (`fwd_drop_no_route`,
+/// `fwd_drop_ttl_exceeded`, `fwd_drop_bad_header`, `fwd_drop_non_ip`) and
+/// `fwd_vlan_forwarded`.
+pub(crate) fn fwd_xstats(dp: &Dataplane, id: u16, x: &mut serde_json::Map<String, Value>) {
+    let mut c = crate::counters::StreamStats::default();
     for s in dp
         .streams()
         .iter()
         .filter(|s| s.rx.is_some_and(|q| q.port == id))
     {
-        let c = s.counters.read();
-        drops += c.drops;
-        partial += c.partial;
+        c += s.counters.read();
     }
     for r in crate::fwd::Reason::ALL {
-        x.insert(format!("fwd_drop_{}", r.name()), json!(drops.get(r)));
+        x.insert(format!("fwd_drop_{}", r.name()), json!(c.drops.get(r)));
     }
-    x.insert("fwd_partial".into(), json!(partial));
+    x.insert("fwd_partial".into(), json!(c.partial));
+    if dp.l3fwd().is_some() {
+        for (k, v) in [
+            ("no_route", c.no_route),
+            ("ttl_exceeded", c.ttl_exceeded),
+            ("bad_header", c.bad_header),
+            ("non_ip", c.non_ip),
+        ] {
+            x.insert(format!("fwd_drop_{k}"), json!(v));
+        }
+        x.insert("fwd_vlan_forwarded".into(), json!(c.vlan));
+    }
 }

@@ -85,12 +85,17 @@ pub(super) fn show_port_xstats(
     for id in ports(dp, args)? {
         let p = dp.port(id).expect("port exists");
         let _ = writeln!(t, "###### NIC extended statistics for port {id:<2}");
-        let xs = p.port.xstats();
-        for (k, v) in &xs {
+        // The driver's, then the forwarding mode's (`fwd_drop_<reason>`).
+        let mut obj: serde_json::Map<String, Value> = p
+            .port
+            .xstats()
+            .into_iter()
+            .map(|(k, v)| (k, json!(v)))
+            .collect();
+        crate::telemetry::fwd_xstats(dp, id, &mut obj);
+        for (k, v) in &obj {
             let _ = writeln!(t, "{k}: {v}");
         }
-        let obj: serde_json::Map<String, Value> =
-            xs.into_iter().map(|(k, v)| (k, json!(v))).collect();
         data.push(json!({"port": id, "xstats": obj}));
     }
     Ok(Reply {

@@ -2,14 +2,18 @@
 //!
 //! ```text
 //! /l3fwd                                  the tables, their generation, drops per port
-//! /l3fwd/route/add PREFIX PORT            add or replace (next hop: the port's --eth-dest)
+//! /l3fwd/route/add PREFIX PORT [VIA]      add or replace (next hop: the VIA neighbour's
+//!                                         MAC, else the port's --eth-dest)
+//! /l3fwd/route/add PREFIX via VIA         (the neighbour's port)
 //! /l3fwd/route/del PREFIX
-//! /l3fwd/flow/add SRC DST SPORT DPORT PROTO PORT
+//! /l3fwd/flow/add SRC DST SPORT DPORT PROTO PORT [VIA]
 //! /l3fwd/flow/del SRC DST SPORT DPORT PROTO
 //! /l3fwd/lookup ADDR                      the next hop ADDR gets now
 //! ```
 //!
-//! Each change clones the current snapshot, edits the clone and publishes
+//! A `via` names a neighbour of the configuration (`[[neighbor]]`,
+//! `--neighbor`): its MAC and port are the next hop, as for the file's
+//! routes. Each change clones the current snapshot, edits the clone and publishes
 //! it ([`super::table::Shared::update`]): lcores switch between bursts, so
 //! no packet is ever looked up in a half-updated table.
 
@@ -21,9 +25,9 @@ use std::net::IpAddr;
 /// The telemetry commands (for `/help`).
 pub const COMMANDS: &[&str] = &[
     "/l3fwd",
-    "/l3fwd/route/add PREFIX PORT",
+    "/l3fwd/route/add PREFIX PORT [VIA] | PREFIX via VIA",
     "/l3fwd/route/del PREFIX",
-    "/l3fwd/flow/add SRC DST SPORT DPORT PROTO PORT",
+    "/l3fwd/flow/add SRC DST SPORT DPORT PROTO PORT [VIA]",
     "/l3fwd/flow/del SRC DST SPORT DPORT PROTO",
     "/l3fwd/lookup ADDR",
 ];
@@ -77,7 +81,12 @@ pub fn answer(rest: &str, dp: &Dataplane) -> Value {
         }
         "/route/add" | "/flow/add" => {
             let t = sh.current();
-            match super::config::runtime_entry(arg, &t) {
+            let what = if cmd.starts_with("/route") {
+                "route add"
+            } else {
+                "flow add"
+            };
+            match super::config::runtime_entry(what, arg, &t) {
                 Err(e) => json!({"error": e}),
                 Ok((Some(p), None, hop)) if cmd.starts_with("/route") => {
                     done(sh.update(|t| t.add_route(p, hop)))

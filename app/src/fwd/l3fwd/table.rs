@@ -162,6 +162,8 @@ pub struct Tables {
     pub port_macs: Vec<Option<[u8; 6]>>,
     /// Next-hop MAC per port id (`--eth-dest`), for routes added at run time.
     pub port_next_hops: Vec<Option<[u8; 6]>>,
+    /// The neighbours (`[[neighbor]]`, `--neighbor`), for `via` at run time.
+    pub neighbors: Vec<(IpAddr, NextHop)>,
     /// Verify IPv4 header checksums.
     pub check_checksum: bool,
     /// Generation this snapshot was published under.
@@ -187,6 +189,7 @@ impl Tables {
             hops: Vec::new(),
             port_macs,
             port_next_hops: Vec::new(),
+            neighbors: Vec::new(),
             check_checksum: false,
             generation: 0,
         }

@@ -117,6 +117,13 @@ pub fn build(src: &Sources<'_>, ports: &[RouterPort]) -> Result<Tables, ConfigEr
     let mut t = Tables::new(lookup, macs, n_flows.max(16));
     t.check_checksum = src.cfg.check_checksum;
     t.port_next_hops = next_hops;
+    for (ip, (mac, port, _)) in &neigh {
+        // Checked against the forwarding ports above.
+        if let Ok(port) = u16::try_from(*port) {
+            t.neighbors.push((*ip, NextHop { port, mac: *mac }));
+        }
+    }
+    t.neighbors.sort_by_key(|(ip, _)| *ip);
     let mut seen_routes: HashMap<Prefix, usize> = HashMap::with_capacity(items.len());
     let mut seen_flows: HashMap<Flow, usize> = HashMap::new();
     for (k, it) in items.iter().enumerate() {

@@ -143,32 +143,83 @@ pub(super) fn read_file(path: &Path, items: &mut Vec<Item>) -> Result<(), Config
     Ok(())
 }
 
-/// Parse a route or flow typed at run time (telemetry), as in a route file.
+/// Parse a route or flow typed at run time (telemetry, the prompt), as in
+/// a route file: `PREFIX PORT [VIA]` (or `PREFIX via VIA`), `SRC DST SPORT
+/// DPORT PROTO PORT [VIA]`. The next hop is the `via` neighbour's (one of
+/// the configuration's `[[neighbor]]` / `--neighbor`), else the port's
+/// next-hop MAC. `what` (`route add`, `flow add`) names the entry in errors.
 ///
 /// # Errors
-/// A sentence.
+/// A sentence naming the entry (`` `route add LINE` ``) and what is accepted.
 pub fn runtime_entry(
+    what: &str,
     line: &str,
     t: &Tables,
 ) -> Result<(Option<Prefix>, Option<Flow>, NextHop), String> {
-    let it = parse_line("route", line, ' ').map_err(|e| e.to_string())?;
-    let port = it.port.unwrap_or(0);
-    let p16 = u16::try_from(port).map_err(|_| format!("port {port} is not a port id"))?;
-    if it.via.is_some() {
-        return Err("`via` is not taken at run time: give the port (its next-hop MAC)".into());
-    }
-    let mac = t
-        .port_next_hops
-        .get(usize::from(p16))
-        .copied()
-        .flatten()
-        .filter(|_| {
-            t.port_macs
-                .get(usize::from(p16))
-                .is_some_and(Option::is_some)
-        })
-        .ok_or_else(|| format!("port {port} is not a forwarding port with a next-hop MAC"))?;
-    let hop = NextHop { port: p16, mac };
+    let origin = format!("`{what} {line}`");
+    let f: Vec<&str> = line.split_whitespace().collect();
+    let it = if f.len() == 3 && f[1].eq_ignore_ascii_case("via") {
+        Item {
+            origin: origin.clone(),
+            entry: Entry::Route(
+                Prefix::parse(f[0]).map_err(|why| invalid(&origin, line, why).to_string())?,
+            ),
+            port: None,
+            via: Some(parse_ip(&origin, f[2]).map_err(|e| e.to_string())?),
+        }
+    } else {
+        parse_line(&origin, line, ' ').map_err(|e| e.to_string())?
+    };
+    let hop = if let Some(via) = it.via {
+        let Some((_, h)) = t.neighbors.iter().find(|(ip, _)| *ip == via) else {
+            let known: Vec<String> = t.neighbors.iter().map(|(ip, _)| ip.to_string()).collect();
+            return Err(invalid(
+                &origin,
+                format!("via {via}"),
+                format!(
+                    "a gateway configured as a [[neighbor]] / --neighbor (known: {})",
+                    if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            )
+            .to_string());
+        };
+        if let Some(p) = it.port.filter(|p| *p != u32::from(h.port)) {
+            return Err(invalid(
+                &origin,
+                format!("port {p} via {via}"),
+                format!("the neighbour's port {}, or `PREFIX via {via}`", h.port),
+            )
+            .to_string());
+        }
+        *h
+    } else {
+        let port = it.port.unwrap_or(0);
+        let p16 = u16::try_from(port)
+            .map_err(|_| invalid(&origin, format!("port {port}"), "a port id").to_string())?;
+        let mac = t
+            .port_next_hops
+            .get(usize::from(p16))
+            .copied()
+            .flatten()
+            .filter(|_| {
+                t.port_macs
+                    .get(usize::from(p16))
+                    .is_some_and(Option::is_some)
+            })
+            .ok_or_else(|| {
+                invalid(
+                    &origin,
+                    format!("port {port}"),
+                    "a forwarding port with a next-hop MAC (--eth-dest), or `via` a neighbour",
+                )
+                .to_string()
+            })?;
+        NextHop { port: p16, mac }
+    };
     Ok(match it.entry {
         Entry::Route(p) => (Some(p), None, hop),
         Entry::Flow(f) => (None, Some(f), hop),
@@ -201,5 +252,47 @@ mod tests {
         assert!(e.contains("r.txt:5"), "{e}");
         assert_eq!(items.len(), 2);
         assert!(matches!(items[1].entry, Entry::Flow(f) if f.proto == 17 && f.dport == 9));
+    }
+
+    #[test]
+    fn runtime_entries_take_via_and_errors_name_the_entry() {
+        use crate::fwd::l3fwd::table::Lookup;
+        let mut t = Tables::new(
+            Lookup::Lpm,
+            vec![Some([2, 0, 0, 0, 0, 0xa0]), Some([2, 0, 0, 0, 0, 0xa1])],
+            16,
+        );
+        t.port_next_hops = vec![Some([2, 0, 0, 0, 0, 0xb0]), None];
+        let gw = NextHop {
+            port: 1,
+            mac: [2, 0, 0, 0, 0, 0xc1],
+        };
+        t.neighbors = vec![("192.0.2.1".parse().unwrap(), gw)];
+        let ok = |l: &str| runtime_entry("route add", l, &t).unwrap();
+        assert_eq!(ok("10.0.0.0/8 1 192.0.2.1").2, gw);
+        assert_eq!(ok("10.0.0.0/8 via 192.0.2.1").2, gw);
+        assert_eq!(
+            ok("10.0.0.0/8 0").2,
+            NextHop {
+                port: 0,
+                mac: [2, 0, 0, 0, 0, 0xb0]
+            }
+        );
+        let f = runtime_entry("flow add", "10.0.0.1 10.0.0.2 1 2 udp 1 192.0.2.1", &t).unwrap();
+        assert!(f.1.is_some() && f.2 == gw);
+        for (line, want) in [
+            ("10.0.0.0/8 via 192.0.2.9", "known: 192.0.2.1"),
+            ("10.0.0.0/8 0 192.0.2.1", "the neighbour's port 1"),
+            ("10.0.0.0/8 1", "next-hop MAC"),
+            ("10.0.0.0/8 7", "next-hop MAC"),
+            ("10.0.0.1/8 0", "host bits"),
+            ("10.0.0.0/8 via nowhere", "an IPv4 or IPv6 address"),
+        ] {
+            let e = runtime_entry("route add", line, &t).unwrap_err();
+            assert!(
+                e.contains(want) && e.contains(&format!("`route add {line}`")),
+                "{line}: {e}"
+            );
+        }
     }
 }
