@@ -467,6 +467,12 @@ fn route_changes_at_run_time_are_never_half_applied() {
     }
     let l = ask("/l3fwd");
     assert_eq!(n(&l["generation"]), changes, "{l}");
+    // Double-buffered: after the first copy, updates edit the spare table
+    // (once the lcore let go of it) instead of copying the whole table.
+    let u = &l["updates"];
+    assert_eq!(n(&u["in_place"]) + n(&u["copied"]), changes, "{l}");
+    assert!(n(&u["in_place"]) >= 1, "no update reused the spare: {l}");
+    eprintln!("route updates: {u}");
     let l = ask("show l3fwd");
     assert_eq!(n(&l["data"]["generation"]), changes, "{l}");
     let bad = ask("route del 203.0.113.0/24");

@@ -77,7 +77,8 @@ pub fn answer(rest: &str, dp: &Dataplane) -> Value {
                 })
                 .collect();
             json!({"lookup": t.lookup, "generation": t.generation, "entries": t.len(),
-                "next_hops": t.hops.len(), "tables": t.describe(), "drops": ports})
+                "next_hops": t.hops.len(), "tables": t.describe(), "drops": ports,
+                "updates": sh.update_stats()})
         }
         "/route/add" | "/flow/add" => {
             let t = sh.current();
@@ -89,10 +90,10 @@ pub fn answer(rest: &str, dp: &Dataplane) -> Value {
             match super::config::runtime_entry(what, arg, &t) {
                 Err(e) => json!({"error": e}),
                 Ok((Some(p), None, hop)) if cmd.starts_with("/route") => {
-                    done(sh.update(|t| t.add_route(p, hop)))
+                    done(sh.update(move |t| t.add_route(p, hop)))
                 }
                 Ok((None, Some(f), hop)) if cmd.starts_with("/flow") => {
-                    done(sh.update(|t| t.add_flow(f, hop)))
+                    done(sh.update(move |t| t.add_flow(f, hop)))
                 }
                 Ok(_) => {
                     json!({"error": format!("`{arg}`: a route is PREFIX PORT, a flow SRC DST SPORT DPORT PROTO PORT")})
@@ -100,11 +101,11 @@ pub fn answer(rest: &str, dp: &Dataplane) -> Value {
             }
         }
         "/route/del" => match Prefix::parse(arg) {
-            Ok(p) => done(sh.update(|t| t.delete_route(p))),
+            Ok(p) => done(sh.update(move |t| t.delete_route(p))),
             Err(e) => json!({"error": e}),
         },
         "/flow/del" => match parse_flow(arg) {
-            Ok(f) => done(sh.update(|t| t.delete_flow(f))),
+            Ok(f) => done(sh.update(move |t| t.delete_flow(f))),
             Err(e) => json!({"error": e}),
         },
         "/lookup" => match arg.parse::<IpAddr>() {
