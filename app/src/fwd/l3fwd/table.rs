@@ -444,11 +444,8 @@ impl Shared {
             None => (Arc::new(Tables::clone(&cur)), false),
         };
         let edit = Arc::get_mut(&mut next).expect("a copy of our own, or the unshared spare");
-        let r = match f(edit) {
-            Ok(r) => r,
-            // `next` may be half-edited: dropped (the next update copies).
-            Err(e) => return Err(e),
-        };
+        // On an error `next` may be half-edited: dropped (the next update copies).
+        let r = f(edit)?;
         edit.generation = cur.generation + 1;
         let g = edit.generation;
         let old = std::mem::replace(&mut *cur, next);
