@@ -15,17 +15,19 @@
 //! Root, `ip`, `dumpcap` and hugepages needed (CI has them: there a
 //! missing one is a failure; elsewhere the tests skip, saying why).
 
-#[path = "../../pmd/tests/support/mod.rs"]
-mod pmd_support;
+#[allow(dead_code)] // the pmd tests' AF_PACKET socket: only its sender is used here
+#[path = "../../pmd/tests/support/packet.rs"]
+mod packet;
 mod support;
 
 use etherparse::PacketBuilder;
-use pmd_support::netns::Netns;
-use pmd_support::packet::PacketSocket;
+use packet::PacketSocket;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
+use support::netns::Netns;
 use support::proc::{xfwd_final, Proc};
+use support::topo::Topo;
 use support::{built, read_pcap, tshark_fields, TelemetryClient};
 use xfwd_mempool::caps;
 use xfwd_pmd::netdev;
@@ -155,35 +157,20 @@ fn l3fwd_over_veth(driver: &str) {
         return;
     }
     let xdp = driver == "af_xdp";
-    let gen = Netns::new("lg");
-    let dut = Netns::new("ld");
-    let sink = Netns::new("ls");
-    gen.veth("g0", &dut, "d0");
-    dut.veth("d1", &sink, "s1");
+    let topo = Topo::new("l3", &[["g0", "d0", "d1", "s1"]]);
+    let (gen, dut, sink) = (&topo.gen, &topo.dut, &topo.sink);
     gen.ip(&["link", "set", "g0", "address", &mac(&GEN_MAC)]);
     sink.ip(&["link", "set", "s1", "address", &mac(&SINK_MAC)]);
     let dir = tempfile::tempdir().unwrap();
     let tel = dir.path().join("tel.sock");
     let cap = dir.path().join("sink.pcap");
-    let cap_proc = dumpcap(&sink, "s1", &cap);
+    let cap_proc = dumpcap(sink, "s1", &cap);
 
-    let mut c = Command::new("ip");
-    c.args(["netns", "exec", dut.name(), env!("CARGO_BIN_EXE_xfwd")]);
-    c.env("RUST_LOG", "info");
-    let (p0, p1) = (format!("{driver}:iface=d0"), format!("{driver}:iface=d1"));
+    let ports = [format!("{driver}:iface=d0"), format!("{driver}:iface=d1")];
     let eth1 = format!("1,{}", mac(&SINK_MAC));
     let eth0 = format!("0,{}", mac(&GEN_MAC));
     let neigh = format!("192.0.2.1,{},1", mac(&GW_MAC));
-    c.args([
-        "--port",
-        &p0,
-        "--port",
-        &p1,
-        "-l",
-        "1",
-        "--nb-mbufs",
-        "8192",
-    ]);
+    let mut c = topo.xfwd(&ports, &["-l", "1", "--nb-mbufs", "8192"]);
     c.args(["--forward-mode", "l3fwd", "--check-checksum"]);
     c.args([
         "--eth-dest",
