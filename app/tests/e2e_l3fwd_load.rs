@@ -6,9 +6,10 @@
 //! routes are added and deleted over the socket and the updates after the
 //! first edit the spare table in place.
 //!
-//! The tests run the debug binary (`cargo test`): the bound is generous
-//! (load ~30 s in debug on a 2-core machine at load 12; ~1 s in release,
-//! README), so a loaded CI machine passes.
+//! The tests run the debug binary (`cargo test`), so the bound is on the
+//! CPU time xfwd used until its socket answered (about 6 s in debug; wall
+//! time on a loaded 2-core machine is several times that), and generous,
+//! so a loaded CI machine passes; README has the release figure.
 
 mod support;
 
@@ -18,8 +19,10 @@ use std::time::{Duration, Instant};
 use support::proc::{xfwd_final, Proc};
 use support::TelemetryClient;
 
-/// Debug-build load bound (the release binary takes about a second).
-const LOAD_BOUND: Duration = Duration::from_secs(180);
+/// Debug-build load bound: CPU time (about 6 s measured).
+const LOAD_CPU_BOUND: Duration = Duration::from_secs(60);
+/// How long to wait for the socket at all (wall time, a loaded machine).
+const LOAD_WALL_BOUND: Duration = Duration::from_secs(400);
 
 fn route_file(path: &std::path::Path) -> usize {
     let mut s = String::with_capacity(24 << 20);
@@ -77,9 +80,15 @@ fn a_million_prefixes_load_in_seconds_and_updates_do_not_copy_the_table() {
     c.args(["--stats-period", "0", "--json", "--duration", "900"]);
     let t0 = Instant::now();
     let x = Proc::spawn("xfwd", c);
-    let mut t = TelemetryClient::connect(&sock, LOAD_BOUND)
-        .unwrap_or_else(|| panic!("no telemetry within {LOAD_BOUND:?}:\n{}", x.text()));
+    let mut t = TelemetryClient::connect(&sock, LOAD_WALL_BOUND)
+        .unwrap_or_else(|| panic!("no telemetry within {LOAD_WALL_BOUND:?}:\n{}", x.text()));
     let load = t0.elapsed();
+    // Clock ticks of 10 ms.
+    let cpu = Duration::from_millis(x.cpu_ticks() * 10);
+    assert!(
+        cpu < LOAD_CPU_BOUND,
+        "1 M routes took {cpu:?} of CPU to load ({load:?} wall)"
+    );
     let l = t.ask("/l3fwd");
     assert_eq!(n(&l["entries"]), 1_000_000, "{l}");
     assert!(x.text().contains("1000000 IPv4 routes"), "{}", x.text());
@@ -110,7 +119,7 @@ fn a_million_prefixes_load_in_seconds_and_updates_do_not_copy_the_table() {
         .map(|(ns, ..)| *ns)
         .collect();
     eprintln!(
-        "1 M prefixes: telemetry answered {load:.1?} after start (debug build); \
+        "1 M prefixes: telemetry answered {load:.1?} after start, {cpu:.1?} of CPU (debug build); \
          update by copy {:.1} ms, in place {:?} µs; {}",
         copy_ns as f64 / 1e6,
         in_place.iter().map(|ns| ns / 1000).collect::<Vec<_>>(),
