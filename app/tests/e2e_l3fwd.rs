@@ -9,9 +9,12 @@
 //! (exit 2 naming the entry), and route changes at run time through the
 //! telemetry socket while traffic flows.
 
+#[path = "e2e_l3fwd/frames.rs"]
+mod frames;
 mod support;
 
 use etherparse::PacketBuilder;
+use frames::{ip_checksum, routed};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use support::*;
@@ -55,36 +58,6 @@ fn v6(g: [u16; 8]) -> [u8; 16] {
 fn vlan(mut f: Vec<u8>) -> Vec<u8> {
     f.splice(12..12, [0x81, 0x00, 0x00, 0x2a]);
     f
-}
-
-/// The IPv4 header checksum computed from scratch.
-fn ip_checksum(h: &[u8]) -> u16 {
-    let mut s: u32 = 0;
-    for (i, c) in h.chunks(2).enumerate() {
-        if i != 5 {
-            s += u32::from(u16::from_be_bytes([c[0], c[1]]));
-        }
-    }
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    !(s as u16)
-}
-
-/// What the router must make of `f` (L3 at `off`) sent with `dst` from `src`.
-fn routed(f: &[u8], off: usize, dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
-    let mut o = f.to_vec();
-    o[0..6].copy_from_slice(&dst);
-    o[6..12].copy_from_slice(&src);
-    if o[off] >> 4 == 4 {
-        o[off + 8] -= 1;
-        let ihl = usize::from(o[off] & 15) * 4;
-        let c = ip_checksum(&o[off..off + ihl]);
-        o[off + 10..off + 12].copy_from_slice(&c.to_be_bytes());
-    } else {
-        o[off + 7] -= 1;
-    }
-    o
 }
 
 fn mac_of(fin: &serde_json::Value, port: usize) -> [u8; 6] {

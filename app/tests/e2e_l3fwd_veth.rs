@@ -15,12 +15,15 @@
 //! Root, `ip`, `dumpcap` and hugepages needed (CI has them: there a
 //! missing one is a failure; elsewhere the tests skip, saying why).
 
+#[path = "e2e_l3fwd/frames.rs"]
+mod frames;
 #[allow(dead_code)] // the pmd tests' AF_PACKET socket: only its sender is used here
 #[path = "../../pmd/tests/support/packet.rs"]
 mod packet;
 mod support;
 
 use etherparse::PacketBuilder;
+use frames::routed;
 use packet::PacketSocket;
 use std::path::Path;
 use std::process::Command;
@@ -74,36 +77,6 @@ fn vlan(mut f: Vec<u8>, tags: usize) -> Vec<u8> {
         f.splice(12..12, [0x81, 0x00, 0x00, 0x2a]);
     }
     f
-}
-
-/// The IPv4 header checksum computed from scratch (the field skipped).
-fn ip_checksum(h: &[u8]) -> u16 {
-    let mut s: u32 = 0;
-    for (i, c) in h.chunks(2).enumerate() {
-        if i != 5 {
-            s += u32::from(u16::from_be_bytes([c[0], c[1]]));
-        }
-    }
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    !(s as u16)
-}
-
-/// What the router must make of `f` (L3 at `off`): MACs, TTL/hop limit, checksum.
-fn routed(f: &[u8], off: usize, dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
-    let mut o = f.to_vec();
-    o[0..6].copy_from_slice(&dst);
-    o[6..12].copy_from_slice(&src);
-    if o[off] >> 4 == 4 {
-        o[off + 8] -= 1;
-        let ihl = usize::from(o[off] & 15) * 4;
-        let c = ip_checksum(&o[off..off + ihl]);
-        o[off + 10..off + 12].copy_from_slice(&c.to_be_bytes());
-    } else {
-        o[off + 7] -= 1;
-    }
-    o
 }
 
 fn n(v: &serde_json::Value) -> u64 {
