@@ -437,8 +437,11 @@ impl Shared {
         f: impl Fn(&mut Tables) -> Result<R, TableError> + Send + 'static,
     ) -> Result<R, TableError> {
         let t0 = std::time::Instant::now();
-        let mut cur = lock(&self.current);
+        // Updates are serialized by the spare's lock; `current` is locked
+        // only to publish: an lcore that still holds the spare takes the
+        // current snapshot (that lock) to let go of it.
         let mut spare = lock(&self.spare);
+        let cur = self.current();
         let (mut next, in_place) = match spare.take().and_then(|s| self.unshared(s)) {
             Some(t) => (t, true),
             None => (Arc::new(Tables::clone(&cur)), false),
@@ -448,14 +451,14 @@ impl Shared {
         let r = f(edit)?;
         edit.generation = cur.generation + 1;
         let g = edit.generation;
-        let old = std::mem::replace(&mut *cur, next);
+        drop(cur);
+        let old = std::mem::replace(&mut *lock(&self.current), next);
         self.generation.store(g, Ordering::Release);
         *spare = Some(Spare {
             tables: old,
             behind: vec![Box::new(move |t: &mut Tables| f(t).map(|_| ()))],
         });
         drop(spare);
-        drop(cur);
         let mut st = lock(&self.stats);
         if in_place {
             st.in_place += 1;
