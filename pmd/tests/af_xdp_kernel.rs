@@ -9,7 +9,9 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::hugepages::HugeArea;
 use support::netns::Netns;
 use support::packet::{test_frame, test_seq, PacketSocket};
 use support::xdp::{
@@ -17,39 +19,88 @@ use support::xdp::{
 };
 use xfwd_mempool::caps;
 use xfwd_pmd::af_xdp::{
-    desc_base, desc_data, desc_encode, desc_offset, BindMode, BpfInsn, BusyPoll, XdpDesc, XdpError,
-    XdpMode, XdpProgram, XdpRedirect, XskConfig, XskSocket, XDP_PACKET_HEADROOM,
+    desc_base, desc_data, desc_encode, desc_offset, BindMode, BpfInsn, BusyPoll, Umem, XdpDesc,
+    XdpError, XdpMode, XdpProgram, XdpRedirect, XskConfig, XskSocket, XDP_PACKET_HEADROOM,
 };
 use xfwd_pmd::netdev;
 
+/// The set-up most tests share: a veth pair `veth0` ⇄ `veth1` in a
+/// namespace of its own and a UMEM over one 2 MiB hugepage area.
+///
+/// Fields drop in declaration order: the UMEM handle first, then the
+/// namespace (its veth pair), the hugepage area last, so the memory under
+/// the UMEM outlives it. Sockets and XDP links a test makes are locals
+/// declared after its `Rig`, so they drop before it.
+struct Rig {
+    umem: Arc<Umem>,
+    ns: Netns,
+    area: HugeArea,
+}
+
+impl Rig {
+    /// `None` (the test skips; a failure under CI=true) without root, `ip`
+    /// or a hugepage. `queues` RX and TX queues on each veth end.
+    fn new(what: &str, tag: &str, queues: u32) -> Option<Rig> {
+        if !env_ok(what) {
+            return None;
+        }
+        let area = huge(what)?;
+        let ns = Netns::new(tag);
+        ns.veth_queues("veth0", &ns, "veth1", queues);
+        let umem = umem_over(area.base(), area.len());
+        Some(Rig { umem, ns, area })
+    }
+
+    /// An AF_PACKET socket on `veth1` and the MACs of `veth0`, `veth1`.
+    fn peer(&self) -> (PacketSocket, [u8; 6], [u8; 6]) {
+        self.ns.run(|| {
+            (
+                PacketSocket::bind(netdev::ifindex("veth1").unwrap()),
+                netdev::mac("veth0").unwrap(),
+                netdev::mac("veth1").unwrap(),
+            )
+        })
+    }
+
+    /// The XDP redirect program on `veth0` (one queue) in `mode` and a
+    /// socket of `cfg` on its queue 0, entered in the program's map.
+    fn redirect(&self, mode: XdpMode, cfg: &XskConfig) -> (XdpRedirect, XskSocket) {
+        self.ns.run(|| {
+            let if0 = netdev::ifindex("veth0").unwrap();
+            let xdp = XdpRedirect::attach(if0, 1, mode).unwrap();
+            let xsk = XskSocket::bind(&self.umem, if0, 0, cfg).unwrap();
+            xdp.map().insert(0, xsk.as_raw_fd()).unwrap();
+            (xdp, xsk)
+        })
+    }
+}
+
+/// Test frames `0..n` from `src` to `dst` sent on `pkt`; what was sent.
+fn send_frames(pkt: &PacketSocket, dst: [u8; 6], src: [u8; 6], n: u32) -> Vec<Vec<u8>> {
+    let sent: Vec<Vec<u8>> = (0..n)
+        .map(|s| test_frame(dst, src, s, frame_len(s)))
+        .collect();
+    for f in &sent {
+        pkt.send(f);
+    }
+    sent
+}
+
 /// Attach in `mode`, receive frames sent by AF_PACKET on the peer, byte-exact.
 fn xsk_receives_byte_exact(mode: XdpMode, cfg: XskConfig, what: &str) {
-    if !env_ok(what) {
+    let Some(rig) = Rig::new(what, "rx", 1) else {
         return;
-    }
-    let Some(area) = huge(what) else { return };
-    let ns = Netns::new("rx");
-    ns.veth("veth0", &ns, "veth1");
+    };
+    let (ns, area) = (&rig.ns, &rig.area);
     const N: u32 = 256;
-    let umem = umem_over(area.base(), area.len());
-    let (xdp, mut xsk, pkt, mac0, mac1) = ns.run(|| {
-        let if0 = netdev::ifindex("veth0").unwrap();
-        let if1 = netdev::ifindex("veth1").unwrap();
-        let xdp = XdpRedirect::attach(if0, 1, mode).unwrap();
-        umem.config()
+    ns.run(|| {
+        rig.umem
+            .config()
             .check_mtu(netdev::mtu("veth0").unwrap())
-            .unwrap();
-        let xsk = XskSocket::bind(&umem, if0, 0, &cfg).unwrap();
-        xdp.map().insert(0, xsk.as_raw_fd()).unwrap();
-        let pkt = PacketSocket::bind(if1);
-        (
-            xdp,
-            xsk,
-            pkt,
-            netdev::mac("veth0").unwrap(),
-            netdev::mac("veth1").unwrap(),
-        )
+            .unwrap()
     });
+    let (xdp, mut xsk) = rig.redirect(mode, &cfg);
+    let (pkt, mac0, mac1) = rig.peer();
     let shown = ns.xdp_attached("veth0");
     let expect = if mode == XdpMode::Drv {
         "xdp"
@@ -69,12 +120,7 @@ fn xsk_receives_byte_exact(mode: XdpMode, cfg: XskConfig, what: &str) {
 
     let fills: Vec<u64> = (0..512).map(chunk).collect();
     assert_eq!(xsk.rx_mut().fill.produce(&fills), fills.len());
-    let sent: Vec<Vec<u8>> = (0..N)
-        .map(|s| test_frame(mac0, mac1, s, frame_len(s)))
-        .collect();
-    for f in &sent {
-        pkt.send(f);
-    }
+    let sent = send_frames(&pkt, mac0, mac1, N);
     let mut got = Vec::new();
     let mut descs = [zero_desc(); 64];
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -148,46 +194,32 @@ fn xsk_receives_byte_exact_native_mode_with_busy_poll() {
 #[test]
 fn one_umem_shared_by_the_queues_of_a_multi_queue_device() {
     let what = "AF_XDP shared UMEM across queues";
-    if !env_ok(what) {
+    let Some(rig) = Rig::new(what, "mq", 2) else {
         return;
-    }
-    let Some(area) = huge(what) else { return };
-    let ns = Netns::new("mq");
-    ns.veth_queues("veth0", &ns, "veth1", 2);
+    };
+    let (ns, area, umem) = (&rig.ns, &rig.area, &rig.umem);
     const N: u32 = 128;
-    let umem = umem_over(area.base(), area.len());
-    let (xdp, mut socks, pkt, mac0, mac1) = ns.run(|| {
+    let (xdp, mut socks) = ns.run(|| {
         let if0 = netdev::ifindex("veth0").unwrap();
         let q = netdev::queues("veth0").unwrap();
         assert_eq!(q, netdev::Queues { rx: 2, tx: 2 });
         let xdp = XdpRedirect::attach(if0, q.rx, XdpMode::Skb).unwrap();
         let socks: Vec<XskSocket> = (0..q.rx)
-            .map(|qid| XskSocket::bind(&umem, if0, qid, &small_cfg()).unwrap())
+            .map(|qid| XskSocket::bind(umem, if0, qid, &small_cfg()).unwrap())
             .collect();
         for (qid, s) in socks.iter().enumerate() {
             xdp.map().insert(qid as u32, s.as_raw_fd()).unwrap();
         }
-        let pkt = PacketSocket::bind(netdev::ifindex("veth1").unwrap());
-        (
-            xdp,
-            socks,
-            pkt,
-            netdev::mac("veth0").unwrap(),
-            netdev::mac("veth1").unwrap(),
-        )
+        (xdp, socks)
     });
+    let (pkt, mac0, mac1) = rig.peer();
     assert!(!socks[0].info().shared_umem && socks[1].info().shared_umem);
     // Disjoint buffer sets per queue: the UMEM is shared, the buffers are not.
     for (i, s) in socks.iter_mut().enumerate() {
         let fills: Vec<u64> = (0..256).map(|k| chunk(i as u64 * 256 + k)).collect();
         assert_eq!(s.rx_mut().fill.produce(&fills), 256);
     }
-    let sent: Vec<Vec<u8>> = (0..N)
-        .map(|s| test_frame(mac0, mac1, s, frame_len(s)))
-        .collect();
-    for f in &sent {
-        pkt.send(f);
-    }
+    let sent = send_frames(&pkt, mac0, mac1, N);
     let mut got = Vec::new();
     let mut descs = [zero_desc(); 64];
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -228,28 +260,12 @@ fn one_umem_shared_by_the_queues_of_a_multi_queue_device() {
 #[test]
 fn rx_without_fill_buffers_is_counted_as_dropped() {
     let what = "AF_XDP RX drop accounting";
-    if !env_ok(what) {
+    let Some(rig) = Rig::new(what, "drop", 1) else {
         return;
-    }
-    let Some(area) = huge(what) else { return };
-    let ns = Netns::new("drop");
-    ns.veth("veth0", &ns, "veth1");
+    };
     const N: u32 = 20;
-    let umem = umem_over(area.base(), area.len());
-    let (xdp, mut xsk, pkt, mac0, mac1) = ns.run(|| {
-        let if0 = netdev::ifindex("veth0").unwrap();
-        let xdp = XdpRedirect::attach(if0, 1, XdpMode::Skb).unwrap();
-        let xsk = XskSocket::bind(&umem, if0, 0, &small_cfg()).unwrap();
-        xdp.map().insert(0, xsk.as_raw_fd()).unwrap();
-        let pkt = PacketSocket::bind(netdev::ifindex("veth1").unwrap());
-        (
-            xdp,
-            xsk,
-            pkt,
-            netdev::mac("veth0").unwrap(),
-            netdev::mac("veth1").unwrap(),
-        )
-    });
+    let (xdp, mut xsk) = rig.redirect(XdpMode::Skb, &small_cfg());
+    let (pkt, mac0, mac1) = rig.peer();
     // No fill buffers posted: every frame must be dropped and counted, none delivered.
     for s in 0..N {
         pkt.send(&test_frame(mac0, mac1, s, 100));
@@ -269,25 +285,21 @@ fn rx_without_fill_buffers_is_counted_as_dropped() {
 #[test]
 fn xsk_transmits_byte_exact_and_completes_addresses_verbatim() {
     let what = "AF_XDP TX";
-    if !env_ok(what) {
+    let Some(rig) = Rig::new(what, "tx", 1) else {
         return;
-    }
-    let Some(area) = huge(what) else { return };
-    let ns = Netns::new("tx");
-    ns.veth("veth0", &ns, "veth1");
+    };
+    let area = &rig.area;
     const N: u32 = 200; // > 32: copy mode needs several kicks
-    let umem = umem_over(area.base(), area.len());
-    let (mut xsk, pkt, mac0, mac1) = ns.run(|| {
-        let if0 = netdev::ifindex("veth0").unwrap();
-        let xsk = XskSocket::bind(&umem, if0, 0, &small_cfg()).unwrap();
-        let pkt = PacketSocket::bind(netdev::ifindex("veth1").unwrap());
-        (
-            xsk,
-            pkt,
-            netdev::mac("veth0").unwrap(),
-            netdev::mac("veth1").unwrap(),
+    let mut xsk = rig.ns.run(|| {
+        XskSocket::bind(
+            &rig.umem,
+            netdev::ifindex("veth0").unwrap(),
+            0,
+            &small_cfg(),
         )
+        .unwrap()
     });
+    let (pkt, mac0, mac1) = rig.peer();
     let sent: Vec<Vec<u8>> = (0..N)
         .map(|s| test_frame(mac1, mac0, s, frame_len(s)))
         .collect();
@@ -484,14 +496,11 @@ fn verifier_log_is_returned_when_a_program_is_refused() {
 #[test]
 fn socket_options_modes_stats_and_busy_queue_are_reported() {
     let what = "AF_XDP socket options";
-    if !env_ok(what) {
+    let Some(rig) = Rig::new(what, "opts", 1) else {
         return;
-    }
-    let Some(area) = huge(what) else { return };
-    let ns = Netns::new("opts");
-    ns.veth("veth0", &ns, "veth1");
-    let umem = umem_over(area.base(), area.len());
-    ns.run(|| {
+    };
+    let umem = &rig.umem;
+    rig.ns.run(|| {
         let if0 = netdev::ifindex("veth0").unwrap();
         assert_eq!(
             netdev::queues("veth0").unwrap(),
@@ -502,14 +511,14 @@ fn socket_options_modes_stats_and_busy_queue_are_reported() {
             mode: BindMode::ZeroCopy,
             ..small_cfg()
         };
-        let err = XskSocket::bind(&umem, if0, 0, &zc).unwrap_err();
+        let err = XskSocket::bind(umem, if0, 0, &zc).unwrap_err();
         assert!(matches!(err, XdpError::ZeroCopyUnsupported { .. }), "{err}");
         let bad = XskConfig {
             rx_size: 1000,
             ..small_cfg()
         };
         assert!(matches!(
-            XskSocket::bind(&umem, if0, 0, &bad),
+            XskSocket::bind(umem, if0, 0, &bad),
             Err(XdpError::Config(_))
         ));
         let cfg = XskConfig {
@@ -521,12 +530,12 @@ fn socket_options_modes_stats_and_busy_queue_are_reported() {
             }),
             ..small_cfg()
         };
-        let xsk = XskSocket::bind(&umem, if0, 0, &cfg).unwrap();
+        let xsk = XskSocket::bind(umem, if0, 0, &cfg).unwrap();
         assert!(!xsk.info().zero_copy && !xsk.info().shared_umem);
         assert_eq!(xsk.stats().unwrap(), Default::default());
         // A second socket on the same (device, queue) is refused with a clear error,
         // over the same UMEM (caught before the kernel) and over another one (EBUSY).
-        let err = XskSocket::bind(&umem, if0, 0, &small_cfg()).unwrap_err();
+        let err = XskSocket::bind(umem, if0, 0, &small_cfg()).unwrap_err();
         assert!(
             matches!(err, XdpError::QueueInUse { queue: 0, .. }),
             "{err}"
@@ -537,10 +546,10 @@ fn socket_options_modes_stats_and_busy_queue_are_reported() {
         assert_eq!(err.errno(), Some(libc::EBUSY), "{err}");
         assert!(err.to_string().contains("already bound"), "{err}");
         // Queue 1 does not exist on a single-queue veth.
-        assert!(XskSocket::bind(&umem, if0, 1, &small_cfg()).is_err());
+        assert!(XskSocket::bind(umem, if0, 1, &small_cfg()).is_err());
         drop(xsk);
         // The queue is free again once the socket is gone (bind retries the async teardown).
-        let again = XskSocket::bind(&umem, if0, 0, &small_cfg()).unwrap();
+        let again = XskSocket::bind(umem, if0, 0, &small_cfg()).unwrap();
         assert!(
             !again.info().shared_umem,
             "all members gone: the UMEM registers afresh"
