@@ -327,109 +327,62 @@ pub fn settings(path: Option<&Path>, o: &Opts) -> Result<Settings, ConfigError> 
             cfg.fwd.lcores = Some(crate::cpu::format_list(&cpus[..2]));
         }
     }
+    // Each flag given overrides its key (`section.field` of the file) and is
+    // remembered as that key's source: `opt => section.field, "--flag";`
+    // for the valued flags, `opt => section.field, "--flag", on;` for the
+    // switches (which can only turn a key on).
     macro_rules! set {
-        ($opt:expr, $key:literal, $flag:literal, $dst:expr) => {
-            if let Some(v) = $opt.clone() {
-                $dst = v.into();
-                flags.insert($key, $flag);
+        ($($opt:ident => $sec:ident . $key:ident, $flag:literal $(, $on:ident)?;)*) => {
+            $(set!(@one $opt, $sec, $key, $flag $(, $on)?);)*
+        };
+        (@one $opt:ident, $sec:ident, $key:ident, $flag:literal) => {
+            if let Some(v) = o.$opt.clone() {
+                cfg.$sec.$key = v.into();
+                flags.insert(concat!(stringify!($sec), ".", stringify!($key)), $flag);
+            }
+        };
+        (@one $opt:ident, $sec:ident, $key:ident, $flag:literal, on) => {
+            if o.$opt {
+                cfg.$sec.$key = true;
+                flags.insert(concat!(stringify!($sec), ".", stringify!($key)), $flag);
             }
         };
     }
-    set!(o.lcores, "fwd.lcores", "--lcores", cfg.fwd.lcores);
-    set!(o.portmask, "fwd.portmask", "--portmask", cfg.fwd.portmask);
-    set!(
-        o.forward_mode,
-        "fwd.forward_mode",
-        "--forward-mode",
-        cfg.fwd.forward_mode
-    );
-    set!(o.burst, "fwd.burst", "--burst", cfg.fwd.burst);
-    set!(o.rxd, "fwd.rxd", "--rxd", cfg.fwd.rxd);
-    set!(o.txd, "fwd.txd", "--txd", cfg.fwd.txd);
-    set!(o.rxq, "fwd.rxq", "--rxq", cfg.fwd.rxq);
-    set!(o.txq, "fwd.txq", "--txq", cfg.fwd.txq);
-    set!(
-        o.port_topology,
-        "fwd.port_topology",
-        "--port-topology",
-        cfg.fwd.port_topology
-    );
-    set!(o.tx_retry, "fwd.tx_retry", "--tx-retry", cfg.fwd.tx_retry);
-    set!(
-        o.idle_sleep,
-        "fwd.idle_sleep_us",
-        "--idle-sleep",
-        cfg.fwd.idle_sleep_us
-    );
-    set!(
-        o.on_link_loss,
-        "fwd.on_link_loss",
-        "--on-link-loss",
-        cfg.fwd.on_link_loss
-    );
-    set!(o.nb_mbufs, "pool.nb_mbufs", "--nb-mbufs", cfg.pool.nb_mbufs);
-    set!(
-        o.mbuf_size,
-        "pool.mbuf_size",
-        "--mbuf-size",
-        cfg.pool.mbuf_size
-    );
-    set!(o.mbcache, "pool.mbcache", "--mbcache", cfg.pool.mbcache);
-    set!(
-        o.page_size,
-        "memory.page_size",
-        "--page-size",
-        cfg.memory.page_size
-    );
-    set!(
-        o.mem_backing,
-        "memory.backing",
-        "--mem-backing",
-        cfg.memory.backing
-    );
-    set!(
-        o.iova_mode,
-        "memory.iova_mode",
-        "--iova-mode",
-        cfg.memory.iova_mode
-    );
-    set!(
-        o.stats_period,
-        "stats.period",
-        "--stats-period",
-        cfg.stats.period
-    );
-    set!(
-        o.duration,
-        "stats.duration",
-        "--duration",
-        cfg.stats.duration
-    );
-    set!(
-        o.telemetry,
-        "stats.telemetry",
-        "--telemetry",
-        cfg.stats.telemetry
-    );
-    set!(o.txpkts, "txonly.pkt_len", "--txpkts", cfg.txonly.pkt_len);
-    set!(o.tx_mix, "txonly.mix", "--tx-mix", cfg.txonly.mix);
-    set!(o.tx_flows, "txonly.flows", "--tx-flows", cfg.txonly.flows);
-    set!(o.tx_rate, "txonly.rate", "--tx-rate", cfg.txonly.rate);
-    set!(
-        o.link_speed,
-        "txonly.link_speed",
-        "--link-speed",
-        cfg.txonly.link_speed
-    );
-    set!(o.tx_count, "txonly.count", "--tx-count", cfg.txonly.count);
-    set!(o.lookup, "l3fwd.lookup", "--lookup", cfg.l3fwd.lookup);
-    if let Some(f) = &o.route_file {
-        cfg.l3fwd.route_file = Some(f.clone());
-        flags.insert("l3fwd.route_file", "--route-file");
-    }
-    if o.check_checksum {
-        cfg.l3fwd.check_checksum = true;
-        flags.insert("l3fwd.check_checksum", "--check-checksum");
+    set! {
+        lcores => fwd.lcores, "--lcores";
+        portmask => fwd.portmask, "--portmask";
+        forward_mode => fwd.forward_mode, "--forward-mode";
+        burst => fwd.burst, "--burst";
+        rxd => fwd.rxd, "--rxd";
+        txd => fwd.txd, "--txd";
+        rxq => fwd.rxq, "--rxq";
+        txq => fwd.txq, "--txq";
+        port_topology => fwd.port_topology, "--port-topology";
+        tx_retry => fwd.tx_retry, "--tx-retry";
+        idle_sleep => fwd.idle_sleep_us, "--idle-sleep";
+        on_link_loss => fwd.on_link_loss, "--on-link-loss";
+        latency => fwd.latency, "--latency", on;
+        tx_first => fwd.tx_first, "--tx-first", on;
+        nb_mbufs => pool.nb_mbufs, "--nb-mbufs";
+        mbuf_size => pool.mbuf_size, "--mbuf-size";
+        mbcache => pool.mbcache, "--mbcache";
+        page_size => memory.page_size, "--page-size";
+        mem_backing => memory.backing, "--mem-backing";
+        iova_mode => memory.iova_mode, "--iova-mode";
+        allow_4k => memory.allow_4k, "--allow-4k", on;
+        stats_period => stats.period, "--stats-period";
+        duration => stats.duration, "--duration";
+        telemetry => stats.telemetry, "--telemetry";
+        json => stats.json, "--json", on;
+        txpkts => txonly.pkt_len, "--txpkts";
+        tx_mix => txonly.mix, "--tx-mix";
+        tx_flows => txonly.flows, "--tx-flows";
+        tx_rate => txonly.rate, "--tx-rate";
+        link_speed => txonly.link_speed, "--link-speed";
+        tx_count => txonly.count, "--tx-count";
+        lookup => l3fwd.lookup, "--lookup";
+        route_file => l3fwd.route_file, "--route-file";
+        check_checksum => l3fwd.check_checksum, "--check-checksum", on;
     }
     let l3fwd = L3fwdFlags {
         routes: o.route.clone(),
@@ -449,22 +402,6 @@ pub fn settings(path: Option<&Path>, o: &Opts) -> Result<Settings, ConfigError> 
         }
         cfg.memory.backing = "heap".into();
         flags.insert("memory.backing", "--no-huge");
-    }
-    if o.allow_4k {
-        cfg.memory.allow_4k = true;
-        flags.insert("memory.allow_4k", "--allow-4k");
-    }
-    if o.latency {
-        cfg.fwd.latency = true;
-        flags.insert("fwd.latency", "--latency");
-    }
-    if o.tx_first {
-        cfg.fwd.tx_first = true;
-        flags.insert("fwd.tx_first", "--tx-first");
-    }
-    if o.json {
-        cfg.stats.json = true;
-        flags.insert("stats.json", "--json");
     }
     if let Some(ip) = &o.tx_ip {
         let (s, d) = ip.split_once(',').unwrap_or((ip, ""));
