@@ -39,7 +39,7 @@ pub mod xsk;
 pub use bpf::{BpfInsn, XdpLink, XdpMode, XdpProgram, XdpRedirect, XskMap};
 pub use error::XdpError;
 pub use port::AfXdpPort;
-pub use ring::{CompRing, FillRing, RingSize, RxRing, TxRing, XdpDesc};
+pub use ring::{CompRing, Consume, FillRing, Produce, Ring, RingSize, RxRing, TxRing, XdpDesc};
 pub use umem::{
     desc_base, desc_data, desc_encode, desc_offset, Umem, UmemConfig, XDP_PACKET_HEADROOM,
 };

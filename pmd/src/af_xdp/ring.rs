@@ -5,7 +5,8 @@
 //! its typed, one-sided API.
 
 use super::error::{hint_common, XdpError};
-use crate::sys::{Mapping, RingLayout, Shared, Socket, SpscRing};
+use crate::sys::{Mapping, Plain, RingLayout, Shared, Socket, SpscRing};
+use std::marker::PhantomData;
 
 /// A ring size: a power of two between 1 and 2^24.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +45,7 @@ pub(crate) struct RingOffsets {
 /// Map the ring at page offset `pgoff` of socket `fd`, sized `size`
 /// entries of `T` (the kernel validates offset and length; the layout is
 /// checked against the mapping in [`SpscRing::new`]).
-fn map_ring<T: crate::sys::Plain>(
+fn map_ring<T: Plain>(
     fd: &Socket,
     pgoff: u64,
     off: RingOffsets,
@@ -63,119 +64,97 @@ fn map_ring<T: crate::sys::Plain>(
     Ok(SpscRing::new(Shared::from_mapping(map), layout))
 }
 
-/// Generates a producer ring type (user space → kernel).
-macro_rules! producer_ring {
-    ($(#[$m:meta])* $name:ident, $t:ty) => {
-        $(#[$m])*
-        #[derive(Debug)]
-        pub struct $name(SpscRing<$t>);
+/// One of the four rings: entries of `T`, produced by user space when `D`
+/// is [`Produce`] (fill, TX), consumed by it when `D` is [`Consume`]
+/// (completion, RX); the kernel holds the other side.
+#[derive(Debug)]
+pub struct Ring<T: Plain, D>(SpscRing<T>, PhantomData<D>);
 
-        impl $name {
-            /// Map this ring of socket `fd` (sized with setsockopt before).
-            pub(crate) fn map(
-                fd: &Socket, pgoff: u64, off: RingOffsets, size: RingSize, what: &str,
-            ) -> Result<$name, XdpError> {
-                Ok($name(map_ring(fd, pgoff, off, size, what)?))
-            }
+/// User space posts into the ring (fill, TX).
+#[derive(Debug)]
+pub enum Produce {}
 
-            /// Post up to `max` entries, the `i`-th produced by `f(i)`; returns how many were
-            /// posted (fewer when the ring is full). No syscall, no allocation.
-            pub fn produce_with(&mut self, max: usize, f: impl FnMut(usize) -> $t) -> usize {
-                self.0.produce(max, f)
-            }
+/// User space takes from the ring (completion, RX).
+#[derive(Debug)]
+pub enum Consume {}
 
-            /// Post a prefix of `items`; returns how many were posted.
-            pub fn produce(&mut self, items: &[$t]) -> usize {
-                self.0.produce(items.len(), |i| items[i])
-            }
+impl<T: Plain, D> Ring<T, D> {
+    /// Map this ring of socket `fd` (sized with setsockopt before).
+    pub(crate) fn map(
+        fd: &Socket,
+        pgoff: u64,
+        off: RingOffsets,
+        size: RingSize,
+        what: &str,
+    ) -> Result<Ring<T, D>, XdpError> {
+        Ok(Ring(map_ring(fd, pgoff, off, size, what)?, PhantomData))
+    }
 
-            /// Slots free for posting right now.
-            pub fn free(&mut self) -> usize {
-                self.0.prod_free(u32::MAX) as usize
-            }
-
-            /// Posted entries the kernel has not consumed yet.
-            pub fn outstanding(&self) -> usize {
-                self.0.prod_outstanding() as usize
-            }
-
-            /// The ring's size.
-            pub fn size(&self) -> u32 {
-                self.0.size()
-            }
-
-            /// True when the kernel asks for a wakeup syscall (`XDP_RING_NEED_WAKEUP`).
-            pub fn needs_wakeup(&self) -> bool {
-                self.0.flags() & libc::XDP_RING_NEED_WAKEUP != 0
-            }
-        }
-    };
+    /// The ring's size.
+    pub fn size(&self) -> u32 {
+        self.0.size()
+    }
 }
 
-/// Generates a consumer ring type (kernel → user space).
-macro_rules! consumer_ring {
-    ($(#[$m:meta])* $name:ident, $t:ty) => {
-        $(#[$m])*
-        #[derive(Debug)]
-        pub struct $name(SpscRing<$t>);
+impl<T: Plain> Ring<T, Produce> {
+    /// Post up to `max` entries, the `i`-th produced by `f(i)`; returns how many were
+    /// posted (fewer when the ring is full). No syscall, no allocation.
+    pub fn produce_with(&mut self, max: usize, f: impl FnMut(usize) -> T) -> usize {
+        self.0.produce(max, f)
+    }
 
-        impl $name {
-            /// Map this ring of socket `fd` (sized with setsockopt before).
-            pub(crate) fn map(
-                fd: &Socket, pgoff: u64, off: RingOffsets, size: RingSize, what: &str,
-            ) -> Result<$name, XdpError> {
-                Ok($name(map_ring(fd, pgoff, off, size, what)?))
-            }
+    /// Post a prefix of `items`; returns how many were posted.
+    pub fn produce(&mut self, items: &[T]) -> usize {
+        self.0.produce(items.len(), |i| items[i])
+    }
 
-            /// Take up to `max` entries, handing the `i`-th to `f(i, entry)`; returns how many.
-            /// No syscall, no allocation.
-            pub fn consume_with(&mut self, max: usize, f: impl FnMut(usize, $t)) -> usize {
-                self.0.consume(max, f)
-            }
+    /// Slots free for posting right now.
+    pub fn free(&mut self) -> usize {
+        self.0.prod_free(u32::MAX) as usize
+    }
 
-            /// Take entries into a prefix of `out`; returns how many.
-            pub fn consume(&mut self, out: &mut [$t]) -> usize {
-                let n = out.len();
-                self.0.consume(n, |i, v| out[i] = v)
-            }
+    /// Posted entries the kernel has not consumed yet.
+    pub fn outstanding(&self) -> usize {
+        self.0.prod_outstanding() as usize
+    }
 
-            /// Entries ready to take right now.
-            pub fn available(&mut self) -> usize {
-                self.0.cons_avail(u32::MAX) as usize
-            }
+    /// True when the kernel asks for a wakeup syscall (`XDP_RING_NEED_WAKEUP`).
+    pub fn needs_wakeup(&self) -> bool {
+        self.0.flags() & libc::XDP_RING_NEED_WAKEUP != 0
+    }
+}
 
-            /// The ring's size.
-            pub fn size(&self) -> u32 {
-                self.0.size()
-            }
-        }
-    };
+impl<T: Plain> Ring<T, Consume> {
+    /// Take up to `max` entries, handing the `i`-th to `f(i, entry)`; returns how many.
+    /// No syscall, no allocation.
+    pub fn consume_with(&mut self, max: usize, f: impl FnMut(usize, T)) -> usize {
+        self.0.consume(max, f)
+    }
+
+    /// Take entries into a prefix of `out`; returns how many.
+    pub fn consume(&mut self, out: &mut [T]) -> usize {
+        let n = out.len();
+        self.0.consume(n, |i, v| out[i] = v)
+    }
+
+    /// Entries ready to take right now.
+    pub fn available(&mut self) -> usize {
+        self.0.cons_avail(u32::MAX) as usize
+    }
 }
 
 /// An RX or TX descriptor: UMEM address (with the unaligned offset in the top
 /// 16 bits on RX) and frame length.
 pub type XdpDesc = libc::xdp_desc;
 
-producer_ring!(
-    /// The fill ring: UMEM chunk addresses given to the kernel for RX.
-    FillRing,
-    u64
-);
-consumer_ring!(
-    /// The completion ring: UMEM addresses of transmitted frames, returned verbatim.
-    CompRing,
-    u64
-);
-producer_ring!(
-    /// The TX ring: frames given to the kernel to send.
-    TxRing,
-    XdpDesc
-);
-consumer_ring!(
-    /// The RX ring: received frames.
-    RxRing,
-    XdpDesc
-);
+/// The fill ring: UMEM chunk addresses given to the kernel for RX.
+pub type FillRing = Ring<u64, Produce>;
+/// The completion ring: UMEM addresses of transmitted frames, returned verbatim.
+pub type CompRing = Ring<u64, Consume>;
+/// The TX ring: frames given to the kernel to send.
+pub type TxRing = Ring<XdpDesc, Produce>;
+/// The RX ring: received frames.
+pub type RxRing = Ring<XdpDesc, Consume>;
 
 #[cfg(test)]
 mod tests {
