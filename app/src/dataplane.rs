@@ -25,6 +25,22 @@ use xfwd_pmd::{Port, PortConf, PortInfo, RxQueue, TxQueue};
 /// The queue handles of a started port, taken one by one by the lcores.
 type PortQueueSlots = (Vec<Option<Box<dyn RxQueue>>>, Vec<Option<Box<dyn TxQueue>>>);
 
+/// Move queue `q` out of its port's `slots` (the RX or the TX list) into a
+/// worker's list `to` and note it in `refs`; its index in `to`. Validation
+/// gave every queue exactly one owner, so the slot is full.
+fn hand_over<H>(
+    slots: Option<&mut Vec<Option<H>>>,
+    q: QueueRef,
+    to: &mut Vec<H>,
+    refs: &mut Vec<QueueRef>,
+    side: &str,
+) -> usize {
+    let h = slots.and_then(|s| s[q.queue as usize].take());
+    to.push(h.unwrap_or_else(|| panic!("validated: each {side} queue has one owner")));
+    refs.push(q);
+    to.len() - 1
+}
+
 /// A started port and the chunks it mapped.
 #[derive(Debug)]
 pub struct RunPort {
@@ -285,23 +301,13 @@ impl Dataplane {
             let (mut rx_refs, mut tx_refs) = (Vec::new(), Vec::new());
             for s in &l.streams {
                 let rx = s.rx.map(|q| {
-                    let h = queues
-                        .get_mut(&q.port)
-                        .and_then(|e| e.0[q.queue as usize].take());
-                    w.rxqs
-                        .push(h.expect("validated: each RX queue has one owner"));
-                    rx_refs.push(q);
-                    w.rxqs.len() - 1
+                    let slots = queues.get_mut(&q.port).map(|e| &mut e.0);
+                    hand_over(slots, q, &mut w.rxqs, &mut rx_refs, "RX")
                 });
                 let tx = s.tx.map(|q| {
                     *tx_idx.entry(q).or_insert_with(|| {
-                        let h = queues
-                            .get_mut(&q.port)
-                            .and_then(|e| e.1[q.queue as usize].take());
-                        w.txqs
-                            .push(h.expect("validated: each TX queue has one owner"));
-                        tx_refs.push(q);
-                        w.txqs.len() - 1
+                        let slots = queues.get_mut(&q.port).map(|e| &mut e.1);
+                        hand_over(slots, q, &mut w.txqs, &mut tx_refs, "TX")
                     })
                 });
                 let txp =
