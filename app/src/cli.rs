@@ -207,13 +207,19 @@ pub struct Opts {
     /// (exact match on the 5-tuple)  [l3fwd.lookup].
     #[arg(long, global = true, value_name = "lpm|em")]
     pub lookup: Option<String>,
+    // The help names the config's `[[route]]` tables, not a doc link.
+    #[allow(rustdoc::broken_intra_doc_links)]
     /// l3fwd route: `PREFIX,PORT[,VIA]` (repeatable; VIA names a
     /// --neighbor), e.g. `198.51.100.0/24,1`  [[route]].
     #[arg(long, global = true, value_name = "PREFIX,PORT[,VIA]")]
     pub route: Vec<String>,
+    // The help names the config's `[[neighbor]]` tables, not a doc link.
+    #[allow(rustdoc::broken_intra_doc_links)]
     /// l3fwd gateway: `IP,MAC,PORT` (repeatable)  [[neighbor]].
     #[arg(long, global = true, value_name = "IP,MAC,PORT")]
     pub neighbor: Vec<String>,
+    // The help names the config's `[[flow]]` tables, not a doc link.
+    #[allow(rustdoc::broken_intra_doc_links)]
     /// l3fwd exact-match flow: `SRC,DST,SPORT,DPORT,PROTO,PORT[,VIA]`  [[flow]].
     #[arg(long, global = true, value_name = "SRC,DST,SPORT,DPORT,PROTO,PORT")]
     pub flow: Vec<String>,

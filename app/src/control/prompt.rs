@@ -105,7 +105,7 @@ pub struct Prompt {
 const JOIN_WAIT: Duration = Duration::from_millis(200);
 
 impl Prompt {
-    /// Join the thread if it ends within [`JOIN_WAIT`]; otherwise it is
+    /// Join the thread if it ends within `JOIN_WAIT` (200 ms); otherwise it is
     /// blocked reading a key: restore the terminal and leave it there.
     pub fn close(&mut self) {
         let Some(h) = self.thread.take() else {
