@@ -17,6 +17,42 @@ use xfwd_mempool::caps;
 /// venv `python3` earlier on PATH may not have scapy).
 const PYTHON: &str = "/usr/bin/python3";
 
+/// The harness's testpmd runs use `--file-prefix xfwd-diff-<harness pid>-<tag>`;
+/// DPDK leaves `/var/run/dpdk/<prefix>` behind each. On drop (after the run,
+/// also when an assertion failed) this removes those of harnesses that are
+/// no longer alive, ours included, and no other process's.
+struct DiffRuntimeDirs;
+
+const DPDK_RUN: &str = "/var/run/dpdk";
+
+impl DiffRuntimeDirs {
+    /// The runtime directories of dead harnesses.
+    fn stale() -> Vec<std::path::PathBuf> {
+        let Ok(rd) = std::fs::read_dir(DPDK_RUN) else {
+            return Vec::new();
+        };
+        rd.filter_map(Result::ok)
+            .filter(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let pid = name
+                    .strip_prefix("xfwd-diff-")
+                    .and_then(|r| r.split('-').next())
+                    .and_then(|p| p.parse::<u32>().ok());
+                pid.is_some_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
+            })
+            .map(|e| e.path())
+            .collect()
+    }
+}
+
+impl Drop for DiffRuntimeDirs {
+    fn drop(&mut self) {
+        for d in Self::stale() {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
 fn scapy_importable() -> bool {
     Command::new(PYTHON)
         .args(["-c", "import scapy.all"])
@@ -40,6 +76,7 @@ fn xfwd_agrees_with_testpmd_except_where_docs_forwarding_md_says_why() {
     {
         return;
     }
+    let dirs = DiffRuntimeDirs;
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let dir = tempfile::tempdir().unwrap();
     let mut c = Command::new(PYTHON);
@@ -51,6 +88,9 @@ fn xfwd_agrees_with_testpmd_except_where_docs_forwarding_md_says_why() {
     let o = support::run_command(c, Duration::from_secs(300));
     let (so, se) = support::text(&o);
     let status = o.status;
+    drop(dirs);
+    let left = DiffRuntimeDirs::stale();
+    assert!(left.is_empty(), "DPDK runtime directories left: {left:?}");
     println!("{so}");
     eprintln!("{se}");
     assert!(status.success(), "differential harness failed:\n{so}\n{se}");

@@ -22,6 +22,9 @@ const IO: [&str; 4] = ["--forward-mode", "io", "--tx-retry", "1000000"];
 /// One test at a time: each runs two dataplane processes on a 2-core host.
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// Where DPDK keeps a process's runtime directory (`--file-prefix`).
+const DPDK_RUN: &str = "/var/run/dpdk";
+
 fn env_ok(what: &str) -> bool {
     caps::require_root(what)
         && caps::require_hugepages_2m(256, what)
@@ -42,10 +45,8 @@ fn testpmd_eal(prefix: &str, eal: &[&str], vdevs: &[String], mode: &str, extra: 
     if eal.is_empty() {
         c.arg("--huge-unlink");
     }
-    c.arg(format!(
-        "--file-prefix=xfwd-memif-{}-{prefix}",
-        std::process::id()
-    ));
+    let file_prefix = format!("xfwd-memif-{}-{prefix}", std::process::id());
+    c.arg(format!("--file-prefix={file_prefix}"));
     c.args(eal);
     for v in vdevs {
         c.arg(format!("--vdev={v}"));
@@ -53,7 +54,9 @@ fn testpmd_eal(prefix: &str, eal: &[&str], vdevs: &[String], mode: &str, extra: 
     c.args(["--", "--nb-cores=1", "--total-num-mbufs=8192", "--burst=32"]);
     c.arg(format!("--forward-mode={mode}"));
     c.args(extra);
-    let p = Proc::spawn(&format!("testpmd {prefix}"), c);
+    // Its runtime directory goes with it (also when the test fails).
+    let p =
+        Proc::spawn(&format!("testpmd {prefix}"), c).leaves(Path::new(DPDK_RUN).join(file_prefix));
     p.wait_for("Press enter to exit", Duration::from_secs(20));
     p
 }
@@ -73,14 +76,18 @@ fn accumulated(out: &str, key: &str) -> u64 {
         .expect("a number")
 }
 
-/// Stop testpmd with SIGINT; its output.
+/// Stop testpmd with SIGINT; its output. Its runtime directory is gone.
 fn stop_testpmd(p: Proc) -> String {
+    let dir = p.left_dir().map(Path::to_path_buf);
     p.signal(libc::SIGINT);
     let (code, out) = p.finish(Duration::from_secs(15));
     assert!(
         out.contains("Bye"),
         "testpmd did not shut down cleanly (exit {code:?}):\n{out}"
     );
+    if let Some(d) = dir {
+        assert!(!d.exists(), "{} left behind", d.display());
+    }
     out
 }
 

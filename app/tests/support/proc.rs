@@ -1,9 +1,11 @@
 //! Child processes for the two-process memif tests: a [`Proc`] collects a
 //! child's output and kills it (by its own PID) when dropped; `xfwd` runs
 //! the binary on CPU 1 with JSON output; `xfwd_final` checks its exit and
-//! leak audit.
+//! leak audit. A `Proc` can also own a directory its child leaves behind
+//! (testpmd's `/var/run/dpdk/<file-prefix>`), removed once the child is gone.
 
 use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -18,6 +20,10 @@ pub struct Proc {
     out: Arc<Mutex<String>>,
     stdout: Arc<Mutex<String>>,
     readers: Vec<JoinHandle<()>>,
+    /// A directory the child leaves behind (a DPDK runtime directory),
+    /// removed once the child is gone: at [`Proc::finish`] and on drop,
+    /// also while unwinding from a failed assertion.
+    leaves: Option<PathBuf>,
 }
 
 impl Proc {
@@ -55,7 +61,19 @@ impl Proc {
             out,
             stdout,
             readers,
+            leaves: None,
         }
+    }
+
+    /// Remove `dir` (what the child leaves behind) once the child is gone.
+    pub fn leaves(mut self, dir: PathBuf) -> Proc {
+        self.leaves = Some(dir);
+        self
+    }
+
+    /// The directory removed once the child is gone, if any.
+    pub fn left_dir(&self) -> Option<&Path> {
+        self.leaves.as_deref()
     }
 
     /// The child's PID.
@@ -131,6 +149,9 @@ impl Drop for Proc {
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();
             let _ = self.child.wait();
+        }
+        if let Some(d) = self.leaves.take() {
+            let _ = std::fs::remove_dir_all(d);
         }
     }
 }

@@ -26,7 +26,7 @@ use xfwd_benches::bench::scenario::Env;
 use xfwd_benches::bench::{procfs, report};
 
 use opts::{parse, Opts};
-use setup::{build_xfwd, dpdk_version, ensure_hugepages, repo_root};
+use setup::{build_xfwd, dpdk_version, ensure_hugepages, repo_root, DpdkRunDirs};
 use trials::Bench;
 
 const HEAD: &str = "# xfwd benchmarks\n\n\
@@ -126,6 +126,7 @@ fn main() {
 /// `--rate-only`: rerun the RFC 2544 search and the latency points into an
 /// existing results.json (the scenarios stay as they were).
 fn rate_update(root: &Path, o: Opts, r: &mut Results) -> Result<(), String> {
+    let _dirs = DpdkRunDirs; // testpmd's runtime directories go at the end
     let xfwd = match &o.xfwd {
         Some(p) => p.clone(),
         None => build_xfwd(root)?,
@@ -168,6 +169,7 @@ fn rate_update(root: &Path, o: Opts, r: &mut Results) -> Result<(), String> {
 }
 
 fn run_all(root: &Path, o: Opts) -> Result<Results, String> {
+    let _dirs = DpdkRunDirs; // testpmd's runtime directories go at the end
     let t0 = Instant::now();
     let xfwd = match &o.xfwd {
         Some(p) => p.clone(),

@@ -57,3 +57,22 @@ pub fn ensure_hugepages(min_free: u64) {
         );
     }
 }
+
+/// The `--file-prefix`es of the harness's testpmd runs (each with the
+/// harness's [`tag`](xfwd_benches::bench::scenario::tag) appended; see
+/// `scenario.rs`).
+const TESTPMD_PREFIXES: [&str; 6] = ["xbnull", "xbring", "xbdut", "xbgen", "xbmemifc", "xbmemifs"];
+
+/// While alive, nothing; dropped (at the end of a run, an early error
+/// return or a panic), it removes the DPDK runtime directories
+/// (`/var/run/dpdk/<prefix>`) testpmd left for those prefixes.
+pub struct DpdkRunDirs;
+
+impl Drop for DpdkRunDirs {
+    fn drop(&mut self) {
+        let tag = xfwd_benches::bench::scenario::tag();
+        for p in TESTPMD_PREFIXES {
+            let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{p}{tag}"));
+        }
+    }
+}
