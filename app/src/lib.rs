@@ -24,6 +24,7 @@ pub mod idle;
 pub mod latency;
 pub mod lcores;
 pub mod monitor;
+pub mod out;
 pub mod plan;
 pub mod report;
 pub mod signals;

@@ -62,7 +62,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let stopped_by = watch(&mut running); // 6. stats until --duration, a signal, sources done, a lost link
     let report = shutdown(running, stopped_by); // 7. stop lcores, then ports; unmap, free, audit
     report.print(); // 8. the final report
-    Ok(report.exit_code()?)
+    let code = report.exit_code()?;
+    if let Some(e) = xfwd::out::error() {
+        anyhow::bail!(e); // stdout failed (a closed pipe is not a failure)
+    }
+    Ok(code)
 }
 
 /// Step 1: parse: which settings, and whether only to check them.
@@ -81,7 +85,10 @@ fn parse(cli: &Cli) -> anyhow::Result<(Settings, bool)> {
 fn validate(settings: &Settings, check_only: bool) -> anyhow::Result<Option<Plan>> {
     let plan = validate::validate(settings)?;
     if check_only {
-        println!("{plan}");
+        xfwd::outln!("{plan}");
+        if let Some(e) = xfwd::out::error() {
+            anyhow::bail!(e);
+        }
         return Ok(None);
     }
     eprintln!("{plan}");

@@ -38,6 +38,10 @@ pub fn monitor(
         {
             return None;
         }
+        if crate::out::gone() {
+            eprintln!("xfwd: stdout is closed (its reader has gone): stopping");
+            return None;
+        }
         if drain.done(dp, t) {
             eprintln!(
                 "xfwd: every finite source is done (every generator sent its --tx-count, every pcap RX replayed its loops) and nothing arrived for {DRAIN_SECS} s: stopping"

@@ -120,38 +120,40 @@ fn print_final(dp_ports: &[(u16, PortStats, PortFwd)], last: &FinalInfo, json_ou
             "latency": last.latency, "lcores": last.lcores, "memory": last.memory,
             "mempool": last.mempool, "leaked_mbufs": last.leaked, "errors": last.errors,
         });
-        println!("{v}");
+        crate::outln!("{v}");
         return;
     }
     for (i, (id, st, f)) in dp_ports.iter().enumerate() {
-        println!(
+        crate::outln!(
             "\n  ---------------------- Forward statistics for port {id:<2} ----------------------"
         );
         if let Some(l @ ("down" | "lost")) = last.port_meta.get(i).and_then(|m| m["link"].as_str())
         {
-            println!("  Link: {l} at the end of the run");
+            crate::outln!("  Link: {l} at the end of the run");
         }
-        println!(
+        crate::outln!(
             "  RX-packets: {:<14} RX-dropped: {:<14} RX-total: {}",
             f.rx_packets,
             st.imissed,
             f.rx_packets + st.imissed
         );
-        println!(
+        crate::outln!(
             "  TX-packets: {:<14} TX-dropped: {:<14} TX-total: {}",
             f.tx_packets,
             f.tx_dropped,
             f.tx_packets + f.tx_dropped
         );
         if f.malformed + f.consumed + f.generated > 0 {
-            println!(
+            crate::outln!(
                 "  Malformed:  {:<14} Consumed:   {:<14} Generated: {}",
-                f.malformed, f.consumed, f.generated
+                f.malformed,
+                f.consumed,
+                f.generated
             );
         }
         if f.malformed + f.partial > 0 {
             let why: Vec<String> = f.drops.nonzero().map(|(k, n)| format!("{k} {n}")).collect();
-            println!(
+            crate::outln!(
                 "  Dropped by the mode: {} | forwarded partly edited: {}",
                 if why.is_empty() {
                     "-".into()
@@ -162,29 +164,33 @@ fn print_final(dp_ports: &[(u16, PortStats, PortFwd)], last: &FinalInfo, json_ou
             );
         }
         if f.l3_drops() + f.vlan > 0 {
-            println!(
+            crate::outln!(
                 "  L3 drops:   no-route {} ttl-exceeded {} bad-header {} non-ip {} (VLAN-tagged forwarded {})",
                 f.no_route, f.ttl_exceeded, f.bad_header, f.non_ip, f.vlan
             );
         }
-        println!("  ----------------------------------------------------------------------------");
+        crate::outln!(
+            "  ----------------------------------------------------------------------------"
+        );
     }
-    println!("\n  +++++++++++++++ Accumulated forward statistics for all ports +++++++++++++++");
-    println!(
+    crate::outln!(
+        "\n  +++++++++++++++ Accumulated forward statistics for all ports +++++++++++++++"
+    );
+    crate::outln!(
         "  RX-packets: {:<14} RX-dropped: {:<14} RX-total: {}",
         acc.rx_packets,
         missed,
         acc.rx_packets + missed
     );
-    println!(
+    crate::outln!(
         "  TX-packets: {:<14} TX-dropped: {:<14} TX-total: {}",
         acc.tx_packets,
         acc.tx_dropped,
         acc.tx_packets + acc.tx_dropped
     );
-    println!("  ++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++");
+    crate::outln!("  ++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++");
     let e = last.elapsed.max(1e-9);
-    println!(
+    crate::outln!(
         "\n  Run time {:.2} s: RX {:.3} Mpps, TX {:.3} Mpps (memory: {})",
         last.elapsed,
         acc.rx_packets as f64 / e / 1e6,
@@ -193,13 +199,18 @@ fn print_final(dp_ports: &[(u16, PortStats, PortFwd)], last: &FinalInfo, json_ou
     );
     let l = &last.latency;
     if l.samples > 0 {
-        println!(
+        crate::outln!(
             "  Latency ({} samples): p50 {} ns  p90 {} ns  p99 {} ns  p99.9 {} ns  max {} ns",
-            l.samples, l.p50_ns, l.p90_ns, l.p99_ns, l.p999_ns, l.max_ns
+            l.samples,
+            l.p50_ns,
+            l.p90_ns,
+            l.p99_ns,
+            l.p999_ns,
+            l.max_ns
         );
     }
     for lc in &last.lcores {
-        println!(
+        crate::outln!(
             "  lcore {:<3} {:<8} busy {:>5.1}%  {} pkts  {:.1} ns/pkt  ~{:.0} cycles/pkt",
             lc["lcore"],
             lc["mode"].as_str().unwrap_or(""),
@@ -209,7 +220,7 @@ fn print_final(dp_ports: &[(u16, PortStats, PortFwd)], last: &FinalInfo, json_ou
             lc["cycles_per_pkt"].as_f64().unwrap_or(0.0)
         );
         if lc["sleeps"].as_u64().unwrap_or(0) > 0 {
-            println!(
+            crate::outln!(
                 "            asleep {:.1}% in {} idle sleeps ({} ended by an RX interrupt)",
                 lc["slept_pct"].as_f64().unwrap_or(0.0),
                 lc["sleeps"],
@@ -217,7 +228,7 @@ fn print_final(dp_ports: &[(u16, PortStats, PortFwd)], last: &FinalInfo, json_ou
             );
         }
         if lc["stalls"].as_u64().unwrap_or(0) > 0 {
-            println!(
+            crate::outln!(
                 "            {} stalls ≥ {} µs (the lcore did not poll; longest {} µs)",
                 lc["stalls"],
                 crate::counters::STALL_NS / 1000,
@@ -226,11 +237,11 @@ fn print_final(dp_ports: &[(u16, PortStats, PortFwd)], last: &FinalInfo, json_ou
         }
     }
     for e in &last.errors {
-        println!("  shutdown error: {e}");
+        crate::outln!("  shutdown error: {e}");
     }
     match last.leaked {
-        0 => println!("  0 mbufs leaked"),
-        n => println!("  LEAK: {n} mbufs not returned to the pool"),
+        0 => crate::outln!("  0 mbufs leaked"),
+        n => crate::outln!("  LEAK: {n} mbufs not returned to the pool"),
     }
 }
 

@@ -215,21 +215,25 @@ pub fn print_period(dp: &Dataplane, cur: &Snapshot, prev: &Snapshot, json_out: b
                 });
             }
         } else {
-            println!("\n  ######################## NIC statistics for port {id:<2} ########################");
-            println!("  Link: {}", if up { "up" } else { "down" });
-            println!(
+            crate::outln!("\n  ######################## NIC statistics for port {id:<2} ########################");
+            crate::outln!("  Link: {}", if up { "up" } else { "down" });
+            crate::outln!(
                 "  RX-packets: {:<14} RX-missed: {:<14} RX-bytes:  {}",
-                c.ipackets, c.imissed, c.ibytes
+                c.ipackets,
+                c.imissed,
+                c.ibytes
             );
-            println!("  RX-errors: {}\n  RX-nombuf:  {}", c.ierrors, c.rx_nombuf);
-            println!(
+            crate::outln!("  RX-errors: {}\n  RX-nombuf:  {}", c.ierrors, c.rx_nombuf);
+            crate::outln!(
                 "  TX-packets: {:<14} TX-errors: {:<14} TX-bytes:  {}",
-                c.opackets, c.oerrors, c.obytes
+                c.opackets,
+                c.oerrors,
+                c.obytes
             );
-            println!("\n  Throughput (since last show)");
-            println!("  Rx-pps: {rx_pps:>14}          Rx-bps: {rx_bps:>14}");
-            println!("  Tx-pps: {tx_pps:>14}          Tx-bps: {tx_bps:>14}");
-            println!(
+            crate::outln!("\n  Throughput (since last show)");
+            crate::outln!("  Rx-pps: {rx_pps:>14}          Rx-bps: {rx_bps:>14}");
+            crate::outln!("  Tx-pps: {tx_pps:>14}          Tx-bps: {tx_bps:>14}");
+            crate::outln!(
                 "  ############################################################################"
             );
         }
@@ -240,14 +244,14 @@ pub fn print_period(dp: &Dataplane, cur: &Snapshot, prev: &Snapshot, json_out: b
             "type": "period", "elapsed_s": cur.elapsed, "ports": ports,
             "total": {"rx_pps": trx, "tx_pps": ttx}, "lcores": lc,
         });
-        println!("{v}");
+        crate::outln!("{v}");
     } else {
         for l in &lc {
             let asleep = match l["sleeps"].as_u64().unwrap_or(0) {
                 0 => String::new(),
                 _ => format!("  asleep {:.1}%", l["slept_pct"].as_f64().unwrap_or(0.0)),
             };
-            println!(
+            crate::outln!(
                 "  lcore {:<3} {:<8} busy {:>5.1}%  {:>8.1} ns/pkt  ~{:.0} cycles/pkt{asleep}",
                 l["lcore"],
                 l["mode"].as_str().unwrap_or(""),
