@@ -160,6 +160,42 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The mbufs the rings and the per-lcore caches can hold at once: every
+    /// port's RX and TX queues full (their descriptors as clamped for the
+    /// port) and, per lcore, a full cache (1.5 × its size) and two bursts.
+    pub fn pool_floor(&self) -> u64 {
+        let rings: u64 = self
+            .ports
+            .iter()
+            .map(|p| {
+                u64::from(self.rxq) * u64::from(p.rxd) + u64::from(self.txq) * u64::from(p.txd)
+            })
+            .sum();
+        let per_lcore = u64::from(self.pool.cache_size) * 3 / 2 + 2 * self.burst as u64;
+        rings + self.lcores.len() as u64 * per_lcore
+    }
+
+    /// The warning for a pool below [`Plan::pool_floor`]: the RX rings take
+    /// the mbufs the caches and TX rings need, and forwarding nearly stalls
+    /// (allowed: a small pool is a legitimate test of exhaustion).
+    pub fn pool_warning(&self) -> Option<String> {
+        let floor = self.pool_floor();
+        (u64::from(self.pool.n) < floor).then(|| {
+            format!(
+                "the pool's {} mbufs are fewer than the {floor} its rings and caches can hold \
+                 ({} ports × ({} rxq × rxd + {} txq × txd) + {} lcores × (1.5 × cache {} + 2 × burst {})): \
+                 forwarding may nearly stall; raise it to at least {floor} with --nb-mbufs (pool.nb_mbufs)",
+                self.pool.n,
+                self.ports.len(),
+                self.rxq,
+                self.txq,
+                self.lcores.len(),
+                self.pool.cache_size,
+                self.burst
+            )
+        })
+    }
+
     /// DMA chunks each port will map, predicted before allocation: one per
     /// IOVA-contiguous run of pages.
     pub fn predicted_chunks(&self) -> String {
@@ -222,6 +258,9 @@ impl fmt::Display for Plan {
             self.pool.headroom,
             self.pool.cache_size
         )?;
+        if let Some(w) = self.pool_warning() {
+            writeln!(f, "           warning: {w}")?;
+        }
         writeln!(
             f,
             "  ports  : {} rxq × {} rxd, {} txq × {} txd each, topology {}, burst {}",

@@ -523,7 +523,7 @@ pub fn validate(s: &Settings) -> Result<Plan, ConfigError> {
     } else {
         None
     };
-    Ok(Plan {
+    let plan = Plan {
         source: s.source.clone(),
         mem: ExtMemConfig {
             len: pool_plan.bytes,
@@ -556,7 +556,11 @@ pub fn validate(s: &Settings) -> Result<Plan, ConfigError> {
             telemetry: st.telemetry.clone(),
             on_link_loss,
         },
-    })
+    };
+    if let Some(w) = plan.pool_warning() {
+        log::warn!("{w}");
+    }
+    Ok(plan)
 }
 
 /// A pcap port reads its RX file at configure time, after memory is

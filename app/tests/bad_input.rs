@@ -197,7 +197,6 @@ fn assert_config_error(label: &str, args: &[String], expect: &[&str]) {
 
 #[test]
 fn every_broken_config_and_flag_set_exits_2_naming_the_culprit_and_leaves_nothing() {
-    let hp_before = free_hugepages();
     let files_before = hugepage_files();
     let dir = tempfile::tempdir().unwrap();
     let garbage = dir.path().join(garbage_pcap_name());
@@ -206,58 +205,59 @@ fn every_broken_config_and_flag_set_exits_2_naming_the_culprit_and_leaves_nothin
         b"this is not a capture file at all, not even close",
     )
     .unwrap();
-    let mut n = 0;
+    let mut every_case = || {
+        let mut n = 0;
+        for (args, expect) in flag_cases(garbage.to_str().unwrap()) {
+            assert_config_error("flags", &args, &expect);
+            n += 1;
+        }
 
-    for (args, expect) in flag_cases(garbage.to_str().unwrap()) {
-        assert_config_error("flags", &args, &expect);
-        n += 1;
-    }
-
-    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad_input");
-    let mut files: Vec<_> = std::fs::read_dir(&corpus)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    files.sort();
-    for f in files {
-        let text = std::fs::read_to_string(&f).unwrap();
-        let first = text.lines().next().unwrap_or_default();
-        let expect: Vec<&str> = first
-            .strip_prefix("# expect:")
-            .unwrap_or_else(|| panic!("{}: first line must be `# expect: ...`", f.display()))
-            .split('|')
-            .map(str::trim)
+        let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad_input");
+        let mut files: Vec<_> = std::fs::read_dir(&corpus)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
             .collect();
-        let label = f.file_name().unwrap().to_string_lossy().into_owned();
-        // Both as `--config FILE` (run) and as `check FILE`.
-        assert_config_error(
-            &label,
-            &["--config".into(), f.display().to_string()],
-            &expect,
-        );
-        assert_config_error(&label, &["check".into(), f.display().to_string()], &expect);
-        n += 1;
-    }
-    assert!(n >= 30, "only {n} bad inputs");
+        files.sort();
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap();
+            let first = text.lines().next().unwrap_or_default();
+            let expect: Vec<&str> = first
+                .strip_prefix("# expect:")
+                .unwrap_or_else(|| panic!("{}: first line must be `# expect: ...`", f.display()))
+                .split('|')
+                .map(str::trim)
+                .collect();
+            let label = f.file_name().unwrap().to_string_lossy().into_owned();
+            // Both as `--config FILE` (run) and as `check FILE`.
+            assert_config_error(
+                &label,
+                &["--config".into(), f.display().to_string()],
+                &expect,
+            );
+            assert_config_error(&label, &["check".into(), f.display().to_string()], &expect);
+            n += 1;
+        }
+        assert!(n >= 30, "only {n} bad inputs");
+    };
     assert!(
-        hugepages_settled(hp_before) >= hp_before,
+        hugepages_come_back(3, &mut every_case),
         "hugepages taken by refused configs"
     );
-    let left = hugepage_files_settled(&files_before);
+    let left = hugepage_files_left(&files_before);
     assert!(left.is_empty(), "hugetlbfs files left behind: {left:?}");
 }
 
 #[test]
 fn a_valid_config_is_accepted_by_check_without_touching_hugepages() {
-    let before = free_hugepages();
-    let o = run(
-        &["check", "--port", "null:", "--port", "null:", "--json"],
-        Duration::from_secs(30),
-    );
-    let (so, se) = text(&o);
-    assert!(o.status.success(), "{so}\n{se}");
-    assert!(so.contains("port1") && so.contains("lcore"), "{so}");
-    assert!(hugepages_settled(before) >= before);
+    let check = || {
+        let o = run(
+            &["check", "--port", "null:", "--port", "null:", "--json"],
+            Duration::from_secs(30),
+        );
+        let (so, _) = text_ok(&o);
+        assert!(so.contains("port1") && so.contains("lcore"), "{so}");
+    };
+    assert!(hugepages_come_back(3, check), "`check` took hugepages");
 }

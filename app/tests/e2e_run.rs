@@ -20,8 +20,7 @@ fn demo_without_hugepages_prints_stats_latency_and_no_leak() {
         &["--no-huge", "--duration", "1.2", "--stats-period", "0.5"],
         Duration::from_secs(60),
     );
-    let (so, se) = text(&o);
-    assert!(o.status.success(), "{so}\n{se}");
+    let (so, se) = text_ok(&o);
     for want in [
         "NIC statistics for port 0",
         "Accumulated forward statistics for all ports",
@@ -45,40 +44,42 @@ fn demo_on_hugepages_json_adds_up_and_returns_every_page() {
     if !xfwd_mempool::caps::require_hugepages_2m(16, "demo on 2M hugepages") {
         return;
     }
-    let before = free_hugepages();
-    let o = run(
-        &["demo", "--duration", "1", "--json", "--stats-period", "0.5"],
-        Duration::from_secs(60),
-    );
-    let (so, se) = text(&o);
-    assert!(o.status.success(), "{so}\n{se}");
-    let lines = json_lines(&o);
-    assert!(
-        lines.iter().filter(|l| l["type"] == "period").count() >= 1,
-        "{so}"
-    );
-    let f = final_json(&o);
-    assert_eq!(f["memory"], "anon 2M pages", "{f}");
-    assert_eq!(f["leaked_mbufs"], 0);
-    let p0 = &f["ports"][0]["fwd"];
-    let p1 = &f["ports"][1]["fwd"];
-    assert!(n(&p0["generated"]) > 0);
-    assert_eq!(
-        n(&p0["generated"]),
-        n(&p0["tx_packets"]) + n(&p0["tx_dropped"]),
-        "{f}"
-    );
-    // Everything port0 sent either reached rxonly on port1 or was still in
-    // the ring at stop (freed by port.stop): never more.
-    assert!(n(&p1["rx_packets"]) <= n(&p0["tx_packets"]), "{f}");
-    assert_eq!(n(&p1["rx_packets"]), n(&p1["consumed"]));
-    assert!(
-        n(&f["latency"]["samples"]) > 0 && n(&f["latency"]["p50_ns"]) > 0,
-        "{f}"
-    );
-    assert_eq!(f["mempool"]["in_use"], 0);
-    assert!(hugepages_settled(before) >= before, "hugepages returned");
-    assert!(hugepage_files_settled(&[]).is_empty());
+    let files_before = hugepage_files();
+    let demo = || {
+        let o = run(
+            &["demo", "--duration", "1", "--json", "--stats-period", "0.5"],
+            Duration::from_secs(60),
+        );
+        let (so, _) = text_ok(&o);
+        let lines = json_lines(&o);
+        assert!(
+            lines.iter().filter(|l| l["type"] == "period").count() >= 1,
+            "{so}"
+        );
+        let f = final_json(&o);
+        assert_eq!(f["memory"], "anon 2M pages", "{f}");
+        assert_eq!(f["leaked_mbufs"], 0);
+        let p0 = &f["ports"][0]["fwd"];
+        let p1 = &f["ports"][1]["fwd"];
+        assert!(n(&p0["generated"]) > 0);
+        assert_eq!(
+            n(&p0["generated"]),
+            n(&p0["tx_packets"]) + n(&p0["tx_dropped"]),
+            "{f}"
+        );
+        // Everything port0 sent either reached rxonly on port1 or was still in
+        // the ring at stop (freed by port.stop): never more.
+        assert!(n(&p1["rx_packets"]) <= n(&p0["tx_packets"]), "{f}");
+        assert_eq!(n(&p1["rx_packets"]), n(&p1["consumed"]));
+        assert!(
+            n(&f["latency"]["samples"]) > 0 && n(&f["latency"]["p50_ns"]) > 0,
+            "{f}"
+        );
+        assert_eq!(f["mempool"]["in_use"], 0);
+    };
+    assert!(hugepages_come_back(3, demo), "hugepages returned");
+    let left = hugepage_files_left(&files_before);
+    assert!(left.is_empty(), "hugetlbfs files left: {left:?}");
 }
 
 #[test]
@@ -102,8 +103,7 @@ fn null_io_json_per_period_and_final_add_up() {
         ],
         Duration::from_secs(60),
     );
-    let (so, se) = text(&o);
-    assert!(o.status.success(), "{so}\n{se}");
+    let (so, _) = text_ok(&o);
     let lines = json_lines(&o);
     let periods: Vec<_> = lines.iter().filter(|l| l["type"] == "period").collect();
     assert!(periods.len() >= 2, "{so}");
@@ -202,8 +202,7 @@ fn run_chain(cfg: &std::path::Path) -> serde_json::Value {
         &["--config", cfg.to_str().unwrap()],
         Duration::from_secs(60),
     );
-    let (so, se) = text(&o);
-    assert!(o.status.success(), "{so}\n{se}");
+    text_ok(&o);
     final_json(&o)
 }
 
@@ -358,8 +357,7 @@ fn stops_cleanly_on(signal: &str) {
         std::thread::sleep(Duration::from_millis(20));
     }
     let o = child.wait_with_output().unwrap();
-    let (so, se) = text(&o);
-    assert!(o.status.success(), "{so}\n{se}");
+    let (so, se) = text_ok(&o);
     assert!(se.contains("signal received"), "{se}");
     assert!(
         so.contains("Accumulated forward statistics") && so.contains("0 mbufs leaked"),
@@ -481,8 +479,7 @@ fn descriptors_above_a_port_max_are_clamped_and_shown() {
         ],
         Duration::from_secs(30),
     );
-    let (so, se) = text(&o);
-    assert!(o.status.success(), "{so}\n{se}");
+    let (so, se) = text_ok(&o);
     assert!(
         se.contains(
             "rxd 4096 txd 4096: the device's queues hold at most 4096 / 4096 (asked 8192 / 8192)"
@@ -537,4 +534,40 @@ fn idle_sleep_forwarding_lcore_sleeps_below_capacity_and_forwards_everything() {
     assert!(fwd["slept_pct"].as_f64().unwrap() > 50.0, "{fwd}");
     assert!(n(&f["latency"]["samples"]) > 0, "{f}");
     assert_eq!(f["leaked_mbufs"], 0);
+}
+
+#[test]
+fn a_pool_smaller_than_its_rings_and_caches_is_warned_of_with_the_flag_to_raise_it() {
+    // 2 ports × (4096 rxd + 4096 txd) + 1 lcore × (1.5 × 256 + 2 × 32) = 16832.
+    let args = |nb: &'static str| {
+        [
+            "check",
+            "--port",
+            "null:",
+            "--port",
+            "null:",
+            "--rxd",
+            "4096",
+            "--txd",
+            "4096",
+            "--nb-mbufs",
+            nb,
+            "--no-huge",
+        ]
+    };
+    let o = run(&args("8192"), Duration::from_secs(30));
+    let (so, se) = text_ok(&o);
+    for (what, out) in [("plan", &so), ("log", &se)] {
+        assert!(
+            out.contains("fewer than the 16832 its rings and caches can hold")
+                && out.contains("raise it to at least 16832 with --nb-mbufs"),
+            "{what}: {out}"
+        );
+    }
+    let o = run(&args("16832"), Duration::from_secs(30));
+    let (so, se) = text_ok(&o);
+    assert!(
+        !so.contains("fewer than") && !se.contains("fewer than"),
+        "{so}\n{se}"
+    );
 }

@@ -38,6 +38,12 @@ use xfwd_pmd::netdev;
 /// One xfwd at a time: each busy-polls a CPU.
 static TURN: Mutex<()> = Mutex::new(());
 
+/// The environment is there (else the test skips) and it is this test's
+/// turn (held until the guard drops).
+fn turn(what: &str) -> Option<std::sync::MutexGuard<'static, ()>> {
+    env_ok(what).then(|| TURN.lock().unwrap_or_else(|p| p.into_inner()))
+}
+
 fn env_ok(what: &str) -> bool {
     caps::require_root(what)
         && caps::require_tool("ip", what)
@@ -302,10 +308,9 @@ fn delete_d1_mid_run(
 /// forwarding, the run ends at its --duration with exit 0 and no leak.
 fn continue_case(a_driver: &str, b_driver: &str) {
     let what = format!("{a_driver} port deleted, {b_driver} pair continues");
-    if !env_ok(&what) {
+    let Some(_turn) = turn(&what) else {
         return;
-    }
-    let _turn = TURN.lock().unwrap_or_else(|p| p.into_inner());
+    };
     let (t, x, traffic) = delete_d1_mid_run(a_driver, b_driver, "continue", 30);
     // Link checks run every 250 ms; then count what pair B forwards.
     std::thread::sleep(Duration::from_millis(600));
@@ -373,10 +378,9 @@ fn af_packet_port_deleted_mid_run_reads_lost_and_the_af_xdp_pair_continues() {
 /// port lost and no leak.
 fn exit_case(a_driver: &str, b_driver: &str) {
     let what = format!("{a_driver} port deleted, on_link_loss = exit");
-    if !env_ok(&what) {
+    let Some(_turn) = turn(&what) else {
         return;
-    }
-    let _turn = TURN.lock().unwrap_or_else(|p| p.into_inner());
+    };
     // `_t` keeps the namespaces up until the end.
     let (_t, x, traffic) = delete_d1_mid_run(a_driver, b_driver, "exit", 60);
     let deleted = Instant::now();
@@ -419,10 +423,9 @@ fn af_packet_port_deleted_mid_run_with_exit_stops_xfwd_with_status_1() {
 #[test]
 fn a_new_interface_of_the_same_name_is_not_the_lost_one() {
     let what = "interfaces re-created under the same name";
-    if !env_ok(what) {
+    let Some(_turn) = turn(what) else {
         return;
-    }
-    let _turn = TURN.lock().unwrap_or_else(|p| p.into_inner());
+    };
     let t = topo();
     let mut ports = pair("af_xdp", "d0", "d1").to_vec();
     ports.extend(pair("af_packet", "d2", "d3"));

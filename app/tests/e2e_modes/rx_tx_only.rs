@@ -16,23 +16,8 @@ fn generated(mode: &str, extra: &[&str]) -> (Vec<Vec<u8>>, serde_json::Value) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("gen.pcap");
     let port = format!("pcap:tx={}", out.display());
-    let mut args = vec![
-        "--port",
-        &port,
-        "--port-topology",
-        "loop",
-        "--forward-mode",
-        mode,
-        "--no-huge",
-        "--nb-mbufs",
-        "2048",
-        "--mbcache",
-        "64",
-        "--duration",
-        "0.2",
-        "--stats-period",
-        "0",
-        "--json",
+    let mut args = looped(&port, mode, "0.2");
+    args.extend([
         "--txpkts",
         "80",
         "--tx-ip",
@@ -41,7 +26,7 @@ fn generated(mode: &str, extra: &[&str]) -> (Vec<Vec<u8>>, serde_json::Value) {
         "1000,2000",
         "--tx-flows",
         "4",
-    ];
+    ]);
     args.extend_from_slice(extra);
     let o = run(&args, Duration::from_secs(60));
     let fin = final_clean(&o, "run");

@@ -49,22 +49,56 @@ pub fn run_command(mut c: Command, limit: Duration) -> Output {
         let _ = err.read_to_end(&mut v);
         v
     });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{c:?} did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_within(&mut child, limit, &c);
     Output {
         status,
         stdout: t_out.join().expect("stdout reader"),
         stderr: t_err.join().expect("stderr reader"),
+    }
+}
+
+/// The flags of a short run of `mode` on one port looped onto itself
+/// (`port`: its devargs), on the heap with a small pool, `secs` long, the
+/// final report in JSON.
+pub fn looped<'a>(port: &'a str, mode: &'a str, secs: &'a str) -> Vec<&'a str> {
+    vec![
+        "--port",
+        port,
+        "--port-topology",
+        "loop",
+        "--forward-mode",
+        mode,
+        "--no-huge",
+        "--nb-mbufs",
+        "2048",
+        "--mbcache",
+        "64",
+        "--duration",
+        secs,
+        "--stats-period",
+        "0",
+        "--json",
+    ]
+}
+
+/// Wait for `child` to exit; past `limit` kill it (by its own PID), reap
+/// it and panic naming `what`.
+pub fn wait_within(
+    child: &mut std::process::Child,
+    limit: Duration,
+    what: &dyn std::fmt::Debug,
+) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            return s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what:?} did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -74,6 +108,14 @@ pub fn text(o: &Output) -> (String, String) {
         String::from_utf8_lossy(&o.stdout).into_owned(),
         String::from_utf8_lossy(&o.stderr).into_owned(),
     )
+}
+
+/// Stdout and stderr as text, of a run that must have exited 0 (else both
+/// are shown).
+pub fn text_ok(o: &Output) -> (String, String) {
+    let (so, se) = text(o);
+    assert!(o.status.success(), "{so}\n{se}");
+    (so, se)
 }
 
 /// The JSON lines of stdout (each must parse).
@@ -217,8 +259,7 @@ pub fn hugepage_files() -> Vec<String> {
 }
 
 /// Wait (up to 5 s) until at least `before` 2M hugepages are free again and
-/// return the count. Other processes on a shared host may hold pages for a
-/// moment; in CI this binary is the only user.
+/// return the count.
 pub fn hugepages_settled(before: u64) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
@@ -230,20 +271,44 @@ pub fn hugepages_settled(before: u64) -> u64 {
     }
 }
 
-/// `xfwd-*` hugetlbfs files not in `before`, after waiting up to 5 s for
-/// other processes' transient files to go.
-pub fn hugepage_files_settled(before: &[String]) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let new: Vec<String> = hugepage_files()
-            .into_iter()
-            .filter(|f| !before.contains(f))
-            .collect();
-        if new.is_empty() || Instant::now() > deadline {
-            return new;
+/// Run `f` (which starts xfwd and waits for it) until the host's free 2M
+/// hugepages after it (settled: up to 5 s) are back to what they were
+/// before it, at most `attempts` times; whether they came back. Other
+/// processes taking hugepages at the same time make an attempt fail, not
+/// the test: a run that leaks pages fails every attempt.
+pub fn hugepages_come_back(attempts: u32, mut f: impl FnMut()) -> bool {
+    for i in 0..attempts {
+        let before = free_hugepages();
+        f();
+        let after = hugepages_settled(before);
+        if after >= before {
+            return true;
         }
-        std::thread::sleep(Duration::from_millis(50));
+        eprintln!(
+            "attempt {i}: {after} free 2M hugepages after, {before} before \
+             (another process, or a leak: once more)"
+        );
     }
+    false
+}
+
+/// The PID in an `xfwd-PID-N` hugetlbfs file path.
+fn owner(path: &str) -> Option<u32> {
+    let name = path.rsplit('/').next()?;
+    name.strip_prefix("xfwd-")?.split('-').next()?.parse().ok()
+}
+
+/// `xfwd-PID-N` hugetlbfs files (any mount) not in `before` whose process
+/// is gone: what a finished xfwd left holding hugepages. Unlike the host's
+/// free-page count this is blind to what other processes do meanwhile (a
+/// live xfwd's files are its own), and it is the one way a dead process
+/// keeps hugepages: the kernel frees its mappings (anonymous, memfd) itself.
+pub fn hugepage_files_left(before: &[String]) -> Vec<String> {
+    hugepage_files()
+        .into_iter()
+        .filter(|f| !before.contains(f))
+        .filter(|f| owner(f).is_none_or(|pid| !Path::new(&format!("/proc/{pid}")).exists()))
+        .collect()
 }
 
 /// A client of xfwd's telemetry socket (one JSON answer per line).
