@@ -378,7 +378,7 @@ pub struct UpdateStats {
 /// one, so an update costs what the change costs instead of a copy of the
 /// 64 MiB IPv4 table. A published snapshot is still never written while an
 /// lcore can read it (`Arc::get_mut` proves nobody else holds it). When the
-/// spare stays held past [`SPARE_WAIT`] (an lcore descheduled, or stopped),
+/// spare stays held past `SPARE_WAIT` (an lcore descheduled, or stopped),
 /// the update copies the current snapshot as before.
 #[derive(Debug)]
 pub struct Shared {
