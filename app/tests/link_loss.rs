@@ -112,6 +112,19 @@ impl Xfwd {
         }
     }
 
+    /// Stop the run with SIGINT (through `ip netns exec`, which exec'd
+    /// xfwd): it must exit 0 with every mbuf back; its output and final
+    /// JSON.
+    fn interrupt(self, what: &str) -> (Done, Value) {
+        let pid = self.child.id().to_string();
+        support::netns::run_cmd("kill", &["-INT", &pid]);
+        let done = self.wait(Duration::from_secs(20));
+        assert!(done.status.success(), "{what}: {done}");
+        let j = done.final_json();
+        assert_eq!(j["leaked_mbufs"], 0, "{what}: leak audit: {j}");
+        (done, j)
+    }
+
     /// Wait (at most `limit`) for xfwd to exit; killed (by its PID) past it.
     fn wait(mut self, limit: Duration) -> Done {
         let end = Instant::now() + limit;
@@ -318,13 +331,7 @@ fn continue_case(a_driver: &str, b_driver: &str) {
     std::thread::sleep(Duration::from_millis(1500));
     let (_, b1) = traffic.counts();
     drop(traffic);
-    // Stop the run (SIGINT through `ip netns exec`, which exec'd xfwd).
-    let pid = x.child.id().to_string();
-    support::netns::run_cmd("kill", &["-INT", &pid]);
-    let done = x.wait(Duration::from_secs(20));
-    assert!(done.status.success(), "{what}: {done}");
-    let j = done.final_json();
-    assert_eq!(j["leaked_mbufs"], 0, "{what}: leak audit: {j}");
+    let (done, j) = x.interrupt(&what);
     assert_lost(&j, 1, &what);
     for i in [0, 2, 3] {
         assert_eq!(port(&j, i)["link_up"], true, "{what}: port {i}: {j}");
@@ -456,12 +463,7 @@ fn a_new_interface_of_the_same_name_is_not_the_lost_one() {
         t.dut.xdp_attached("d1").is_none(),
         "xfwd must not attach to the new d1"
     );
-    let pid = x.child.id().to_string();
-    support::netns::run_cmd("kill", &["-INT", &pid]);
-    let done = x.wait(Duration::from_secs(20));
-    assert!(done.status.success(), "{what}: {done}");
-    let j = done.final_json();
-    assert_eq!(j["leaked_mbufs"], 0, "{what}: leak audit: {j}");
+    let (done, j) = x.interrupt(what);
     assert_lost(&j, 1, what);
     assert_lost(&j, 3, what);
     assert_eq!(port(&j, 0)["link_up"], true, "{j}");
