@@ -14,15 +14,9 @@ fn imix_sizes_are_exact_and_tx_count_ends_the_run() {
     let dir = tempfile::tempdir().unwrap();
     let cap = dir.path().join("imix.pcap");
     let t0 = Instant::now();
-    let o = run(
+    let o = run_txonly_into(
+        &cap,
         &[
-            "--port",
-            &format!("pcap:tx={}", cap.display()),
-            "--forward-mode",
-            "txonly",
-            "--port-topology",
-            "loop",
-            "--no-huge",
             "--tx-mix",
             "imix",
             "--tx-flows",

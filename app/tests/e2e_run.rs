@@ -269,20 +269,9 @@ fn pcap_replay_example_config_checks_with_its_capture() {
     // exactly as the config's comment says.
     let dir = tempfile::tempdir().unwrap();
     let cap = dir.path().join("udp.pcap");
-    let o = run(
-        &[
-            "--port",
-            &format!("pcap:tx={}", cap.display()),
-            "--forward-mode",
-            "txonly",
-            "--port-topology",
-            "loop",
-            "--no-huge",
-            "--duration",
-            "0.1",
-            "--stats-period",
-            "0",
-        ],
+    let o = run_txonly_into(
+        &cap,
+        &["--duration", "0.1", "--stats-period", "0"],
         Duration::from_secs(30),
     );
     assert!(o.status.success(), "{:?}", text(&o));

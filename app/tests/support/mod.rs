@@ -29,6 +29,23 @@ pub fn run(args: &[&str], limit: Duration) -> Output {
     run_command(c, limit)
 }
 
+/// Run `xfwd` generating (txonly) into the capture file `cap`: one pcap
+/// port looped onto itself, on the heap, then `args`; killed after `limit`.
+pub fn run_txonly_into(cap: &Path, args: &[&str], limit: Duration) -> Output {
+    let port = format!("pcap:tx={}", cap.display());
+    let mut all = vec![
+        "--port",
+        &port,
+        "--forward-mode",
+        "txonly",
+        "--port-topology",
+        "loop",
+        "--no-huge",
+    ];
+    all.extend_from_slice(args);
+    run(&all, limit)
+}
+
 /// Run `c` with its output captured, killing it (by its own PID) after
 /// `limit`.
 pub fn run_command(mut c: Command, limit: Duration) -> Output {
