@@ -12,6 +12,9 @@
 //!   and received byte-exact by the other, unmap refused while started,
 //!   everything unmapped exactly after stop, no mbuf leaked.
 
+#[path = "vfio_vm/afxdp_zc.rs"]
+mod afxdp_zc;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use xfwd_mempool::caps;
@@ -400,7 +403,9 @@ fn guest_igb_rss_spreads_as_the_toeplitz_hash_says() {
 
 #[test]
 fn vm_harness_passes() {
-    if std::env::var_os("XFWD_VM_NICS").is_some() || std::env::var_os("XFWD_VM_RSS_NICS").is_some()
+    if ["XFWD_VM_NICS", "XFWD_VM_RSS_NICS", "XFWD_VM_AFXDP"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some())
     {
         return; // inside the guest: the tests above are the ones that run
     }

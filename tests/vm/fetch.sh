@@ -51,10 +51,11 @@ $QEMU_SH -version | head -1
 $QEMU_SH -device igb,help >/dev/null 2>&1 || { echo "fetch: this QEMU has no -device igb"; exit 1; }
 
 K=kernel/root
-if [ ! -f kernel/vmlinux ] || [ "$(cat kernel/package 2>/dev/null)" != "$KPKG" ]; then
+if [ ! -f kernel/vmlinux ] || [ "$(cat kernel/package 2>/dev/null)" != "$KPKG" ] || [ ! -f kernel/modules/virtio_net.ko ]; then
 	rm -rf "$K" && mkdir -p "$K"
 	dpkg-deb --fsys-tarfile debs/"${KPKG}"_*.deb | tar -x -C "$K" --wildcards \
-		'./boot/vmlinuz-*' '*/kernel/drivers/vfio/*' '*/kernel/virt/lib/irqbypass.ko*'
+		'./boot/vmlinuz-*' '*/kernel/drivers/vfio/*' '*/kernel/virt/lib/irqbypass.ko*' \
+		'*/kernel/net/core/failover.ko*' '*/kernel/drivers/net/net_failover.ko*' '*/kernel/drivers/net/virtio_net.ko*'
 	# 6.12's modules are xz-compressed; busybox insmod takes them plain.
 	find "$K" -name '*.ko.xz' -exec xz -d {} +
 	KVER=$(ls "$K"/lib/modules | head -1)
@@ -73,7 +74,8 @@ if [ ! -f kernel/vmlinux ] || [ "$(cat kernel/package 2>/dev/null)" != "$KPKG" ]
 	rm -rf kernel/modules && mkdir -p kernel/modules
 	M=$K/lib/modules/$KVER/kernel
 	for ko in virt/lib/irqbypass.ko drivers/vfio/vfio.ko drivers/vfio/vfio_iommu_type1.ko \
-		drivers/vfio/vfio_virqfd.ko drivers/vfio/pci/vfio-pci-core.ko drivers/vfio/pci/vfio-pci.ko; do
+		drivers/vfio/vfio_virqfd.ko drivers/vfio/pci/vfio-pci-core.ko drivers/vfio/pci/vfio-pci.ko \
+		net/core/failover.ko drivers/net/net_failover.ko drivers/net/virtio_net.ko; do
 		[ -f "$M/$ko" ] && cp "$M/$ko" kernel/modules/
 	done
 	echo "$KVER" > kernel/version

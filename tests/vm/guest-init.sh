@@ -30,6 +30,8 @@ for b in $A $C $B $D $E $F $G $H; do
 done
 dmar_faults() { dmesg | grep -c 'DMAR: \[DMA' ; }
 
+# GUEST_APPEND=xfwd.only=afxdp: only the AF_XDP zero-copy checks (for iterating on them).
+grep -q 'xfwd.only=afxdp' /proc/cmdline && { . /checks-afxdp-zc.sh; echo "GUEST: done at $(up)s"; poweroff -f; }
 # --- devbind: our host tool binds every NIC to vfio-pci -------------------
 /xfwd-host devbind --bind vfio-pci $A $C $B $D $E $F $G $H > /tmp/bind.log 2>&1
 rc=$?
@@ -190,6 +192,9 @@ pmd_test igb_rss_test guest_igb_rss XFWD_VM_RSS_NICS="$E $F"
 rxtx igb_ $E $F --eth-peer 0,$EMAC --tx-rate 10k
 iofwd igb_ $F $E $G $H ,promisc=1 --eth-peer 0,$EMAC --tx-rate 10k
 negdma igb_ $F
+
+# --- AF_XDP zero-copy on virtio-net left on the guest kernel's driver ---
+. /checks-afxdp-zc.sh
 
 # --- devbind: unbind ------------------------------------------------------
 /xfwd-host devbind --unbind $D > /tmp/unbind.log 2>&1

@@ -13,7 +13,8 @@
 # env: VM_TIMEOUT (s, default 900), VM_CACHE, KPKG (pin the guest kernel package),
 #      XFWD_BIN / XFWD_HOST_BIN / VFIO_VM_BIN (use prebuilt static binaries),
 #      TESTPMD=1 (also run Debian's dpdk-testpmd in the guest as a peer: three more checks),
-#      GUEST_APPEND=xfwd.peer_only (stop after the peer), QEMU_EXTRA, NIC_EXTRA.
+#      GUEST_APPEND=xfwd.peer_only (stop after the peer), GUEST_APPEND=xfwd.only=afxdp (only the
+#      AF_XDP zero-copy checks; the summary then says FAIL for the missing ones), QEMU_EXTRA, NIC_EXTRA.
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -56,6 +57,7 @@ cp "$XFWD_BIN" "$R/xfwd"
 cp "$XFWD_HOST_BIN" "$R/xfwd-host"
 cp "$VFIO_VM_BIN" "$R/vfio_vm"
 cp "$HERE/guest-init.sh" "$R/init"
+cp "$HERE"/checks-*.sh "$R/"
 chmod +x "$R/init"
 if [ "${TESTPMD:-0}" = 1 ]; then "$HERE/testpmd.sh" "$R" || log "testpmd peer not added"; fi
 (cd "$R" && find . | sort | "$C/busybox" cpio -o -H newc 2>/dev/null) > "$C/initrd.cpio"
@@ -66,12 +68,15 @@ log "guest kernel $KVER ($KDEB); initramfs $(du -h "$C/initrd.cpio" | cut -f1)"
 nic() { echo "-netdev hubport,id=n$1,hubid=$2 -device virtio-net-pci,netdev=n$1,addr=$1,disable-legacy=on,iommu_platform=on,romfile=,mac=52:54:00:12:00:0$1${NIC_EXTRA:-}"; }
 # Intel 82576 (QEMU 10's igb): every DMA of an emulated PCI device goes through the vIOMMU.
 # Its SR-IOV functions take devfn PF+0x80.. (two slots): the PFs sit two slots apart.
+# virtio-net left on the guest kernel's virtio_net driver (AF_XDP zero-copy checks).
+knic() { echo "-netdev hubport,id=n$1,hubid=$2 -device virtio-net-pci,netdev=n$1,addr=$1,disable-legacy=on,iommu_platform=on,romfile=,mac=52:54:00:12:00:$1"; }
 igb() { echo "-netdev hubport,id=n$1,hubid=$2 -device igb,netdev=n$1,addr=$1,romfile=,mac=52:54:00:12:00:$1"; }
 LOG=$C/guest.log
 # shellcheck disable=SC2086,SC2046
 set -- $QEMU -nographic -vga none -no-reboot -m 2048 -smp 2 -accel tcg -cpu max \
 	-machine q35,kernel-irqchip=split -device intel-iommu,intremap=on,caching-mode=on \
 	$(nic 3 0) $(nic 4 0) $(nic 5 1) $(nic 6 1) $(igb 07 2) $(igb 09 2) $(igb 0b 3) $(igb 0d 3) \
+	$(knic 0e 4) $(knic 0f 4) $(knic 10 5) $(knic 11 5) \
 	-kernel "$C/kernel/vmlinux" -initrd "$C/initrd.cpio" \
 	-append "console=ttyS0 panic=-1 edd=off loglevel=4 intel_iommu=on ${GUEST_APPEND:-}" ${QEMU_EXTRA:-}
 log "booting (timeout ${TMO}s): $*"
@@ -83,7 +88,7 @@ log "qemu rc=$rc after $(($(date +%s) - t0))s; log: $LOG"
 # Summary.
 echo "=================== VFIO guest checks ==================="
 grep -E '^CHECK ' "$LOG" | sed 's/^CHECK //'
-want=34
+want=$((34 + 5)) # + 5: checks-afxdp-zc.sh
 if [ "${TESTPMD:-0}" = 1 ]; then
 	echo "------- dpdk-testpmd as a peer on the same NICs (counts only: TCG timings mean nothing) -------"
 	grep -E '^PEER ' "$LOG" | sed 's/^PEER //'
