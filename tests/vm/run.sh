@@ -78,7 +78,7 @@ set -- $QEMU -nographic -vga none -no-reboot -m 2048 -smp 2 -accel tcg -cpu max 
 	$(nic 3 0) $(nic 4 0) $(nic 5 1) $(nic 6 1) $(igb 07 2) $(igb 09 2) $(igb 0b 3) $(igb 0d 3) \
 	$(knic 0e 4) $(knic 0f 4) $(knic 10 5) $(knic 11 5) \
 	-kernel "$C/kernel/vmlinux" -initrd "$C/initrd.cpio" \
-	-append "console=ttyS0 panic=-1 edd=off loglevel=4 intel_iommu=on ${GUEST_APPEND:-}" ${QEMU_EXTRA:-}
+	-append "console=ttyS0 panic=-1 edd=off loglevel=4 intel_iommu=on no_timer_check ${GUEST_APPEND:-}" ${QEMU_EXTRA:-}
 log "booting (timeout ${TMO}s): $*"
 t0=$(date +%s)
 timeout --foreground -k 10 "$TMO" "$@" </dev/null 2>&1 | tr -d '\r' | tee "$LOG"
