@@ -14,6 +14,7 @@
 #[path = "../support/packet.rs"]
 mod packet;
 
+use super::check;
 use packet::{test_frame, test_seq, PacketSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,14 +51,6 @@ fn zc_pool(n: u32) -> MbufPool {
     let reg = xfwd_mempool::Registry::new();
     reg.register_mem(&mem).unwrap();
     MbufPool::create(&cfg, mem, &reg).unwrap()
-}
-
-fn check(name: &str, ok: bool, detail: &str) -> bool {
-    println!(
-        "CHECK {name}: {} {detail}",
-        if ok { "PASS" } else { "FAIL" }
-    );
-    ok
 }
 
 #[test]
