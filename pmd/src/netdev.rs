@@ -189,6 +189,17 @@ impl LinkState {
             .0
             .compare_exchange(DOWN, UP, Ordering::Relaxed, Ordering::Relaxed);
     }
+
+    /// Follow a link read off the fast path (a device's status register):
+    /// up or down, unless it is lost. Returns the condition now.
+    pub fn follow(&self, up: bool) -> LinkCondition {
+        if up {
+            self.set_up();
+        } else {
+            self.set_down();
+        }
+        self.get()
+    }
 }
 
 /// The device a kernel port (af_xdp, af_packet) opened, followed by the

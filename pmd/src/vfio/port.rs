@@ -13,6 +13,7 @@ use super::DeviceError;
 use crate::devargs::Devargs;
 use crate::dma::{DmaMapper, MappingKind, VfioContainerMapper};
 use crate::error::PortError;
+use crate::netdev::{LinkCondition, LinkState};
 use crate::port::{Link, Port, PortConf, PortCore, PortInfo, PortQueues};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -56,6 +57,8 @@ pub struct VfioPort {
     rings: Option<Rings>,
     homes: Vec<Home>,
     xstats: Arc<Xstats>,
+    /// The link its TX queue acts on (fresh at each start; [`Port::link`] writes it).
+    link: Arc<LinkState>,
 }
 
 impl std::fmt::Debug for VfioPort {
@@ -154,6 +157,7 @@ impl VfioPort {
             rings: None,
             homes: Vec::new(),
             xstats: Arc::default(),
+            link: Arc::default(),
         })
     }
 
@@ -272,12 +276,14 @@ impl Lifecycle for VfioPort {
         if let Some(vq) = rxq.vq.as_mut() {
             vq.kick();
         }
+        self.link = Arc::default();
         let txq = VfioTx {
             vq: Some(tx),
             home: Arc::new(Mutex::new(None)),
             cache: pool.cache(),
             counters: self.core.counters.tx[0].clone(),
             xstats: self.xstats.clone(),
+            link: self.link.clone(),
             _token: self.core.token(),
         };
         self.homes = vec![rxq.home.clone(), txq.home.clone()];
@@ -363,25 +369,31 @@ impl Port for VfioPort {
     fn link(&self) -> Link {
         // A device that set DEVICE_NEEDS_RESET (or FAILED) no longer
         // processes its rings: report it as a lost link (xfwd's link check
-        // and `on_link_loss` then treat it as any port whose link went away).
+        // and `on_link_loss` then treat it as any port whose link went away),
+        // for good until the next start. The TX queue follows: nothing is
+        // handed to a device whose link is down.
         let failed = self.core.started()
             && self.transport.status() & (status::NEEDS_RESET | status::FAILED) != 0;
-        Link {
-            up: !failed && self.transport.link_up(self.features),
-            speed_mbps: 0,
+        if failed {
+            self.link.set_lost();
         }
+        let up = self.link.follow(self.transport.link_up(self.features)) == LinkCondition::Up;
+        Link { up, speed_mbps: 0 }
     }
 
     fn xstats(&self) -> Vec<(String, u64)> {
         let x = &self.xstats;
-        port_xstats(
+        let mut v = port_xstats(
             ("rx_bad_len", x.rx_bad_len.load(Ordering::Relaxed)),
             x.tx_bad_segs.load(Ordering::Relaxed),
             x.tx_unsent_at_stop.load(Ordering::Relaxed),
             self.real.as_ref(),
             &self.container,
             self.rings.as_ref(),
-        )
+        );
+        let lost = self.link.get() == LinkCondition::Lost;
+        v.push(("link_lost".into(), u64::from(lost)));
+        v
     }
 }
 

@@ -1,9 +1,12 @@
 //! The transmit half of a vfio (virtio-net) queue: one descriptor per
 //! single-segment mbuf (a zeroed virtio-net header prepended), completions
-//! freed to the lcore's cache.
+//! freed to the lcore's cache. While the link is down (or the device needs
+//! a reset) nothing is handed to the device: the caller keeps, and drops,
+//! what it offered.
 
 use super::port::{Home, Xstats, NET_HDR};
 use super::virtqueue::Virtqueue;
+use crate::netdev::LinkState;
 use crate::port::{QueueToken, TxQueue};
 use crate::stats::QueueCounters;
 use std::sync::atomic::Ordering;
@@ -17,6 +20,8 @@ pub(super) struct VfioTx {
     pub(super) cache: PoolCache,
     pub(super) counters: Arc<QueueCounters>,
     pub(super) xstats: Arc<Xstats>,
+    /// The port's link as its last read said (written off the fast path).
+    pub(super) link: Arc<LinkState>,
     pub(super) _token: QueueToken,
 }
 
@@ -25,6 +30,9 @@ impl TxQueue for VfioTx {
         let Some(vq) = self.vq.as_mut() else { return 0 };
         while let Some((m, _)) = vq.pop_used() {
             self.cache.free(m);
+        }
+        if !self.link.is_up() {
+            return 0;
         }
         let k = pkts.len().min(vq.free_count());
         let (mut sent, mut bytes, mut bad) = (0u64, 0u64, 0u64);

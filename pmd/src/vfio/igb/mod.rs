@@ -56,6 +56,7 @@ use super::DeviceError;
 use crate::devargs::Devargs;
 use crate::dma::{DmaMapper, MappingKind, VfioContainerMapper};
 use crate::error::PortError;
+use crate::netdev::LinkState;
 use crate::port::{parse_mac, Link, Port, PortConf, PortCore, PortInfo, PortQueues};
 use hw::{Filters, Hw, MAX_UNICAST};
 use ring::{Home, IgbRx, IgbTx, Ring, RxRing, SwXstats, TxRing, DESC};
@@ -152,6 +153,8 @@ pub struct IgbPort {
     tx_homes: Vec<Home<TxRing>>,
     xstats: Arc<SwXstats>,
     hw_stats: Mutex<Vec<u64>>,
+    /// The link its TX queues act on (fresh at each start; [`Port::link`] writes it).
+    link: Arc<LinkState>,
 }
 
 impl std::fmt::Debug for IgbPort {
@@ -260,6 +263,7 @@ impl IgbPort {
             tx_homes: Vec::new(),
             xstats: Arc::default(),
             hw_stats: Mutex::new(Vec::new()),
+            link: Arc::default(),
         })
     }
 
@@ -368,6 +372,7 @@ impl Lifecycle for IgbPort {
             out.rx.push(Box::new(q));
         }
         let pool = conf.pool(0).expect("checked at configure");
+        self.link = Arc::default();
         for qn in 0..ntx {
             let off = nrx * rxb + qn * txb;
             hw.setup_tx_queue(qn, base + off as u64, conf.tx_desc);
@@ -385,6 +390,7 @@ impl Lifecycle for IgbPort {
                 cache: pool.cache(),
                 counters: self.core.counters.tx[qn].clone(),
                 xstats: self.xstats.clone(),
+                link: self.link.clone(),
                 token: self.core.token(),
             }));
         }
@@ -475,7 +481,9 @@ impl Port for IgbPort {
     }
 
     fn link(&self) -> Link {
+        // The TX queues follow: nothing is handed to a device whose link is down.
         let l = self.hw.link();
+        self.link.follow(l.up);
         Link {
             up: l.up,
             speed_mbps: if l.up { l.speed_mbps } else { 0 },

@@ -10,6 +10,7 @@
 //! status (RS), the device sets DD in its write-back once it sent it.
 
 use super::regs::{self, Regs};
+use crate::netdev::LinkState;
 use crate::port::{QueueToken, RxQueue, TxQueue};
 use crate::stats::QueueCounters;
 use crate::vfio::common::{self, RxPost};
@@ -264,6 +265,9 @@ pub struct IgbTx {
     pub counters: Arc<QueueCounters>,
     /// Driver counters.
     pub xstats: Arc<SwXstats>,
+    /// The port's link as its last read said (written off the fast path):
+    /// while it is down nothing is handed to the device.
+    pub link: Arc<LinkState>,
     /// Liveness token.
     pub token: QueueToken,
 }
@@ -275,6 +279,9 @@ impl TxQueue for IgbTx {
         };
         let cache = &mut self.cache;
         tx.reclaim(|m| cache.free(m));
+        if !self.link.is_up() {
+            return 0;
+        }
         let free = (tx.ring.size - 1 - tx.in_flight()) as usize;
         let k = pkts.len().min(free);
         let (mut sent, mut bytes, mut bad) = (0u64, 0u64, 0u64);
@@ -422,6 +429,54 @@ mod tests {
         drop(q);
         let mut parked = home.lock().unwrap().take().expect("parked at drop");
         assert_eq!(parked.take_all().len(), 7);
+        pool.leak_check().unwrap();
+    }
+
+    #[test]
+    fn tx_hands_the_device_nothing_while_the_link_is_down() {
+        let pool = MbufPool::on_heap(&PoolConfig {
+            name: "igb-tx".into(),
+            n: 64,
+            cache_size: 0,
+            ..Default::default()
+        })
+        .unwrap();
+        let mem = Arc::new(ExtMem::heap(16 * DESC, PageSize::Size4K).unwrap());
+        let fake = Arc::new(FakeIgb::new());
+        let tail_reg = regs::txq(0) + regs::q::TAIL;
+        let ring = Ring::new(crate::vfio::mmio::over(mem), 16, fake.clone(), tail_reg);
+        let core = PortCore::new("igb-test", Arc::new(SoftMapper::new(MappingKind::None)));
+        let home: Home<TxRing> = Arc::new(Mutex::new(None));
+        let link = Arc::new(LinkState::default());
+        let mut q = IgbTx {
+            ring: Some(TxRing::new(ring)),
+            home: home.clone(),
+            cache: pool.cache(),
+            counters: Arc::default(),
+            xstats: Arc::default(),
+            link: link.clone(),
+            token: core.token(),
+        };
+        let mut burst = MbufBatch::new(MAX_BURST);
+        let fill = |b: &mut MbufBatch| {
+            for _ in 0..4 {
+                let mut m = pool.cache().alloc().unwrap();
+                m.append(60).unwrap().fill(0);
+                b.push(m).unwrap();
+            }
+        };
+        fill(&mut burst);
+        link.follow(false);
+        assert_eq!(q.tx_burst(&mut burst), 0, "link down: nothing taken");
+        assert_eq!(burst.len(), 4, "the caller keeps them");
+        assert_eq!(fake.peek(tail_reg), 0, "the tail untouched");
+        link.follow(true);
+        assert_eq!(q.tx_burst(&mut burst), 4, "link up again: sent");
+        assert_eq!(fake.peek(tail_reg), 4);
+        drop(burst);
+        drop(q);
+        let mut parked = home.lock().unwrap().take().expect("parked at drop");
+        assert_eq!(parked.take_all().len(), 4);
         pool.leak_check().unwrap();
     }
 }
