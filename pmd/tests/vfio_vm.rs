@@ -433,11 +433,12 @@ fn vm_harness_passes() {
     }
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     // Debian's dpdk-testpmd can run in the guest too, as a peer on the same
-    // NICs (TESTPMD=1: three PEER checks on virtio-net, two on igb). It is
-    // off by default since the guest moved to QEMU 10: its hub no longer
-    // back-pressures a txonly sender (13.9 M frames sent), the first peer
-    // check ran past the 900 s guest timeout and lost one frame in ~27 k
-    // (issue #15's note). The xfwd checks run either way.
+    // NICs (TESTPMD=1: three PEER checks on virtio-net, two on igb). Its
+    // senders are now bounded by count (`start tx_first N`: QEMU 10's hub no
+    // longer back-pressures a full-speed txonly, 13.9 M frames were sent in
+    // one check once), but it stays off by default: on a loaded 2-core host
+    // each EAL start-up under TCG takes minutes (two checks took 15 min on
+    // 2026-12-06) and testpmd -> testpmd still counted 0 received (#15).
     let testpmd = std::env::var("TESTPMD").unwrap_or_else(|_| "0".into());
     let out = std::process::Command::new("timeout")
         .args(["1800", "tests/vm/run.sh"])

@@ -48,6 +48,9 @@ n=$(grep -c "(igb driver, 82576)" /tmp/status.log)
 [ "$n" = 4 ] && ! grep -q 'warning' /tmp/bind.log && r=PASS || { r=FAIL; cat /tmp/status.log; }
 check devbind_knows_igb $r "($n of 4 igb NICs listed as driven by xfwd's igb driver, no bind warning)"
 
+# xfwd.bench_only (run.sh's BENCH=only): the igb side-by-side alone, then power off.
+grep -q xfwd.bench_only /proc/cmdline && { . /checks-bench.sh; echo "GUEST: done at $(up)s"; poweroff -f; }
+
 # --- peer: DPDK testpmd on the same NICs (when the initramfs has it) -------
 if [ -x /dpdk/dpdk-testpmd ]; then
 	/bin/sh /dpdk/run-testpmd.sh $A $C
@@ -171,6 +174,9 @@ negdma() {
 	dmesg | grep -A1 'DMAR: \[DMA' | tail -2
 }
 
+# xfwd.only=igb-link (run.sh's VM_ONLY=igb-link): the igb filter, link-loss (and bench) checks only.
+case " $(cat /proc/cmdline) " in *" xfwd.only=igb-link "*) . /checks-igb.sh; . /checks-link.sh; grep -q xfwd.bench /proc/cmdline && . /checks-bench.sh; echo "GUEST: done at $(up)s"; poweroff -f ;; esac
+
 # --- virtio-net: C -> A, C -> A (io) -> B -> D, negative DMA on C -----------
 rxtx "" $A $C --tx-rate 20k
 # Default descriptors (1024): the virtio port's 256-entry virtqueues clamp them.
@@ -192,6 +198,10 @@ pmd_test igb_rss_test guest_igb_rss XFWD_VM_RSS_NICS="$E $F"
 rxtx igb_ $E $F --eth-peer 0,$EMAC --tx-rate 10k
 iofwd igb_ $F $E $G $H ,promisc=1 --eth-peer 0,$EMAC --tx-rate 10k
 negdma igb_ $F
+. /checks-igb.sh # the receive filters on the real model
+
+. /checks-link.sh # link loss mid-run (the host's QMP set_link); BENCH=1: the igb side-by-side
+grep -q xfwd.bench /proc/cmdline && . /checks-bench.sh
 
 # --- AF_XDP zero-copy on virtio-net left on the guest kernel's driver ---
 . /checks-afxdp-zc.sh

@@ -12,7 +12,10 @@
 #
 # env: VM_TIMEOUT (s, default 900), VM_CACHE, KPKG (pin the guest kernel package),
 #      XFWD_BIN / XFWD_HOST_BIN / VFIO_VM_BIN (use prebuilt static binaries),
-#      TESTPMD=1 (also run Debian's dpdk-testpmd in the guest as a peer: three more checks),
+#      TESTPMD=1 (also Debian's dpdk-testpmd in the guest as a peer: five more checks),
+#      BENCH=1 (also the igb side-by-side, xfwd vs testpmd: BENCH lines, not checks;
+#      BENCH=only: after devbind, the side-by-side alone),
+#      VM_ONLY=igb-link (after the peer: only the igb filter and link-loss checks; iterating),
 #      GUEST_APPEND=xfwd.peer_only (stop after the peer), GUEST_APPEND=xfwd.only=afxdp (only the
 #      AF_XDP zero-copy checks; the summary then says FAIL for the missing ones), QEMU_EXTRA, NIC_EXTRA.
 set -uo pipefail
@@ -59,36 +62,47 @@ cp "$VFIO_VM_BIN" "$R/vfio_vm"
 cp "$HERE/guest-init.sh" "$R/init"
 cp "$HERE"/checks-*.sh "$R/"
 chmod +x "$R/init"
-if [ "${TESTPMD:-0}" = 1 ]; then "$HERE/testpmd.sh" "$R" || log "testpmd peer not added"; fi
+if [ "${TESTPMD:-0}" = 1 ] || [ -n "${BENCH:-}" ]; then "$HERE/testpmd.sh" "$R" || log "testpmd peer not added"; fi
 (cd "$R" && find . | sort | "$C/busybox" cpio -o -H newc 2>/dev/null) > "$C/initrd.cpio"
 log "guest kernel $KVER ($KDEB); initramfs $(du -h "$C/initrd.cpio" | cut -f1)"
 
 # QEMU: q35 + VT-d (created before the devices it translates); virtio-net modern
 # only, ACCESS_PLATFORM so the DMA goes through the vIOMMU; romfile= drops iPXE.
-nic() { echo "-netdev hubport,id=n$1,hubid=$2 -device virtio-net-pci,netdev=n$1,addr=$1,disable-legacy=on,iommu_platform=on,romfile=,mac=52:54:00:12:00:0$1${NIC_EXTRA:-}"; }
+nic() { echo "-netdev hubport,id=n$1,hubid=$2 -device virtio-net-pci,id=d$1,netdev=n$1,addr=$1,disable-legacy=on,iommu_platform=on,romfile=,mac=52:54:00:12:00:0$1${NIC_EXTRA:-}"; }
 # Intel 82576 (QEMU 10's igb): every DMA of an emulated PCI device goes through the vIOMMU.
 # Its SR-IOV functions take devfn PF+0x80.. (two slots): the PFs sit two slots apart.
 # virtio-net left on the guest kernel's virtio_net driver (AF_XDP zero-copy checks).
 knic() { echo "-netdev hubport,id=n$1,hubid=$2 -device virtio-net-pci,netdev=n$1,addr=$1,disable-legacy=on,iommu_platform=on,romfile=,mac=52:54:00:12:00:$1"; }
-igb() { echo "-netdev hubport,id=n$1,hubid=$2 -device igb,netdev=n$1,addr=$1,romfile=,mac=52:54:00:12:00:$1"; }
+igb() { echo "-netdev hubport,id=n$1,hubid=$2 -device igb,id=d$1,netdev=n$1,addr=$1,romfile=,mac=52:54:00:12:00:$1"; }
 LOG=$C/guest.log
+# no_timer_check (below): on a loaded host the TCG guest's timer check through the remapped
+# IO-APIC can fail and panic the kernel at boot ("timer doesn't work through Interrupt-remapped IO-APIC").
+case ${BENCH:-} in only) BA=xfwd.bench_only ;; "") BA= ;; *) BA=xfwd.bench ;; esac
 # shellcheck disable=SC2086,SC2046
 set -- $QEMU -nographic -vga none -no-reboot -m 2048 -smp 2 -accel tcg -cpu max \
 	-machine q35,kernel-irqchip=split -device intel-iommu,intremap=on,caching-mode=on \
 	$(nic 3 0) $(nic 4 0) $(nic 5 1) $(nic 6 1) $(igb 07 2) $(igb 09 2) $(igb 0b 3) $(igb 0d 3) \
 	$(knic 0e 4) $(knic 0f 4) $(knic 10 5) $(knic 11 5) \
 	-kernel "$C/kernel/vmlinux" -initrd "$C/initrd.cpio" \
-	-append "console=ttyS0 panic=-1 edd=off loglevel=4 intel_iommu=on no_timer_check ${GUEST_APPEND:-}" ${QEMU_EXTRA:-}
+	-append "console=ttyS0 panic=-1 edd=off loglevel=4 intel_iommu=on no_timer_check ${VM_ONLY:+xfwd.only=$VM_ONLY} $BA ${GUEST_APPEND:-}" \
+	-qmp "unix:$C/qmp.sock,server=on,wait=off" ${QEMU_EXTRA:-}
 log "booting (timeout ${TMO}s): $*"
 t0=$(date +%s)
-timeout --foreground -k 10 "$TMO" "$@" </dev/null 2>&1 | tr -d '\r' | tee "$LOG"
+# The link checks (checks-link.sh) ask for `set_link` on the console; qmp-link.py sends it.
+rm -f "$C/qmp.sock" "$LOG"
+python3 "$HERE/qmp-link.py" "$LOG" "$C/qmp.sock" "$((TMO + 20))" &
+qpid=$!
+# (line-buffered: the helper must see a guest's request when it is printed)
+timeout --foreground -k 10 "$TMO" "$@" </dev/null 2>&1 | stdbuf -oL tr -d '\r' | tee "$LOG"
 rc=${PIPESTATUS[0]}
+kill "$qpid" 2>/dev/null; wait "$qpid" 2>/dev/null
 log "qemu rc=$rc after $(($(date +%s) - t0))s; log: $LOG"
 
 # Summary.
 echo "=================== VFIO guest checks ==================="
 grep -E '^CHECK ' "$LOG" | sed 's/^CHECK //'
 want=$((34 + 5)) # + 5: checks-afxdp-zc.sh
+want=$((want + 9)) # checks-igb.sh 6, checks-link.sh 3
 if [ "${TESTPMD:-0}" = 1 ]; then
 	echo "------- dpdk-testpmd as a peer on the same NICs (counts only: TCG timings mean nothing) -------"
 	grep -E '^PEER ' "$LOG" | sed 's/^PEER //'
@@ -96,6 +110,7 @@ if [ "${TESTPMD:-0}" = 1 ]; then
 	sed -i 's/^PEER /CHECK peer_/' "$LOG"
 	want=$((want + 5))
 fi
+grep -E '^BENCH ' "$LOG" | sed 's/^BENCH /bench (emulated 82576 under TCG: per-packet cost, not line rate): /'
 pass=$(grep -cE '^CHECK [^:]+: PASS' "$LOG")
 fail=$(grep -cE '^CHECK [^:]+: FAIL' "$LOG")
 done_seen=$(grep -c 'GUEST: done' "$LOG")
