@@ -75,8 +75,6 @@ nic() { echo "-netdev hubport,id=n$1,hubid=$2 -device virtio-net-pci,id=d$1,netd
 knic() { echo "-netdev hubport,id=n$1,hubid=$2 -device virtio-net-pci,netdev=n$1,addr=$1,disable-legacy=on,iommu_platform=on,romfile=,mac=52:54:00:12:00:$1"; }
 igb() { echo "-netdev hubport,id=n$1,hubid=$2 -device igb,id=d$1,netdev=n$1,addr=$1,romfile=,mac=52:54:00:12:00:$1"; }
 LOG=$C/guest.log
-# no_timer_check (below): on a loaded host the TCG guest's timer check through the remapped
-# IO-APIC can fail and panic the kernel at boot ("timer doesn't work through Interrupt-remapped IO-APIC").
 case ${BENCH:-} in only) BA=xfwd.bench_only ;; "") BA= ;; *) BA=xfwd.bench ;; esac
 # shellcheck disable=SC2086,SC2046
 set -- $QEMU -nographic -vga none -no-reboot -m 2048 -smp 2 -accel tcg -cpu max \
