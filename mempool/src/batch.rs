@@ -171,15 +171,22 @@ impl MbufBatch {
         self.len = n - k;
     }
 
-    /// Forget the first `k` mbufs (a driver took their ownership through
-    /// [`MbufBatch::as_slice`] addresses), shifting the rest to the front.
+    /// The addresses of the mbufs held (for [`crate::MbufRing`] to copy;
+    /// ownership moves only with a following [`MbufBatch::forget_front`]).
+    #[inline]
+    pub(crate) fn owned_addrs(&self) -> &[*mut MbufHeader] {
+        &self.addrs[..self.len]
+    }
+
+    /// Forget the first `k` mbufs (their ownership was moved elsewhere as
+    /// addresses, e.g. into an [`crate::MbufRing`]), shifting the rest to
+    /// the front.
     ///
     /// # Safety
-    /// The caller must have taken ownership of the first `k` mbufs (e.g.
-    /// posted their addresses to a device ring it will later turn back into
-    /// mbufs with [`Mbuf::from_raw`]).
+    /// The caller must have taken ownership of the first `k` mbufs (to turn
+    /// their addresses back into mbufs later with `Mbuf::from_raw`).
     #[inline]
-    pub unsafe fn forget_front(&mut self, k: usize) {
+    pub(crate) unsafe fn forget_front(&mut self, k: usize) {
         if k >= self.len {
             // The common case, a whole burst sent: no shift (no memmove call).
             self.len = 0;
@@ -231,13 +238,14 @@ impl MbufBatch {
         }
     }
 
-    /// The header-pointer array past the length, for a cache or driver to fill.
+    /// The header-pointer array past the length, for a cache or an
+    /// [`crate::MbufRing`] to fill.
     ///
     /// # Safety
     /// Entries written here become owned by the batch only through
     /// [`MbufBatch::set_len`]; they must be header addresses the caller owns.
     #[inline]
-    pub unsafe fn spare_addrs(&mut self) -> &mut [*mut MbufHeader] {
+    pub(crate) unsafe fn spare_addrs(&mut self) -> &mut [*mut MbufHeader] {
         self.clean_pool = 0;
         let (len, limit) = (self.len, self.limit);
         &mut self.addrs[len..limit]
@@ -293,7 +301,7 @@ impl MbufBatch {
     /// dropped from the count must have been taken over by the caller
     /// (shrinking).
     #[inline]
-    pub unsafe fn set_len(&mut self, len: usize) {
+    pub(crate) unsafe fn set_len(&mut self, len: usize) {
         debug_assert!(len <= self.limit);
         if len > self.len {
             self.clean_pool = 0;

@@ -3,8 +3,8 @@
 //!
 //! A driver that posts a buffer to hardware must give up the `Mbuf` handle
 //! while the device owns it, and later turn the address the device returns
-//! back into the handle. Doing that with `Mbuf::into_raw`/`from_raw` needs
-//! `unsafe` in every driver; here it is done once: the handle is parked
+//! back into the handle. Outside this crate an `Mbuf` never becomes an
+//! address and back (no `unsafe` in drivers); here the handle is parked
 //! (not forgotten) in a slot indexed by the mbuf's index, and an address
 //! coming back is accepted only when it names exactly a parked mbuf, so a
 //! stray or duplicated address from the device can never create a second

@@ -137,14 +137,15 @@ impl Mbuf {
     /// nobody else owns (taken from the pool's ring or cache, or given back by
     /// [`Mbuf::into_raw`]).
     #[inline]
-    pub unsafe fn from_raw(addr: NonNull<MbufHeader>) -> Mbuf {
+    pub(crate) unsafe fn from_raw(addr: NonNull<MbufHeader>) -> Mbuf {
         Mbuf { hdr: addr }
     }
 
     /// Give up ownership without returning the object to its pool; pair with
-    /// [`Mbuf::from_raw`] (drivers that park buffers in hardware rings).
+    /// [`Mbuf::from_raw`] (drivers hand mbufs over through
+    /// [`crate::MbufRing`] or [`crate::InFlight`], never by address).
     #[inline]
-    pub fn into_raw(self) -> NonNull<MbufHeader> {
+    pub(crate) fn into_raw(self) -> NonNull<MbufHeader> {
         let p = self.hdr;
         std::mem::forget(self);
         p

@@ -31,8 +31,7 @@ pub mod null;
 pub mod pcap;
 #[forbid(unsafe_code)]
 pub mod port;
-// The software ring hands mbufs through a lock-free ring as raw pointers.
-#[allow(unsafe_code)]
+#[forbid(unsafe_code)]
 pub mod ring;
 #[forbid(unsafe_code)]
 pub mod stats;

@@ -5,12 +5,14 @@
 //! port alone on its name (or with `loop=1`) receives what it sends. Only
 //! mbuf pointers move: the fastest possible port, for testing the app.
 //!
-//! Each ring has one writer (a TX queue) and one reader (an RX queue), so
-//! the queues claim their side and take the ring's single-producer /
+//! Each ring ([`MbufRing`]) has one writer (a TX queue, holding the ring's
+//! [`RingProducer`]) and one reader (an RX queue, holding its
+//! [`RingConsumer`]), so the queues take the ring's single-producer /
 //! single-consumer paths (no compare-exchange; one release store per burst).
-//! Like DPDK's `net_ring`, the port counts packets per burst and does not
-//! touch the mbufs; `bytes=1` also counts bytes and sets each received
-//! mbuf's input port (reads every header on TX and writes it on RX).
+//! The mbufs move as addresses inside the mempool crate: this module forbids
+//! `unsafe` (lib.rs). Like DPDK's `net_ring`, the port counts packets per burst and
+//! does not touch the mbufs; `bytes=1` also counts bytes and sets each
+//! received mbuf's input port (reads every header on TX and writes it on RX).
 
 use crate::devargs::Devargs;
 use crate::dma::{MappingKind, SoftMapper};
@@ -18,59 +20,19 @@ use crate::error::PortError;
 use crate::port::{Port, PortConf, PortCore, PortInfo, PortQueues, QueueToken, RxQueue, TxQueue};
 use crate::stats::QueueCounters;
 use std::collections::HashMap;
-use std::ptr::NonNull;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use xfwd_mempool::ring::Ring;
-use xfwd_mempool::{Mbuf, MbufBatch, MbufHeader};
+use xfwd_mempool::{MbufBatch, MbufRing, RingConsumer, RingProducer};
 
 const MAX_QUEUES: usize = 16;
 const MAX_DESC: u16 = 32768;
 
-/// Rings of one name: `dir[0]` carries A→B, `dir[1]` B→A, per queue.
+/// Rings of one name: `dir[0]` carries A→B, `dir[1]` B→A, per queue. A ring
+/// left holding mbufs frees them when its last holder drops it.
 #[derive(Debug)]
 struct Link2 {
     name: String,
     rings: [Mutex<Vec<Option<Arc<MbufRing>>>>; 2],
     sides: Mutex<[bool; 2]>,
-}
-
-/// A ring of owned mbufs; drained (mbufs returned to their pools) on drop.
-#[derive(Debug)]
-struct MbufRing(Ring);
-
-impl MbufRing {
-    /// Free what the ring holds, unless an RX queue reads it (it will).
-    fn drain(&self) -> usize {
-        if !self.0.claim_consumer() {
-            return 0;
-        }
-        let mut buf = [std::ptr::null_mut(); 64];
-        let mut total = 0;
-        loop {
-            let n = self.0.dequeue_burst_sc(&mut buf);
-            if n == 0 {
-                self.0.release_consumer();
-                return total;
-            }
-            total += n;
-            for &a in &buf[..n] {
-                free_addr(a);
-            }
-        }
-    }
-}
-
-impl Drop for MbufRing {
-    fn drop(&mut self) {
-        self.drain();
-    }
-}
-
-#[allow(unsafe_code)]
-fn free_addr(a: *mut MbufHeader) {
-    // SAFETY: the ring holds only header addresses of mbufs whose ownership
-    // a TX burst gave up (forget_front) into it; each is dequeued once.
-    drop(unsafe { Mbuf::from_raw(NonNull::new_unchecked(a)) });
 }
 
 fn links() -> &'static Mutex<HashMap<String, Weak<Link2>>> {
@@ -84,7 +46,7 @@ impl Link2 {
         if v.len() <= q {
             v.resize(q + 1, None);
         }
-        v[q].get_or_insert_with(|| Arc::new(MbufRing(Ring::new(cap as u32))))
+        v[q].get_or_insert_with(|| MbufRing::new(cap as u32))
             .clone()
     }
 }
@@ -163,36 +125,21 @@ impl RingPort {
 }
 
 impl RingPort {
-    /// Ring `dir`/`q` with its reader (`reader`) or writer side claimed.
-    fn claimed(
-        &self,
-        dir: usize,
-        q: usize,
-        desc: u16,
-        reader: bool,
-    ) -> Result<Arc<MbufRing>, PortError> {
-        let ring = self.link.ring(dir, q, desc);
-        let ok = if reader {
-            ring.0.claim_consumer()
-        } else {
-            ring.0.claim_producer()
-        };
-        if ok {
-            return Ok(ring);
-        }
+    /// Why ring `dir`/`q` refused its second reader (`reader`) or writer.
+    fn busy(&self, q: usize, reader: bool) -> PortError {
         let (what, who) = if reader {
             ("RX", "reader")
         } else {
             ("TX", "writer")
         };
-        Err(PortError::Devargs {
+        PortError::Devargs {
             devargs: self.devargs.clone(),
             why: format!(
                 "ring `{}`: its {what} queue {q} already has a {who} (a port with loop=1 and a peer, \
                  or a port started alone before its peer was probed): stop it first or use another name",
                 self.link.name
             ),
-        })
+        }
     }
 
     /// The queues of a start, each holding its ring side's claim.
@@ -200,8 +147,9 @@ impl RingPort {
         let (txd, rxd) = self.dirs();
         let mut q = PortQueues::default();
         for i in 0..conf.rx_queues as usize {
+            let ring = self.link.ring(rxd, i, conf.rx_desc);
             q.rx.push(Box::new(RingRx {
-                ring: self.claimed(rxd, i, conf.rx_desc, true)?,
+                ring: ring.consumer().ok_or_else(|| self.busy(i, true))?,
                 port: self.side as u16,
                 bytes: self.bytes,
                 counters: self.core.counters.rx[i].clone(),
@@ -209,8 +157,9 @@ impl RingPort {
             }));
         }
         for i in 0..conf.tx_queues as usize {
+            let ring = self.link.ring(txd, i, conf.tx_desc);
             q.tx.push(Box::new(RingTx {
-                ring: self.claimed(txd, i, conf.tx_desc, false)?,
+                ring: ring.producer().ok_or_else(|| self.busy(i, false))?,
                 bytes: self.bytes,
                 counters: self.core.counters.tx[i].clone(),
                 _token: self.core.token(),
@@ -293,33 +242,18 @@ impl Port for RingPort {
 
 #[derive(Debug)]
 struct RingRx {
-    ring: Arc<MbufRing>,
+    ring: RingConsumer,
     port: u16,
     bytes: bool,
     counters: Arc<QueueCounters>,
     _token: QueueToken,
 }
 
-impl Drop for RingRx {
-    fn drop(&mut self) {
-        self.ring.0.release_consumer();
-    }
-}
-
 impl RxQueue for RingRx {
     #[inline]
     fn rx_burst(&mut self, out: &mut MbufBatch) -> usize {
         let start = out.len();
-        // SAFETY: this queue holds the ring's consumer claim (taken in
-        // start, given back on drop), so dequeue_burst_sc is its only reader;
-        // it writes only owned header addresses (given up by a TX burst) into
-        // the spare slots, and set_len covers exactly those.
-        #[allow(unsafe_code)]
-        let n = unsafe {
-            let n = self.ring.0.dequeue_burst_sc(out.spare_addrs());
-            out.set_len(start + n);
-            n
-        };
+        let n = self.ring.dequeue_burst(out);
         if n == 0 {
             return 0;
         }
@@ -337,50 +271,38 @@ impl RxQueue for RingRx {
 
 #[derive(Debug)]
 struct RingTx {
-    ring: Arc<MbufRing>,
+    ring: RingProducer,
     bytes: bool,
     counters: Arc<QueueCounters>,
     _token: QueueToken,
 }
 
-impl Drop for RingTx {
-    fn drop(&mut self) {
-        self.ring.0.release_producer();
-    }
-}
-
 impl TxQueue for RingTx {
     #[inline]
     fn tx_burst(&mut self, pkts: &mut MbufBatch) -> usize {
-        let addrs: &[*mut MbufHeader] = {
-            let s = pkts.as_slice();
-            // SAFETY: Mbuf is repr(transparent) over NonNull<MbufHeader>, the
-            // layout of *mut MbufHeader; the slice is only read.
-            #[allow(unsafe_code)]
-            unsafe {
-                std::slice::from_raw_parts(s.as_ptr().cast::<*mut MbufHeader>(), s.len())
-            }
-        };
-        // This queue holds the ring's producer claim (taken in start, given
-        // back on drop): it is the ring's only writer.
-        let sent = self.ring.0.enqueue_burst_sp(addrs);
+        if self.bytes {
+            return self.tx_counting_bytes(pkts);
+        }
+        let sent = self.ring.enqueue_burst(pkts);
         if sent == 0 {
             return 0;
         }
-        let bytes = if self.bytes {
-            pkts.as_slice()[..sent]
-                .iter()
-                .map(|m| m.pkt_len() as u64)
-                .sum()
-        } else {
-            0
-        };
-        // SAFETY: the first `sent` mbufs are now owned by the ring.
-        #[allow(unsafe_code)]
-        unsafe {
-            pkts.forget_front(sent)
-        };
-        self.counters.add(sent as u64, bytes);
+        self.counters.add(sent as u64, 0);
+        sent
+    }
+}
+
+impl RingTx {
+    /// `bytes=1`: the bytes sent are those of the batch before the enqueue
+    /// less those left in it (a sent mbuf is the reader's at once).
+    #[cold]
+    fn tx_counting_bytes(&mut self, pkts: &mut MbufBatch) -> usize {
+        let len = |b: &MbufBatch| b.iter().map(|m| m.pkt_len() as u64).sum::<u64>();
+        let before = len(pkts);
+        let sent = self.ring.enqueue_burst(pkts);
+        if sent > 0 {
+            self.counters.add(sent as u64, before - len(pkts));
+        }
         sent
     }
 }
