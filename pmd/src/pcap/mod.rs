@@ -7,9 +7,12 @@
 //! - RX reads pcap (either byte order, micro or nanosecond magic) or pcapng
 //!   ([`reader`]). The file is read and validated whole at `configure`, so a
 //!   malformed file fails there with [`PortError::Format`] (offset and
-//!   reason), and `rx_burst` does no I/O: it copies frames from the
-//!   preloaded file into mbufs of the queue's pool (a frame larger than the
-//!   data room becomes a chain). Each `start` replays from the first frame;
+//!   reason), then laid out once as a [`Replay`] (the frames in one flat,
+//!   64-byte aligned buffer with their lengths and timestamps), and
+//!   `rx_burst` does no I/O and no per-frame parsing: one bulk allocation
+//!   per burst, then per frame one header update and one copy into an mbuf
+//!   of the queue's pool (`rx`; a frame larger than the data room becomes a
+//!   chain). Each `start` replays from the first frame;
 //!   after `loop` passes (default 1) RX returns 0 and the port reports its
 //!   source finished ([`Port::rx_finished`]), so a run ends by itself once
 //!   the replayed frames are forwarded (`loop=infinite` never finishes).
@@ -25,15 +28,18 @@
 //!   `tx_truncated`, `tx_discarded`.
 
 pub mod reader;
+pub mod replay;
+mod rx;
 pub mod writer;
 
 pub use reader::{Capture, CaptureFormat, FormatError, Record};
+pub use replay::Replay;
 pub use writer::PcapWriter;
 
 use crate::devargs::Devargs;
 use crate::dma::{MappingKind, SoftMapper};
 use crate::error::PortError;
-use crate::port::{Port, PortConf, PortCore, PortInfo, PortQueues, QueueToken, RxQueue, TxQueue};
+use crate::port::{Port, PortConf, PortCore, PortInfo, PortQueues, QueueToken, TxQueue};
 use crate::stats::QueueCounters;
 use std::fs::File;
 use std::io::BufWriter;
@@ -50,17 +56,17 @@ type FileWriter = PcapWriter<BufWriter<File>>;
 
 /// Driver counters of a pcap port (single writer each: the queue owner).
 #[derive(Debug, Default)]
-struct PcapCounters {
-    rx_loops: AtomicU64,
-    rx_copies: AtomicU64,
-    rx_copy_bytes: AtomicU64,
+pub(super) struct PcapCounters {
+    pub(super) rx_loops: AtomicU64,
+    pub(super) rx_copies: AtomicU64,
+    pub(super) rx_copy_bytes: AtomicU64,
     tx_written: AtomicU64,
     tx_truncated: AtomicU64,
     tx_discarded: AtomicU64,
 }
 
 #[inline]
-fn bump(c: &AtomicU64, n: u64) {
+pub(super) fn bump(c: &AtomicU64, n: u64) {
     if n != 0 {
         c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
     }
@@ -85,7 +91,7 @@ pub struct PcapPort {
     /// Passes over the file; `None` = forever.
     loops: Option<u64>,
     snaplen: u32,
-    capture: Option<Arc<Capture>>,
+    replay: Option<Arc<Replay>>,
     slot: Arc<Mutex<TxSlot>>,
     xc: Arc<PcapCounters>,
     /// Set by the RX queue once its last pass delivered the last frame.
@@ -154,16 +160,16 @@ impl PcapPort {
             tx_path,
             loops,
             snaplen,
-            capture: None,
+            replay: None,
             slot: Arc::default(),
             xc: Arc::default(),
             rx_done: Arc::default(),
         })
     }
 
-    /// The preloaded RX capture (after configure).
-    pub fn capture(&self) -> Option<&Arc<Capture>> {
-        self.capture.as_ref()
+    /// The preloaded RX frames (after configure).
+    pub fn replay(&self) -> Option<&Arc<Replay>> {
+        self.replay.as_ref()
     }
 
     fn io(&self, what: String, source: std::io::Error) -> PortError {
@@ -174,13 +180,14 @@ impl PcapPort {
         }
     }
 
-    fn load(&self, p: &Path) -> Result<Capture, PortError> {
+    fn load(&self, p: &Path) -> Result<Replay, PortError> {
         let data =
             std::fs::read(p).map_err(|e| self.io(format!("reading capture {}", p.display()), e))?;
-        Capture::parse(data).map_err(|e| PortError::Format {
+        let cap = Capture::parse(data).map_err(|e| PortError::Format {
             port: self.devargs.clone(),
             why: format!("{}: {e}", p.display()),
-        })
+        })?;
+        Ok(Replay::new(&cap))
     }
 
     fn slot(&self) -> std::sync::MutexGuard<'_, TxSlot> {
@@ -212,12 +219,12 @@ impl Port for PcapPort {
             return self.core.configure(conf, &info);
         }
         // Load first: a bad file leaves the port unconfigured.
-        let capture = match &self.rx_path {
+        let replay = match &self.rx_path {
             Some(p) => Some(Arc::new(self.load(p)?)),
             None => None,
         };
         self.core.configure(conf, &info)?;
-        self.capture = capture;
+        self.replay = replay;
         Ok(())
     }
 
@@ -238,13 +245,13 @@ impl Port for PcapPort {
         };
         *self.slot() = TxSlot::default();
         let conf = self.core.start()?;
-        let empty = self.capture.as_ref().is_none_or(|c| c.is_empty());
+        let empty = self.replay.as_ref().is_none_or(|c| c.is_empty());
         self.rx_done.store(empty, Ordering::Release);
         let mut q = PortQueues::default();
-        q.rx.push(Box::new(PcapRx {
+        q.rx.push(Box::new(rx::PcapRx {
             cache: conf.pool(0).expect("checked: at least one pool").cache(),
             data_room: conf.pool(0).expect("checked").config().data_room as usize,
-            capture: self.capture.clone(),
+            replay: self.replay.clone(),
             pos: 0,
             passes_left: self.loops,
             done: self.rx_done.clone(),
@@ -299,7 +306,7 @@ impl Port for PcapPort {
         vec![
             (
                 "rx_file_frames".into(),
-                self.capture.as_ref().map_or(0, |c| c.len() as u64),
+                self.replay.as_ref().map_or(0, |c| c.len() as u64),
             ),
             ("rx_loops".into(), r(&x.rx_loops)),
             ("rx_copies".into(), r(&x.rx_copies)),
@@ -315,123 +322,6 @@ impl Port for PcapPort {
         self.rx_path.as_ref()?;
         self.loops?;
         Some(self.rx_done.load(Ordering::Acquire))
-    }
-}
-
-#[derive(Debug)]
-struct PcapRx {
-    cache: PoolCache,
-    data_room: usize,
-    capture: Option<Arc<Capture>>,
-    pos: usize,
-    /// Passes left including the current one; `None` = forever.
-    passes_left: Option<u64>,
-    /// Set once `passes_left` reaches 0.
-    done: Arc<AtomicBool>,
-    counters: Arc<QueueCounters>,
-    xc: Arc<PcapCounters>,
-    _token: QueueToken,
-}
-
-impl PcapRx {
-    /// Frames that can still be delivered, capped at `want`.
-    fn available(&self, cap: &Capture, want: usize) -> usize {
-        match self.passes_left {
-            None => want,
-            Some(0) => 0,
-            Some(p) => {
-                let total = ((cap.len() - self.pos) as u64)
-                    .saturating_add((p - 1).saturating_mul(cap.len() as u64));
-                want.min(total.min(usize::MAX as u64) as usize)
-            }
-        }
-    }
-
-    /// Copy frame `i` into `m`, chaining more mbufs when it exceeds the
-    /// data room. False when a segment could not be allocated.
-    fn fill(&mut self, cap: &Capture, i: usize, m: &mut xfwd_mempool::Mbuf) -> bool {
-        let frame = cap.frame(i);
-        let first = frame.len().min(self.data_room);
-        if m.reset_len(first).is_err() {
-            return false;
-        }
-        m.data_mut().copy_from_slice(&frame[..first]);
-        let mut rest = &frame[first..];
-        while !rest.is_empty() {
-            let Some(mut seg) = self.cache.alloc() else {
-                return false;
-            };
-            let k = rest.len().min(self.data_room);
-            match seg.append(k) {
-                Ok(buf) => buf.copy_from_slice(&rest[..k]),
-                Err(_) => return false,
-            }
-            if m.chain(seg).is_err() {
-                return false;
-            }
-            rest = &rest[k..];
-        }
-        m.set_timestamp(cap.records()[i].ts_ns);
-        true
-    }
-}
-
-impl RxQueue for PcapRx {
-    fn rx_burst(&mut self, out: &mut MbufBatch) -> usize {
-        let Some(cap) = self.capture.clone() else {
-            return 0;
-        };
-        if cap.is_empty() {
-            return 0;
-        }
-        let n = self.available(&cap, out.room());
-        if n == 0 {
-            return 0;
-        }
-        let start = out.len();
-        if self.cache.alloc_bulk_raw(out, n).is_err() {
-            self.counters.add_nombuf(n as u64);
-            return 0;
-        }
-        let mut done = 0;
-        let mut bytes = 0u64;
-        while done < n {
-            let i = self.pos;
-            let ok = {
-                let m = &mut out.as_mut_slice()[start + done];
-                self.fill(&cap, i, m)
-            };
-            if !ok {
-                break;
-            }
-            bytes += cap.records()[i].caplen as u64;
-            done += 1;
-            self.pos += 1;
-            if self.pos == cap.len() {
-                self.pos = 0;
-                bump(&self.xc.rx_loops, 1);
-                if let Some(p) = self.passes_left.as_mut() {
-                    *p -= 1;
-                    if *p == 0 {
-                        self.done.store(true, Ordering::Release);
-                    }
-                }
-            }
-        }
-        if done < n {
-            // A chain segment could not be allocated: give back the unfilled
-            // mbufs; that frame is retried on the next burst.
-            self.counters.add_nombuf((n - done) as u64);
-            while out.len() > start + done {
-                if let Some(m) = out.pop() {
-                    self.cache.free(m);
-                }
-            }
-        }
-        bump(&self.xc.rx_copies, done as u64);
-        bump(&self.xc.rx_copy_bytes, bytes);
-        self.counters.add(done as u64, bytes);
-        done
     }
 }
 
