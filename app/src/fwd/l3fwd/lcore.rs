@@ -4,13 +4,23 @@
 //! before any is resolved), edits the frames that have a next hop and
 //! sorts them into one fixed batch per TX port; the rest are freed,
 //! counted by reason. No allocation, lock or system call per packet.
+//!
+//! Per burst, in passes over the whole burst (so the loads of one pass
+//! overlap): 1. parse (the common untagged IPv4 header first, see
+//! [`pkt::parse`]), take the lookup key and prefetch its table entry; 2.
+//! resolve the lookups; 3. per packet one read of the lcore's edit table
+//! (next hop id → TX port and the 12 bytes of destination and source MAC,
+//! rebuilt when a new snapshot is taken, so a packet costs no lookup of
+//! the next hop and then of its port's MAC), the TTL and checksum update
+//! (RFC 1624) and the MAC rewrite, then into its port's batch. Drop
+//! reasons are counted out of line.
 
 use super::pkt::{self, Drop, Parsed};
 use super::table::{Lookup, Reader, Tables};
 use crate::control::capture::Dir;
 use crate::counters::StreamCounters;
 use crate::worker::{send_burst, Stream};
-use xfwd_mempool::{prefetch, MbufBatch, PoolCache, MAX_BURST};
+use xfwd_mempool::{MbufBatch, PoolCache, MAX_BURST};
 use xfwd_pmd::{RxQueue, TxQueue};
 
 const NONE: u32 = u32::MAX;
@@ -26,7 +36,26 @@ pub struct Lcore {
     out: Vec<MbufBatch>,
     drops: MbufBatch,
     scratch: Box<Scratch>,
+    /// Per next hop id: where it goes and what is written (see [`Edit`]).
+    edits: Vec<Edit>,
+    /// The snapshot generation `edits` was built from.
+    edits_gen: Option<u64>,
 }
+
+/// What the lcore writes for a next hop: its TX port and the destination
+/// and source MACs as one block (`port == NO_PORT`: the port has no MAC or
+/// no batch, counted as no route).
+#[derive(Debug, Clone, Copy)]
+struct Edit {
+    macs: [u8; 12],
+    port: u16,
+}
+
+const NO_PORT: u16 = u16::MAX;
+const NO_EDIT: Edit = Edit {
+    macs: [0; 12],
+    port: NO_PORT,
+};
 
 /// Per-burst working arrays, allocated once (not zeroed per burst).
 #[derive(Debug)]
@@ -38,7 +67,7 @@ struct Scratch {
     k4: [super::em::Key4; MAX_BURST],
 }
 
-/// Per-burst drop counts.
+/// Per-burst drop counts (and the VLAN-tagged frames forwarded).
 #[derive(Debug, Default, Clone, Copy)]
 struct Drops {
     non_ip: u64,
@@ -46,6 +75,24 @@ struct Drops {
     ttl: u64,
     no_route: u64,
     vlan: u64,
+}
+
+impl Drops {
+    #[inline]
+    fn any(&self) -> bool {
+        (self.non_ip | self.bad_header | self.ttl | self.no_route | self.vlan) != 0
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn drop_reason(&mut self, why: Drop) {
+        match why {
+            Drop::NonIp => self.non_ip += 1,
+            Drop::BadHeader => self.bad_header += 1,
+            Drop::TtlExceeded => self.ttl += 1,
+            Drop::NoRoute => self.no_route += 1,
+        }
+    }
 }
 
 impl Lcore {
@@ -71,7 +118,33 @@ impl Lcore {
                 h: [0; MAX_BURST],
                 k4: [super::em::Key4::default(); MAX_BURST],
             }),
+            edits: Vec::new(),
+            edits_gen: None,
         }
+    }
+
+    /// Rebuild the edit table when the snapshot changed (allocates only
+    /// when the table grew: an update, never per packet).
+    #[inline]
+    fn sync_edits(&mut self) {
+        let t = self.reader.tables();
+        if self.edits_gen == Some(t.generation) {
+            return;
+        }
+        self.edits_gen = Some(t.generation);
+        let ports = self.out.len();
+        self.edits.clear();
+        self.edits.extend(t.hops.iter().map(|h| {
+            match t.port_macs.get(usize::from(h.port)).copied().flatten() {
+                Some(src) if usize::from(h.port) < ports => {
+                    let mut macs = [0u8; 12];
+                    macs[..6].copy_from_slice(&h.mac);
+                    macs[6..].copy_from_slice(&src);
+                    Edit { macs, port: h.port }
+                }
+                _ => NO_EDIT,
+            }
+        }));
     }
 
     /// One polling round over the lcore's RX queues; returns packets received.
@@ -85,6 +158,7 @@ impl Lcore {
         tx_retry: u32,
     ) -> u64 {
         self.reader.refresh();
+        self.sync_edits();
         let mut work = 0u64;
         for &si in &self.rx_streams {
             let s = &streams[si];
@@ -100,12 +174,15 @@ impl Lcore {
             }
             let d = route_burst(
                 self.reader.tables(),
+                &self.edits,
                 b,
                 &mut self.out,
                 &mut self.drops,
                 &mut self.scratch,
             );
-            count(&s.counters, d);
+            if d.any() {
+                count(&s.counters, d);
+            }
             if !self.drops.is_empty() {
                 cache.free_batch(&mut self.drops);
             }
@@ -140,8 +217,10 @@ fn count(c: &StreamCounters, d: Drops) {
 
 /// Route one burst: every mbuf of `b` ends in `out[port]` (edited) or in
 /// `drops` (unchanged).
+#[inline]
 fn route_burst(
     t: &Tables,
+    edits: &[Edit],
     b: &mut MbufBatch,
     out: &mut [MbufBatch],
     drops: &mut MbufBatch,
@@ -151,67 +230,65 @@ fn route_burst(
     for m in b.iter() {
         m.prefetch_data();
     }
-    let parsed = &mut sc.parsed[..n];
-    for (p, m) in parsed.iter_mut().zip(b.iter()) {
-        *p = pkt::parse(m.data(), t.check_checksum);
-    }
     let hop = &mut sc.hop[..n];
+    let parsed = &mut sc.parsed[..n];
     match t.lookup {
         Lookup::Lpm => lookup_lpm(t, b, parsed, hop, &mut sc.a4[..n]),
         Lookup::Em => lookup_em(t, b, parsed, hop, &mut sc.h[..n], &mut sc.k4[..n]),
     }
     let mut d = Drops::default();
     for (i, mut m) in b.drain().enumerate() {
-        let (off, v4, vlan) = match parsed[i] {
-            Parsed::V4 { off, vlan } => (usize::from(off), true, vlan),
-            Parsed::V6 { off, vlan } => (usize::from(off), false, vlan),
+        let p = parsed[i];
+        let e = edits.get(hop[i] as usize).unwrap_or(&NO_EDIT);
+        match p {
+            Parsed::V4 { off, vlan } if e.port != NO_PORT => {
+                let f = m.data_mut();
+                pkt::ttl_dec4(f, usize::from(off));
+                pkt::set_macs12(f, &e.macs);
+                d.vlan += u64::from(vlan);
+            }
+            Parsed::V6 { off, vlan } if e.port != NO_PORT => {
+                let f = m.data_mut();
+                pkt::hop_dec6(f, usize::from(off));
+                pkt::set_macs12(f, &e.macs);
+                d.vlan += u64::from(vlan);
+            }
             Parsed::Drop(why) => {
-                match why {
-                    Drop::NonIp => d.non_ip += 1,
-                    Drop::BadHeader => d.bad_header += 1,
-                    Drop::TtlExceeded => d.ttl += 1,
-                    Drop::NoRoute => d.no_route += 1,
-                }
+                d.drop_reason(why);
                 let _ = drops.push(m);
                 continue;
             }
-        };
-        let Some(h) = t.hops.get(hop[i] as usize) else {
-            d.no_route += 1;
-            let _ = drops.push(m);
-            continue;
-        };
-        let Some(src) = t.port_macs.get(usize::from(h.port)).copied().flatten() else {
-            d.no_route += 1;
-            let _ = drops.push(m);
-            continue;
-        };
-        let f = m.data_mut();
-        if v4 {
-            pkt::ttl_dec4(f, off);
-        } else {
-            pkt::hop_dec6(f, off);
+            _ => {
+                d.drop_reason(Drop::NoRoute);
+                let _ = drops.push(m);
+                continue;
+            }
         }
-        pkt::set_macs(f, &h.mac, &src);
-        d.vlan += u64::from(vlan);
-        // Every batch holds a burst: what came in fits.
-        let _ = out[usize::from(h.port)].push(m);
+        // Every batch holds a burst: what came in fits; `port` is below
+        // `out.len()` (checked when the edit was made).
+        if let Some(o) = out.get_mut(usize::from(e.port)) {
+            let _ = o.push(m);
+        }
     }
     d
 }
 
-fn lookup_lpm(t: &Tables, b: &MbufBatch, parsed: &[Parsed], hop: &mut [u32], a4: &mut [u32]) {
+fn lookup_lpm(t: &Tables, b: &MbufBatch, parsed: &mut [Parsed], hop: &mut [u32], a4: &mut [u32]) {
     let (Some(v4), Some(v6)) = (&t.v4, &t.v6) else {
+        for (p, m) in parsed.iter_mut().zip(b.iter()) {
+            *p = pkt::parse(m.data(), t.check_checksum);
+        }
         hop.fill(NONE);
         return;
     };
-    // Pass 1: every IPv4 destination's first-level entry is prefetched
-    // before any is read (the misses overlap).
-    for (i, m) in b.iter().enumerate() {
-        if let Parsed::V4 { off, .. } = parsed[i] {
-            let a = pkt::dst4(m.data(), usize::from(off));
-            a4[i] = a;
-            v4.prefetch(a);
+    // Pass 1: parse, and prefetch every IPv4 destination's first-level
+    // entry before any is read (the misses overlap).
+    for ((p, a), m) in parsed.iter_mut().zip(a4.iter_mut()).zip(b.iter()) {
+        let f = m.data();
+        *p = pkt::parse(f, t.check_checksum);
+        if let Parsed::V4 { off, .. } = *p {
+            *a = pkt::dst4(f, usize::from(off));
+            v4.prefetch(*a);
         }
     }
     for (i, m) in b.iter().enumerate() {
@@ -227,20 +304,25 @@ fn lookup_lpm(t: &Tables, b: &MbufBatch, parsed: &[Parsed], hop: &mut [u32], a4:
 fn lookup_em(
     t: &Tables,
     b: &MbufBatch,
-    parsed: &[Parsed],
+    parsed: &mut [Parsed],
     hop: &mut [u32],
     h: &mut [u64],
     k4: &mut [super::em::Key4],
 ) {
     let (Some(e4), Some(e6)) = (&t.em4, &t.em6) else {
+        for (p, m) in parsed.iter_mut().zip(b.iter()) {
+            *p = pkt::parse(m.data(), t.check_checksum);
+        }
         hop.fill(NONE);
         return;
     };
     for (i, m) in b.iter().enumerate() {
+        let f = m.data();
+        parsed[i] = pkt::parse(f, t.check_checksum);
         if let Parsed::V4 { off, .. } = parsed[i] {
-            k4[i] = pkt::key4(m.data(), usize::from(off));
+            k4[i] = pkt::key4(f, usize::from(off));
             h[i] = super::em::EmKey::hash(&k4[i]);
-            prefetch(e4.slot_ptr(h[i]));
+            e4.prefetch(h[i]);
         }
     }
     for (i, m) in b.iter().enumerate() {

@@ -53,8 +53,29 @@ fn be16(b: &[u8], at: usize) -> u16 {
 /// Parse and check a frame (RFC 1812 5.2.2 checks for IPv4: length,
 /// version, IHL, total length within the frame; the checksum when
 /// `check_csum`).
-#[inline]
+///
+/// The common case is tried first with one length check that covers every
+/// byte it reads: an untagged IPv4 header without options, TTL > 1, no
+/// checksum to verify. Everything else (IPv6, VLAN tags, options, the
+/// checksum check, every drop) takes [`parse_general`].
+#[inline(always)]
 pub fn parse(f: &[u8], check_csum: bool) -> Parsed {
+    if f.len() >= 34 && !check_csum && f[12] == 0x08 && f[13] == 0x00 && f[14] == 0x45 {
+        let total = usize::from(be16(f, 16));
+        if total >= 20 && total <= f.len() - 14 && f[22] > 1 {
+            return Parsed::V4 {
+                off: 14,
+                vlan: false,
+            };
+        }
+    }
+    parse_general(f, check_csum)
+}
+
+/// [`parse`] for every frame: VLAN tags, IPv6, options, the checksum
+/// check and the drop reasons.
+#[inline(never)]
+pub fn parse_general(f: &[u8], check_csum: bool) -> Parsed {
     if f.len() < 14 {
         return Parsed::Drop(Drop::BadHeader);
     }
@@ -111,7 +132,9 @@ pub fn parse(f: &[u8], check_csum: bool) -> Parsed {
 /// The IPv4 destination (the header at `off` was checked by [`parse`]).
 #[inline]
 pub fn dst4(f: &[u8], off: usize) -> u32 {
-    u32::from_be_bytes([f[off + 16], f[off + 17], f[off + 18], f[off + 19]])
+    f.get(off + 16..off + 20)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map_or(0, u32::from_be_bytes)
 }
 
 /// The IPv6 destination.
@@ -125,21 +148,31 @@ pub fn dst6(f: &[u8], off: usize) -> u128 {
 /// The ports of a TCP/UDP/SCTP header at `l4` when they are in the frame, else 0.
 #[inline]
 fn ports(f: &[u8], l4: usize, proto: u8) -> (u16, u16) {
-    if matches!(proto, 6 | 17 | 132) && f.len() >= l4 + 4 {
-        (be16(f, l4), be16(f, l4 + 2))
-    } else {
-        (0, 0)
+    match f.get(l4..l4 + 4).and_then(|p| <&[u8; 4]>::try_from(p).ok()) {
+        Some(p) if matches!(proto, 6 | 17 | 132) => (
+            u16::from_be_bytes([p[0], p[1]]),
+            u16::from_be_bytes([p[2], p[3]]),
+        ),
+        _ => (0, 0),
     }
 }
 
-/// The IPv4 5-tuple (ports 0 unless TCP/UDP/SCTP).
+/// The IPv4 5-tuple (ports 0 unless TCP/UDP/SCTP); the header at `off`
+/// was checked by [`parse`] (one bounds check covers the fixed header).
 #[inline]
 pub fn key4(f: &[u8], off: usize) -> Key4 {
-    let src = u32::from_be_bytes([f[off + 12], f[off + 13], f[off + 14], f[off + 15]]);
-    let proto = f[off + 9];
-    let ihl = usize::from(f[off] & 0x0f) * 4;
+    let Some(h) = f
+        .get(off..off + 20)
+        .and_then(|h| <&[u8; 20]>::try_from(h).ok())
+    else {
+        return Key4::default();
+    };
+    let src = u32::from_be_bytes([h[12], h[13], h[14], h[15]]);
+    let dst = u32::from_be_bytes([h[16], h[17], h[18], h[19]]);
+    let proto = h[9];
+    let ihl = usize::from(h[0] & 0x0f) * 4;
     let (sp, dp) = ports(f, off + ihl, proto);
-    Key4::new(src, dst4(f, off), sp, dp, proto)
+    Key4::new(src, dst, sp, dp, proto)
 }
 
 /// The IPv6 5-tuple (next header of the fixed header; ports 0 unless
@@ -162,14 +195,21 @@ pub fn csum_update(hc: u16, m: u16, m2: u16) -> u16 {
     !(s as u16)
 }
 
-/// Decrement the IPv4 TTL (known > 1) and update the checksum.
+/// Decrement the IPv4 TTL (known > 1) and update the checksum: RFC 1624
+/// eqn. 3 with the changed word `m` = TTL << 8 | protocol and `m' = m -
+/// 0x100`, where `~m + m'` is the constant 0xfeff, so `HC' = ~(~HC +
+/// 0xfeff)` with one end-around carry (the sum is at most 0x1fefe, whose
+/// fold cannot carry again).
 #[inline]
 pub fn ttl_dec4(f: &mut [u8], off: usize) {
-    let m = be16(f, off + 8);
-    let m2 = m - 0x0100;
-    let hc = be16(f, off + 10);
-    f[off + 8..off + 10].copy_from_slice(&m2.to_be_bytes());
-    f[off + 10..off + 12].copy_from_slice(&csum_update(hc, m, m2).to_be_bytes());
+    let Some(h) = f.get_mut(off + 8..off + 12) else {
+        return;
+    };
+    h[0] -= 1;
+    let hc = u16::from_be_bytes([h[2], h[3]]);
+    let s = u32::from(!hc) + 0xfeff;
+    let s = (s & 0xffff) + (s >> 16);
+    h[2..4].copy_from_slice(&(!(s as u16)).to_be_bytes());
 }
 
 /// Decrement the IPv6 hop limit (known > 1).
@@ -183,6 +223,14 @@ pub fn hop_dec6(f: &mut [u8], off: usize) {
 pub fn set_macs(f: &mut [u8], dst: &[u8; 6], src: &[u8; 6]) {
     f[0..6].copy_from_slice(dst);
     f[6..12].copy_from_slice(src);
+}
+
+/// Rewrite both MACs from one 12-byte (destination, source) block.
+#[inline]
+pub fn set_macs12(f: &mut [u8], macs: &[u8; 12]) {
+    if let Some(d) = f.get_mut(..12) {
+        d.copy_from_slice(macs);
+    }
 }
 
 #[cfg(test)]
@@ -217,9 +265,31 @@ mod tests {
             h[10..12].copy_from_slice(&c.to_be_bytes());
             let mut f = vec![0u8; 14];
             f.extend_from_slice(&h);
+            let m = u16::from_be_bytes([h[8], h[9]]);
+            let want = csum_update(c, m, m - 0x100);
             ttl_dec4(&mut f, 14);
             prop_assert_eq!(f[14 + 8], ttl - 1);
+            prop_assert_eq!(u16::from_be_bytes([f[24], f[25]]), want, "RFC 1624 eqn. 3");
             prop_assert_eq!(checksum(&f[14..34]), 0, "header verifies");
+        }
+
+        #[test]
+        fn the_fast_parse_agrees_with_the_general_one(
+            f in prop::collection::vec(any::<u8>(), 0..80),
+            ver_ihl in prop::sample::select(vec![0x45u8, 0x46, 0x44, 0x55, 0x65]),
+            ttl in 0u8..4,
+            total in 0u16..80,
+            csum in any::<bool>(),
+        ) {
+            let mut f = f;
+            if f.len() >= 34 {
+                f[12] = 0x08;
+                f[13] = 0x00;
+                f[14] = ver_ihl;
+                f[16..18].copy_from_slice(&total.to_be_bytes());
+                f[22] = ttl;
+            }
+            prop_assert_eq!(parse(&f, csum), parse_general(&f, csum));
         }
 
         #[test]
