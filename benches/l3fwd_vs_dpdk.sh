@@ -6,7 +6,13 @@
 # port, whose TX discards. One forwarding lcore each on CPU 1 (DPDK's main
 # lcore forwards, as l3fwd wants a TX queue per lcore and net_pcap has one;
 # xfwd's main thread is not pinned); runs alternate xfwd / DPDK; medians
-# and ratios; cycles/pkt = CPU MHz / Mpps (the lcore busy-polls).
+# and ratios. Each run is measured over one window of --secs after a
+# warm-up: packets sent, from the tool's own telemetry before and after,
+# and over the same window the CPU time of the process (`perf stat -p`,
+# task-clock): cycles/pkt = CPU ns/pkt × MHz holds on a loaded machine
+# where Mpps does not (the forwarder busy-polls whenever it runs). XFWD=binary runs that xfwd (an A/B
+# of two builds: XFWD_B=other-binary adds its runs to the rotation and
+# prints its medians on stderr; NO_DPDK=1 skips DPDK).
 #
 # Tables: 16 (l3fwd's default 198.18.{0-15}.0/24), 16 k and 1 M prefixes
 # (mostly /24s, 1 in 16 longer than /24 so DIR-24-8's second level is
@@ -67,7 +73,7 @@ fi
 
 # 2. xfwd (release).
 [ -n "${NO_BUILD:-}" ] || (cd "$here" && cargo build --release -q -p xfwd)
-xfwd="${CARGO_TARGET_DIR:-$here/target}/release/xfwd"
+xfwd="${XFWD:-${CARGO_TARGET_DIR:-$here/target}/release/xfwd}"
 
 # 3. Tables and traces: one generator writes both formats.
 gen() { # lookup size → $work/{lookup}-{size}.{xfwd,dpdk,pcap}
@@ -142,7 +148,38 @@ print(json.loads(s.recv(65536))["/ethdev/stats"]["opackets"])
 EOF
 }
 
-run_dpdk() { # lookup size → Mpps
+# xfwd telemetry: port 0's TX packets.
+xfwd_opackets() { # socket
+  $py - "$1" <<'EOF'
+import socket, json, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(sys.argv[1])
+f = s.makefile("rwb")
+f.readline()
+f.write(b"/ports/0/stats\n"); f.flush()
+print(json.loads(f.readline())["tx_packets"])
+EOF
+}
+
+# The measured window of a running forwarder: packets sent (read by $2
+# before and after) and, over the same window, the CPU time the process
+# ran (perf stat -p task-clock: a preempted forwarder does not look
+# slower per packet; this VM has no hardware counters, so cycles are CPU
+# ns × the nominal MHz). Prints "Mpps cycles/pkt".
+window() { # pid read-command...
+  local pid=$1; shift
+  local a b t0 t1 ps="$work/perf.$pid"
+  a=$("$@"); t0=$(date +%s.%N)
+  perf stat -x, -e task-clock -p "$pid" -o "$ps" -- sleep "$secs" 2>/dev/null || true
+  b=$("$@"); t1=$(date +%s.%N)
+  [ -n "${VERBOSE:-}" ] && echo "packets $a -> $b; $(grep task-clock "$ps")" >&2
+  local ms
+  ms=$(awk -F, '$3 ~ /^task-clock/ {print $1}' "$ps" 2>/dev/null)
+  echo "$a $b $t0 $t1 ${ms:-0}" | awk -v mhz="$mhz" '{d = $2 - $1; if (d <= 0) {print "0 0"; exit}
+    printf "%.3f %.0f\n", d / ($4 - $3) / 1e6, ($5 ~ /^[0-9.]+$/ ? $5 * 1e3 * mhz / d : 0)}'
+}
+
+run_dpdk() { # lookup size → "Mpps cycles/pkt"
   local pre="l3b$$" log="$work/dpdk.log"
   "$dpdk_l3fwd" -l 1 --no-pci --file-prefix=$pre --huge-unlink \
     --vdev="net_pcap0,rx_pcap=$work/$1-$2.pcap,infinite_rx=1" -- -p 0x1 --config="(0,0,1)" \
@@ -156,35 +193,37 @@ run_dpdk() { # lookup size → Mpps
       echo "DPDK l3fwd did not start forwarding within ${dpdk_wait} s ($(grep -c 'Adding route' "$log") routes added):" >&2
       grep -v 'Adding route' "$log" | tail -3 >&2
       kill -KILL $pid 2>/dev/null || true; wait $pid 2>/dev/null || true
-      echo 0; return
+      echo "0 0"; return
     fi
   done
   sleep 1
-  local a b t0 t1
-  a=$(dpdk_opackets $pre); t0=$(date +%s.%N)
-  sleep "$secs"
-  b=$(dpdk_opackets $pre); t1=$(date +%s.%N)
-  [ -n "${VERBOSE:-}" ] && echo "DPDK opackets $a -> $b" >&2
+  window "$pid" dpdk_opackets "$pre"
   kill -INT $pid; wait $pid 2>/dev/null || true
-  echo "$a $b $t0 $t1" | awk '{printf "%.3f\n", ($2-$1)/($4-$3)/1e6}'
 }
 
-run_xfwd() { # lookup size → Mpps (median of the periods after the first)
-  local o="$work/xfwd.json"
-  "$xfwd" --port "pcap:rx=$work/$1-$2.pcap,loop=infinite" --forward-mode l3fwd --lookup "$1" \
-    --route-file "$work/$1-$2.xfwd" --eth-dest 0,02:00:00:00:00:09 -l 1 \
-    --duration $((secs + 2)) --stats-period 1 --json >"$o" 2>"$work/xfwd.err" || { tail -3 "$work/xfwd.err" >&2; echo 0; return; }
-  $py - "$o" <<'EOF'
-import json, sys, statistics
-ps = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
-per = [p["total"]["tx_pps"] for p in ps if p.get("type") == "period"][1:]
-print("%.3f" % (statistics.median(per) / 1e6 if per else 0))
-EOF
+run_xfwd() { # lookup size [binary] → "Mpps cycles/pkt"
+  local sock="$work/xfwd.sock"
+  rm -f "$sock"
+  "${3:-$xfwd}" --port "pcap:rx=$work/$1-$2.pcap,loop=infinite" --forward-mode l3fwd --lookup "$1" \
+    --route-file "$work/$1-$2.xfwd" --eth-dest 0,02:00:00:00:00:09 -l 1 --telemetry "$sock" \
+    --stats-period 0 >"$work/xfwd.out" 2>"$work/xfwd.err" &
+  local pid=$!; pids+=("$pid")
+  local t=0
+  until [ -S "$sock" ]; do
+    sleep 0.2; t=$((t+1))
+    if [ $t -gt 300 ] || ! kill -0 $pid 2>/dev/null; then
+      tail -3 "$work/xfwd.err" >&2; kill -KILL $pid 2>/dev/null || true; wait $pid 2>/dev/null || true
+      echo "0 0"; return
+    fi
+  done
+  sleep 1
+  window "$pid" xfwd_opackets "$sock"
+  kill -INT $pid; wait $pid 2>/dev/null || true
 }
 
 med() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
-echo "| lookup | table | xfwd Mpps (median; runs) | DPDK l3fwd Mpps (median; runs) | xfwd / DPDK | cycles/pkt xfwd / DPDK | xfwd table load |"
+echo "| lookup | table | xfwd Mpps (median; runs) | DPDK l3fwd Mpps (median; runs) | xfwd / DPDK | cycles/pkt xfwd / DPDK (CPU time, median) | xfwd table load |"
 echo "|---|---|---|---|---|---|---|"
 for lk in $lookups; do
   for n in $sizes; do
@@ -193,12 +232,18 @@ for lk in $lookups; do
     "$xfwd" check --port "pcap:rx=$work/$lk-$n.pcap" --forward-mode l3fwd --lookup "$lk" \
       --route-file "$work/$lk-$n.xfwd" --eth-dest 0,02:00:00:00:00:09 --no-huge >/dev/null
     load=$(echo "$t0 $(date +%s.%N)" | awk '{printf "%.2f s", $2-$1}')
-    xs="" ds=""
+    xs="" ds="" xc="" dc="" bs="" bc=""
     for _ in $(seq "$runs"); do
-      xs="$xs $(run_xfwd "$lk" "$n")"
-      ds="$ds $(run_dpdk "$lk" "$n")"
+      read -r m c < <(run_xfwd "$lk" "$n"); xs="$xs $m" xc="$xc $c"
+      if [ -n "${XFWD_B:-}" ]; then read -r m c < <(run_xfwd "$lk" "$n" "$XFWD_B"); bs="$bs $m" bc="$bc $c"; fi
+      [ -n "${NO_DPDK:-}" ] && continue
+      read -r m c < <(run_dpdk "$lk" "$n"); ds="$ds $m" dc="$dc $c"
     done
-    xm=$(echo "$xs" | med); dm=$(echo "$ds" | med)
-    echo "| $lk | $n | $xm ($(echo $xs | tr ' ' '/')) | $dm ($(echo $ds | tr ' ' '/')) | $(awk -v a="$xm" -v b="$dm" 'BEGIN {printf (b > 0 ? "%.2f×" : "-"), a / b}') | $(awk -v a="$xm" -v b="$dm" -v m="$mhz" 'BEGIN {printf "%.0f / %.0f", (a > 0 ? m / a : 0), (b > 0 ? m / b : 0)}') | $load |"
+    if [ -n "${XFWD_B:-}" ]; then
+      echo "| $lk | $n | B: $(echo "$bs" | med) ($(echo $bs | tr ' ' '/')) Mpps, $(echo "$bc" | med) cycles/pkt |" >&2
+    fi
+    xm=$(echo "$xs" | med); dm=$(echo "${ds:-0}" | med)
+    echo "| $lk | $n | $xm ($(echo $xs | tr ' ' '/')) | $dm ($(echo $ds | tr ' ' '/')) | $(awk -v a="$xm" -v b="$dm" 'BEGIN {printf (b > 0 ? "%.2f×" : "-"), a / b}') | $(echo "$xc" | med) / $(echo "${dc:-0}" | med) | $load |"
   done
 done
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"

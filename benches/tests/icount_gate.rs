@@ -9,7 +9,10 @@
 //! test itself): the forwarding lcore's `Worker::run` of the real `xfwd`
 //! binary (inclusive: RX burst, edit, TX burst, pool cache, loop
 //! bookkeeping) over 2 s of null-port and ring-port forwarding, divided by
-//! the packets it forwarded; and the pool cache get/put loop of DPDK's
+//! the packets it forwarded (the l3fwd cases: one pcap port replaying a
+//! trace of 64-byte UDP frames to 16 routes or flows from memory, routed
+//! back out of it, so RX copy, parse, lookup, edit and TX are all in the
+//! count); and the pool cache get/put loop of DPDK's
 //! `mempool_perf_autotest` (`mempool/examples/icount_pool.rs`, fixed
 //! iterations), divided by the objects it moved.
 //!
@@ -42,6 +45,8 @@ const CASES: &[Case] = &[
     Case { name: "null-io", pool: false, args: "--port null:size=64 --port null:size=64 --forward-mode io" },
     Case { name: "null-macswap", pool: false, args: "--port null:size=64 --port null:size=64 --forward-mode macswap" },
     Case { name: "ring-io", pool: false, args: "--port ring:icount --port ring:icount --forward-mode io --tx-first --txpkts 64" },
+    Case { name: "l3fwd-lpm", pool: false, args: "--port pcap:rx={dir}/l3.pcap,loop=infinite --forward-mode l3fwd --lookup lpm --route-file {dir}/lpm.routes --eth-dest 0,02:00:00:00:00:09" },
+    Case { name: "l3fwd-em", pool: false, args: "--port pcap:rx={dir}/l3.pcap,loop=infinite --forward-mode l3fwd --lookup em --route-file {dir}/em.routes --eth-dest 0,02:00:00:00:00:09" },
     Case { name: "pool-bulk1", pool: true, args: "--bulk 1 --keep 32 --cache 256" },
     Case { name: "pool-bulk4", pool: true, args: "--bulk 4 --keep 32 --cache 256" },
     Case { name: "pool-bulk32", pool: true, args: "--bulk 32 --keep 32 --cache 256" },
@@ -151,6 +156,51 @@ fn callgrind(func: &str, cmd: &Path, args: &[&str], tag: &str) -> (u64, String) 
     (ir, stdout)
 }
 
+/// The l3fwd cases' inputs (written once per test binary): `l3.pcap`, 256
+/// IPv4/UDP frames of 64 bytes to 198.18.{0..15}.x (from 10.0.0.1, ports
+/// 9 → 9), DPDK l3fwd's 16 default /24 routes (`lpm.routes`) and the 16
+/// flows of the trace (`em.routes`), all to port 0.
+fn l3fwd_inputs() -> &'static Path {
+    static D: OnceLock<PathBuf> = OnceLock::new();
+    D.get_or_init(|| {
+        let d = std::env::temp_dir().join(format!("xfwd-icount-l3-{}", std::process::id()));
+        std::fs::create_dir_all(&d).expect("temp dir");
+        let mut pcap = Vec::new();
+        for w in [0xa1b2_c3d4u32, 0x0004_0002, 0, 0, 65535, 1] {
+            pcap.extend_from_slice(&w.to_le_bytes());
+        }
+        for i in 0..256u32 {
+            let dst = [198, 18, (i % 16) as u8, i as u8];
+            let mut ip = vec![0x45, 0, 0, 46, 0, i as u8, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1];
+            ip.extend_from_slice(&dst);
+            let mut sum: u32 = ip
+                .chunks(2)
+                .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+                .sum();
+            while sum > 0xffff {
+                sum = (sum & 0xffff) + (sum >> 16);
+            }
+            ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+            let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+            f.extend(ip);
+            f.extend_from_slice(&[0, 9, 0, 9, 0, 26, 0, 0]);
+            f.resize(64, 0);
+            for w in [i, 0, 64, 64] {
+                pcap.extend_from_slice(&w.to_le_bytes());
+            }
+            pcap.extend(f);
+        }
+        std::fs::write(d.join("l3.pcap"), pcap).expect("write trace");
+        let lpm: String = (0..16).map(|i| format!("198.18.{i}.0/24 0\n")).collect();
+        std::fs::write(d.join("lpm.routes"), lpm).expect("write routes");
+        let em: String = (0..256)
+            .map(|i| format!("10.0.0.1 198.18.{}.{i} 9 9 17 0\n", i % 16))
+            .collect();
+        std::fs::write(d.join("em.routes"), em).expect("write flows");
+        d
+    })
+}
+
 /// Instructions per packet (per object for the pool cases) of one case.
 fn measure(case: &Case, slow: usize) -> f64 {
     let b = bins();
@@ -166,7 +216,13 @@ fn measure(case: &Case, slow: usize) -> f64 {
             .expect("icount_pool prints objects=N");
         ir as f64 / objs as f64
     } else {
-        let mut args: Vec<&str> = case.args.split_whitespace().collect();
+        let dir = if case.args.contains("{dir}") {
+            l3fwd_inputs().display().to_string()
+        } else {
+            String::new()
+        };
+        let owned = case.args.replace("{dir}", &dir);
+        let mut args: Vec<&str> = owned.split_whitespace().collect();
         args.extend(XFWD_COMMON.split_whitespace());
         let (ir, out) = callgrind(XFWD_FN, &b.xfwd, &args, case.name);
         let fin: serde_json::Value = out
@@ -282,6 +338,7 @@ fn hot_loops_keep_their_instruction_counts() {
     }
     let t0 = std::time::Instant::now();
     let now: Vec<(&str, f64)> = CASES.iter().map(|c| (c.name, measure(c, 0))).collect();
+    let _ = std::fs::remove_dir_all(l3fwd_inputs());
     let base = read_baseline();
     let (table, bad) = compare(&now, &base);
     eprintln!(
