@@ -334,6 +334,27 @@ impl MemifRx {
         self.b.link.last = cur;
         // Refill: a fresh pool mbuf in every slot the server has filled.
         let base = conn.regions[1].addr();
+        let offered = self.b.link.head;
+        if u32::from(offered.wrapping_sub(self.b.link.last)) < r.size() {
+            self.refill_zc(side, base);
+        }
+        if self.b.link.head != offered {
+            // Only a moved index is stored: an empty poll writes nothing to
+            // the line the server's TX reads (no ownership change per poll).
+            r.set_head(self.b.link.head, Ordering::Release);
+        }
+        self.b.counters.add(n as u64, bytes);
+        self.b.counters.add_errors(errors);
+        n
+    }
+
+    /// Zero copy: a fresh pool mbuf in every slot the server has filled
+    /// (up to a slot still holding one).
+    #[inline]
+    fn refill_zc(&mut self, side: &RingSide, base: usize) {
+        let r = &side.ring;
+        let mask = r.mask();
+        let z = self.b.zc.as_mut().expect("zero copy");
         let (link, counters) = (&mut self.b.link, &self.b.counters);
         self.b.pool.with_lcore_cache(|c| {
             let mut head = link.head;
@@ -352,9 +373,5 @@ impl MemifRx {
             }
             link.head = head;
         });
-        r.set_head(self.b.link.head, Ordering::Release);
-        self.b.counters.add(n as u64, bytes);
-        self.b.counters.add_errors(errors);
-        n
     }
 }
