@@ -8,7 +8,7 @@
 [ -x /dpdk/dpdk-testpmd ] || { echo "BENCH: no testpmd in the initramfs (TESTPMD=0)"; return 0 2>/dev/null; }
 BS=${BENCH_SECS:-6}
 echo "GUEST: bench on $F at $(up)s (${BS} s each, xfwd first, then testpmd)"
-mkdir -p /mnt/huge
+mkdir -p /mnt/huge /var/run # (EAL needs /var/run/dpdk; the initramfs has no /var)
 grep -q ' /mnt/huge ' /proc/mounts || mount -t hugetlbfs nodev /mnt/huge
 # xfwd: the mean of the period rates after the first two seconds.
 /xfwd --nb-mbufs 4096 --json --port vfio:$F --forward-mode txonly --eth-peer 0,$EMAC -l 1 --duration $((BS + 2)) --stats-period 1 \
@@ -28,5 +28,6 @@ TPB="/dpdk/dpdk-testpmd -n 1 -m 128 $(cat /dpdk/plugins) --no-telemetry --huge-d
 } | timeout -s INT 400 $TPB -l 0-1 --file-prefix bench -a $F -- -i --forward-mode=txonly --eth-peer=0,$EMAC \
 	--total-num-mbufs=4096 --txd=512 --rxd=256 > /tmp/bt.log 2>&1
 tpps=$(awk '/Tx-pps:/{print $2}' /tmp/bt.log | tail -1)
+[ "${tpps:-0}" -gt 0 ] 2>/dev/null || grep -E 'pps|TX-packets|Link|Port 0|rror|Start' /tmp/bt.log | tail -20
 echo "BENCH igb_txonly testpmd: $(echo "${tpps:-0}" | awk '{printf "%.3f Mpps %.0f ns/pkt", $1 / 1e6, $1 ? 1e9 / $1 : 0}')"
 rm -rf /var/run/dpdk/bench
