@@ -88,7 +88,15 @@ struct Links {
 impl Links {
     fn new(dp: &Dataplane) -> Links {
         Links {
-            up: dp.ports().iter().map(|p| p.port.link().up).collect(),
+            // A port already *lost* at the first read (a vfio device that
+            // needed a reset right after its start) was there and went away:
+            // counted as up, so the first check reports it. Merely down
+            // (no carrier yet) is not a loss.
+            up: dp
+                .ports()
+                .iter()
+                .map(|p| p.port.link().up || stats::link_lost(p.port.as_ref()))
+                .collect(),
             reported: vec![false; dp.ports().len()],
             next: LINK_CHECK_SECS,
         }

@@ -10,6 +10,13 @@
 #   link_continue_other_port_forwards   ... while G's tx_packets keep growing; rc 0, no leak
 #   link_virtio_down_exit               xfwd txonly on C (on_link_loss=exit), C's link off:
 #                                        exit 1 with the reason, the final report, no leak
+#   link_virtio_needs_reset_exit        xfwd txonly on C with debug_bad_desc=1 (one malformed TX
+#                                        chain at start: QEMU's virtio_error() sets
+#                                        DEVICE_NEEDS_RESET), on_link_loss=exit: exit 1 with the
+#                                        reason and the DEVICE_NEEDS_RESET report, final link
+#                                        "lost", no leak, exact unmap
+#   link_virtio_needs_reset_continue    C (debug_bad_desc=1) and B txonly, on_link_loss=continue:
+#                                        C lost, B's tx_packets keep growing; rc 0, no leak
 XL="/xfwd --nb-mbufs 4096 --json --stats-period 1"
 # lwait FILE PATTERN: up to 60 s.
 lwait() {
@@ -59,3 +66,36 @@ msg=$(grep -o 'port 0 (vfio:[^)]*): link down; on_link_loss = "exit": stopping' 
 leak=$(grep '"type":"final"' /tmp/l2.json | grep -c '"leaked_mbufs":0')
 if [ "$lrc" = 1 ] && [ -n "$msg" ] && [ "$leak" = 1 ]; then r=PASS; else r=FAIL; tail -5 /tmp/l2.log; fi
 check link_virtio_down_exit $r "(rc $lrc; xfwd: '${msg:-no link-down line}'; $(grep -o 'on_link_loss = "exit" stopped the run' /tmp/l2.log | head -1); leaked_mbufs 0: $leak of 1)"
+
+# DEVICE_NEEDS_RESET: no host command, QEMU breaks the device on the malformed chain itself.
+# nrlost FILE: C's final link word; nrmap FILE: "mapped/unmapped" mapping lines of the run.
+nrlost() { grep '"type":"final"' "$1" | sed 's/.*"ports":\[//' | tr '{' '\n' | grep "\"port\":0," | grep -o '"link":"[a-z]*"' | head -1; }
+nrmap() { echo "$(grep -c ': mapped va=' "$1")/$(grep -c ': unmapped va=' "$1")"; }
+XFWD_DEBUG_DEVARGS=1 $XL --port vfio:$C,debug_bad_desc=1 --forward-mode txonly --tx-rate 5k \
+	--on-link-loss exit -l 0 --duration 300 > /tmp/l3.json 2> /tmp/l3.log &
+lpid=$!
+i=0
+while kill -0 $lpid 2>/dev/null && [ $i -lt 300 ]; do sleep 0.2; i=$((i + 1)); done
+kill -TERM $lpid 2>/dev/null; wait $lpid; lrc=$?
+msg=$(grep -o 'port 0 (vfio:[^)]*): link lost[^;]*; on_link_loss = "exit": stopping' /tmp/l3.log | head -1)
+nr=$(grep -c 'DEVICE_NEEDS_RESET' /tmp/l3.log)
+fl=$(nrlost /tmp/l3.json)
+leak=$(grep '"type":"final"' /tmp/l3.json | grep -c '"leaked_mbufs":0')
+mu=$(nrmap /tmp/l3.log)
+if [ "$lrc" = 1 ] && [ -n "$msg" ] && [ "$nr" -ge 1 ] && [ "$fl" = '"link":"lost"' ] && [ "$leak" = 1 ] &&
+	[ "${mu%/*}" = "${mu#*/}" ] && [ "${mu%/*}" -gt 0 ]; then r=PASS; else r=FAIL; tail -8 /tmp/l3.log; fi
+check link_virtio_needs_reset_exit $r "(rc $lrc; xfwd: '${msg:-no link-lost line}'; $nr DEVICE_NEEDS_RESET reports; final $fl; leaked_mbufs 0: $leak of 1; mapped/unmapped $mu)"
+
+XFWD_DEBUG_DEVARGS=1 $XL --port vfio:$C,debug_bad_desc=1 --port vfio:$B --forward-mode txonly \
+	--tx-rate 5k --on-link-loss continue -l 0 --duration 6 > /tmp/l4.json 2> /tmp/l4.log
+lrc=$?
+g=$(pdown /tmp/l4.json | ptx 1)
+g1=$(echo "$g" | sed -n 1p); g2=$(echo "$g" | tail -1)
+nd=$(echo "$g" | grep -c .)
+msg=$(grep -o 'port 0 (vfio:[^)]*): link lost[^;]*; the other ports keep forwarding' /tmp/l4.log | head -1)
+fl=$(nrlost /tmp/l4.json)
+leak=$(grep '"type":"final"' /tmp/l4.json | grep -c '"leaked_mbufs":0')
+mu=$(nrmap /tmp/l4.log)
+if [ "$lrc" = 0 ] && [ -n "$msg" ] && [ "$nd" -ge 2 ] && [ "${g2:-0}" -gt "${g1:-0}" ] && [ "$fl" = '"link":"lost"' ] &&
+	[ "$leak" = 1 ] && [ "${mu%/*}" = "${mu#*/}" ]; then r=PASS; else r=FAIL; tail -8 /tmp/l4.log; fi
+check link_virtio_needs_reset_continue $r "(rc $lrc; xfwd: '${msg:-no link-lost line}'; B tx_packets ${g1:-?} -> ${g2:-?} over $nd periods with C lost; final C $fl; leaked_mbufs 0: $leak of 1; mapped/unmapped $mu)"

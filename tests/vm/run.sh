@@ -100,7 +100,7 @@ log "qemu rc=$rc after $(($(date +%s) - t0))s; log: $LOG"
 echo "=================== VFIO guest checks ==================="
 grep -E '^CHECK ' "$LOG" | sed 's/^CHECK //'
 want=$((34 + 5)) # + 5: checks-afxdp-zc.sh
-want=$((want + 9)) # checks-igb.sh 6, checks-link.sh 3
+want=$((want + 11)) # checks-igb.sh 6, checks-link.sh 5
 if [ "${TESTPMD:-0}" = 1 ]; then
 	echo "------- dpdk-testpmd as a peer on the same NICs (counts only: TCG timings mean nothing) -------"
 	grep -E '^PEER ' "$LOG" | sed 's/^PEER //'

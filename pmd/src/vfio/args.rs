@@ -1,4 +1,5 @@
-//! `vfio` devargs → typed configuration: `vfio:<PCI address>[,debug_skip_map=1|2]`.
+//! `vfio` devargs → typed configuration: `vfio:<PCI address>[,debug_skip_map=1|2]`
+//! (virtio-net also: `debug_bad_desc=1`).
 
 use super::port::DEBUG_ENV;
 use crate::devargs::Devargs;
@@ -14,20 +15,12 @@ pub(super) struct Args {
 }
 
 impl Args {
-    /// Parse and check the devargs.
+    /// Parse and check the devargs, for a driver that also accepts the keys
+    /// `extra` (it reads them itself).
     ///
     /// # Errors
     /// No or a malformed PCI address, unknown keys, `debug_skip_map`
     /// without its environment switch.
-    pub fn parse(d: &Devargs) -> Result<Args, PortError> {
-        Args::parse_with(d, &[])
-    }
-
-    /// As [`Args::parse`], for a driver that also accepts the keys `extra`
-    /// (it reads them itself).
-    ///
-    /// # Errors
-    /// As [`Args::parse`].
     pub fn parse_with(d: &Devargs, extra: &[&str]) -> Result<Args, PortError> {
         let keys: Vec<&str> = ["debug_skip_map"].iter().chain(extra).copied().collect();
         d.check_keys(&keys)?;
@@ -53,6 +46,32 @@ impl Args {
             debug_skip_map,
         })
     }
+}
+
+/// The keys only the virtio-net driver reads (besides [`Args`]'s).
+pub(super) const VIRTIO_KEYS: &[&str] = &["debug_bad_desc"];
+
+/// `debug_bad_desc=0|1` (virtio-net, negative tests only): at start, post one
+/// malformed TX descriptor chain so the device sets DEVICE_NEEDS_RESET.
+///
+/// # Errors
+/// Not 0 or 1, or 1 without `XFWD_DEBUG_DEVARGS=1` in the environment.
+pub(super) fn debug_bad_desc(d: &Devargs) -> Result<bool, PortError> {
+    debug_bad_desc_with(d, std::env::var(DEBUG_ENV).as_deref() == Ok("1"))
+}
+
+fn debug_bad_desc_with(d: &Devargs, enabled: bool) -> Result<bool, PortError> {
+    let v = d.num("debug_bad_desc", 0u8, 0..=1)?;
+    if v > 0 && !enabled {
+        return Err(PortError::Devargs {
+            devargs: d.raw.clone(),
+            why: format!(
+                "debug_bad_desc is a negative-test switch that makes the device fail \
+                 (DEVICE_NEEDS_RESET); it is only accepted with {DEBUG_ENV}=1"
+            ),
+        });
+    }
+    Ok(v == 1)
 }
 
 /// `0000:00:03.0` from `0000:00:03.0` or `00:03.0`.
@@ -89,5 +108,29 @@ mod tests {
         for bad in ["0000:00:03", "00:03.8", "eth0", "0000:00:03.0.1", "zz:00.0"] {
             assert!(normalize_bdf(bad).is_none(), "{bad}");
         }
+    }
+
+    #[test]
+    fn debug_bad_desc_needs_the_env_switch_and_is_range_checked() {
+        let d = |s: &str| Devargs::parse(s).unwrap();
+        let plain = d("vfio:00:03.0");
+        assert!(!debug_bad_desc_with(&plain, false).unwrap());
+        assert!(!debug_bad_desc_with(&d("vfio:00:03.0,debug_bad_desc=0"), false).unwrap());
+        let on = d("vfio:00:03.0,debug_bad_desc=1");
+        let e = debug_bad_desc_with(&on, false).unwrap_err().to_string();
+        assert!(e.contains(DEBUG_ENV) && e.contains("debug_bad_desc"), "{e}");
+        assert!(debug_bad_desc_with(&on, true).unwrap());
+        for bad in ["2", "-1", "yes"] {
+            let e = debug_bad_desc_with(&d(&format!("vfio:00:03.0,debug_bad_desc={bad}")), true)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("0..=1"), "{bad}: {e}");
+        }
+        // The common parser accepts the key only where a driver reads it.
+        assert!(Args::parse_with(&on, &[]).is_err());
+        assert_eq!(
+            Args::parse_with(&on, VIRTIO_KEYS).unwrap().bdf,
+            "0000:00:03.0"
+        );
     }
 }

@@ -3,7 +3,7 @@
 //! chosen by the device's PCI ids ([`probe`]).
 //!
 //! ```text
-//! vfio:0000:00:03.0[,debug_skip_map=1|2]
+//! vfio:0000:00:03.0[,debug_skip_map=1|2][,debug_bad_desc=1]
 //! ```
 //!
 //! The device is opened through the process's VFIO container
@@ -27,6 +27,11 @@
 //! without mapping, to prove `start()` refuses; `debug_skip_map=2` also skips
 //! that check, so the device really DMAs to an unmapped IOVA and the IOMMU
 //! blocks it (the guest kernel logs a DMAR fault, which the VM test asserts).
+//!
+//! `debug_bad_desc=1` (virtio-net) posts, at start, one TX chain the device
+//! must refuse (`VIRTQ_DESC_F_NEXT` with `next` out of range, no mbuf behind
+//! it) and kicks: QEMU then sets DEVICE_NEEDS_RESET, which the port reports
+//! as a lost link. Both switches need `XFWD_DEBUG_DEVARGS=1`.
 
 mod args;
 mod common;
@@ -82,7 +87,12 @@ pub enum DeviceError {
 pub fn probe(
     d: &crate::devargs::Devargs,
 ) -> Result<Box<dyn crate::port::Port>, crate::error::PortError> {
-    let a = args::Args::parse_with(d, igb::EXTRA_KEYS)?;
+    let keys: Vec<&str> = igb::EXTRA_KEYS
+        .iter()
+        .chain(args::VIRTIO_KEYS)
+        .copied()
+        .collect();
+    let a = args::Args::parse_with(d, &keys)?;
     let (_, ids) = device::identify(&d.raw, &a.bdf)?;
     if igb::is_igb(&ids) {
         return Ok(Box::new(igb::IgbPort::probe(d)?));

@@ -1,6 +1,6 @@
 //! [`VfioPort`]: the `vfio:` port over a virtio-net device bound to vfio-pci.
 
-use super::args::Args;
+use super::args::{self, Args};
 use super::common::{self, no_rx_buffers, port_xstats, Lifecycle, Opened, Rings};
 use super::device::{self, dev_err};
 use super::mmio::{self, Mmio};
@@ -25,7 +25,7 @@ use xfwd_mempool::{MbufBatch, MAX_BURST};
 pub(super) const NET_HDR: usize = 12;
 /// Largest frame without MRG_RXBUF/GSO: 1500 MTU + Ethernet header.
 const MAX_FRAME: usize = 1514;
-/// Env var that enables the `debug_skip_map` devarg (negative tests only).
+/// Env var that enables the `debug_skip_map` and `debug_bad_desc` devargs (negative tests only).
 pub const DEBUG_ENV: &str = "XFWD_DEBUG_DEVARGS";
 
 /// Where a queue handle parks its virtqueue when dropped, so `stop()` gets
@@ -54,6 +54,8 @@ pub struct VfioPort {
     mac: [u8; 6],
     qmax: u16,
     debug_skip_map: u8,
+    /// Negative tests only: post one malformed TX chain at start (the device then needs a reset).
+    debug_bad_desc: bool,
     rings: Option<Rings>,
     homes: Vec<Home>,
     xstats: Arc<Xstats>,
@@ -73,7 +75,7 @@ impl std::fmt::Debug for VfioPort {
 }
 
 impl VfioPort {
-    /// Probe `vfio:<PCI address>[,debug_skip_map=1|2]`.
+    /// Probe `vfio:<PCI address>[,debug_skip_map=1|2][,debug_bad_desc=1]`.
     ///
     /// # Errors
     /// Bad devargs, no such device, not a modern virtio-net, not bound to
@@ -83,7 +85,8 @@ impl VfioPort {
         let Args {
             bdf,
             debug_skip_map,
-        } = Args::parse(d)?;
+        } = Args::parse_with(d, args::VIRTIO_KEYS)?;
+        let debug_bad_desc = args::debug_bad_desc(d)?;
         let port = d.raw.as_str();
         let sysfs = device::check(port, &bdf)?;
         let Opened {
@@ -154,6 +157,7 @@ impl VfioPort {
             mac,
             qmax,
             debug_skip_map,
+            debug_bad_desc,
             rings: None,
             homes: Vec::new(),
             xstats: Arc::default(),
@@ -275,6 +279,18 @@ impl Lifecycle for VfioPort {
         }
         if let Some(vq) = rxq.vq.as_mut() {
             vq.kick();
+        }
+        if self.debug_bad_desc {
+            // The device reads the chain's first descriptor (12 bytes of our
+            // own descriptor table, mapped) and then refuses its `next`:
+            // QEMU's virtio_error() sets DEVICE_NEEDS_RESET.
+            let id = tx.post_malformed(tx.addrs().desc, NET_HDR as u32);
+            tx.kick();
+            log::warn!(
+                "vfio {}: debug_bad_desc=1: posted a malformed TX chain (descriptor {id:?}, \
+                 next out of range) and kicked",
+                self.bdf
+            );
         }
         self.link = Arc::default();
         let txq = VfioTx {

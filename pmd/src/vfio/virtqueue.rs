@@ -11,6 +11,8 @@ use super::virtio::{Notifier, QueueAddrs};
 use std::sync::atomic::{fence, Ordering};
 use xfwd_mempool::Mbuf;
 
+/// `VIRTQ_DESC_F_NEXT`: the chain continues at the descriptor `next`.
+const DESC_F_NEXT: u16 = 1;
 /// `VIRTQ_DESC_F_WRITE`: the device writes this buffer.
 const DESC_F_WRITE: u16 = 2;
 /// `VIRTQ_USED_F_NO_NOTIFY`: the device does not need kicks right now.
@@ -73,6 +75,8 @@ pub struct Virtqueue {
     last_used: u16,
     notifier: Option<Notifier>,
     broken: Option<UsedError>,
+    /// The descriptor [`Virtqueue::post_malformed`] posted (no mbuf behind it).
+    malformed: Option<u16>,
 }
 
 impl Virtqueue {
@@ -97,6 +101,7 @@ impl Virtqueue {
             last_used: 0,
             notifier: None,
             broken: None,
+            malformed: None,
         }
     }
 
@@ -125,10 +130,35 @@ impl Virtqueue {
         self.free.len()
     }
 
-    /// Buffers the device holds.
-    #[inline]
+    /// Buffers the device holds (the malformed chain, if posted, is none).
     pub fn in_flight(&self) -> usize {
-        self.layout.size as usize - self.free.len()
+        self.layout.size as usize - self.free.len() - usize::from(self.malformed.is_some())
+    }
+
+    /// Negative tests only: post one chain the device must refuse — a
+    /// descriptor of `len` bytes at `addr` (mapped, device-readable) with
+    /// `VIRTQ_DESC_F_NEXT` and `next` = the queue size, out of range
+    /// (§2.7.5) — with no mbuf behind it. Not visible before
+    /// [`Virtqueue::publish`]. Its descriptor stays taken until
+    /// [`Virtqueue::take_all`]; a device that returns it breaks the queue
+    /// (its slot holds nothing). Returns the descriptor id, `None` when
+    /// none is free or one is posted already.
+    pub fn post_malformed(&mut self, addr: u64, len: u32) -> Option<u16> {
+        if self.malformed.is_some() {
+            return None;
+        }
+        let id = self.free.pop()?;
+        let d = self.layout.desc + 16 * id as usize;
+        self.ring.write64(d, addr);
+        self.ring.write32(d + 8, len);
+        self.ring.write16(d + 12, DESC_F_NEXT);
+        self.ring.write16(d + 14, self.layout.size);
+        let slot = self.avail_idx & (self.layout.size - 1);
+        self.ring
+            .write16(self.layout.avail + 4 + 2 * slot as usize, id);
+        self.avail_idx = self.avail_idx.wrapping_add(1);
+        self.malformed = Some(id);
+        Some(id)
     }
 
     /// The first device answer rejected, if any (the queue then stops taking answers).
@@ -220,6 +250,7 @@ impl Virtqueue {
         self.avail_idx = 0;
         self.last_used = 0;
         self.broken = None;
+        self.malformed = None;
         self.ring.zero();
         out
     }
@@ -253,6 +284,11 @@ impl FakeDevice {
             self.ring.read32(d + 8),
             self.ring.read16(d + 12),
         ))
+    }
+
+    /// The `next` field of descriptor `id`.
+    pub fn next_of(&self, id: u16) -> u16 {
+        self.ring.read16(self.layout.desc + 16 * id as usize + 14)
     }
 
     /// Return descriptor `id` with `len` bytes written.
@@ -369,5 +405,33 @@ mod tests {
         assert_eq!(p.available(), 16);
         assert_eq!(vq.free_count(), 4);
         assert!(vq.broken().is_none());
+    }
+
+    #[test]
+    fn a_malformed_chain_holds_no_mbuf_and_is_not_counted_in_flight() {
+        let p = pool(8);
+        let (mut vq, mut dev) = queue(4);
+        let m = p.alloc().unwrap();
+        vq.add(m.buf_iova(), 100, false, m).unwrap();
+        let id = vq.post_malformed(0x1_0000_0000, 12).unwrap();
+        assert!(vq.post_malformed(0x1_0000_0000, 12).is_none(), "only one");
+        vq.publish();
+        assert_eq!((vq.in_flight(), vq.free_count()), (1, 2));
+        let (real, ..) = dev.take().unwrap();
+        let (bad, addr, len, flags) = dev.take().unwrap();
+        assert_eq!(
+            (bad, addr, len, flags),
+            (id, 0x1_0000_0000, 12, DESC_F_NEXT)
+        );
+        assert!(dev.next_of(bad) >= 4, "next out of range");
+        // A device that returned it anyway breaks the queue; nothing is freed twice.
+        dev.give(u32::from(real), 0);
+        dev.give(u32::from(bad), 0);
+        assert!(vq.pop_used().is_some());
+        assert!(vq.pop_used().is_none());
+        assert_eq!(vq.broken(), Some(UsedError::BadId(u32::from(bad))));
+        assert!(vq.take_all().is_empty());
+        assert_eq!((vq.in_flight(), vq.free_count(), p.available()), (0, 4, 8));
+        assert!(vq.post_malformed(0, 12).is_some(), "again after a reset");
     }
 }
