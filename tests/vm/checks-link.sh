@@ -15,8 +15,8 @@
 #                                        DEVICE_NEEDS_RESET), on_link_loss=exit: exit 1 with the
 #                                        reason and the DEVICE_NEEDS_RESET report, final link
 #                                        "lost", no leak, exact unmap
-#   link_virtio_needs_reset_continue    C (debug_bad_desc=1) and B txonly, on_link_loss=continue:
-#                                        C lost, B's tx_packets keep growing; rc 0, no leak
+#   link_virtio_needs_reset_continue    C (debug_bad_desc=1) and G (igb) txonly, on_link_loss=continue:
+#                                        C lost, G's tx_packets keep growing; rc 0, no leak
 XL="/xfwd --nb-mbufs 4096 --json --stats-period 1"
 # lwait FILE PATTERN: up to 60 s.
 lwait() {
@@ -86,7 +86,7 @@ if [ "$lrc" = 1 ] && [ -n "$msg" ] && [ "$nr" -ge 1 ] && [ "$fl" = '"link":"lost
 	[ "${mu%/*}" = "${mu#*/}" ] && [ "${mu%/*}" -gt 0 ]; then r=PASS; else r=FAIL; tail -8 /tmp/l3.log; fi
 check link_virtio_needs_reset_exit $r "(rc $lrc; xfwd: '${msg:-no link-lost line}'; $nr DEVICE_NEEDS_RESET reports; final $fl; leaked_mbufs 0: $leak of 1; mapped/unmapped $mu)"
 
-XFWD_DEBUG_DEVARGS=1 $XL --port vfio:$C,debug_bad_desc=1 --port vfio:$B --forward-mode txonly \
+XFWD_DEBUG_DEVARGS=1 $XL --port vfio:$C,debug_bad_desc=1 --port vfio:$G --forward-mode txonly \
 	--tx-rate 5k --on-link-loss continue -l 0 --duration 6 > /tmp/l4.json 2> /tmp/l4.log
 lrc=$?
 g=$(pdown /tmp/l4.json | ptx 1)
@@ -98,4 +98,4 @@ leak=$(grep '"type":"final"' /tmp/l4.json | grep -c '"leaked_mbufs":0')
 mu=$(nrmap /tmp/l4.log)
 if [ "$lrc" = 0 ] && [ -n "$msg" ] && [ "$nd" -ge 2 ] && [ "${g2:-0}" -gt "${g1:-0}" ] && [ "$fl" = '"link":"lost"' ] &&
 	[ "$leak" = 1 ] && [ "${mu%/*}" = "${mu#*/}" ]; then r=PASS; else r=FAIL; tail -8 /tmp/l4.log; fi
-check link_virtio_needs_reset_continue $r "(rc $lrc; xfwd: '${msg:-no link-lost line}'; B tx_packets ${g1:-?} -> ${g2:-?} over $nd periods with C lost; final C $fl; leaked_mbufs 0: $leak of 1; mapped/unmapped $mu)"
+check link_virtio_needs_reset_continue $r "(rc $lrc; xfwd: '${msg:-no link-lost line}'; G tx_packets ${g1:-?} -> ${g2:-?} over $nd periods with C lost; final C $fl; leaked_mbufs 0: $leak of 1; mapped/unmapped $mu)"
