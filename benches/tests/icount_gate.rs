@@ -122,6 +122,12 @@ fn callgrind(func: &str, cmd: &Path, args: &[&str], tag: &str) -> (u64, String) 
             "300",
             "valgrind",
             "--tool=callgrind",
+            // Valgrind runs one thread at a time; its default lock is unfair,
+            // so a busy-polling lcore can starve the main thread's wake-up for
+            // minutes on a loaded host (CI 2026-12-06: ring-io ran past the
+            // 300 s bound instead of its 2 s duration). Fair scheduling hands
+            // the lock round in turn; the counts are per packet and unchanged.
+            "--fair-sched=yes",
             "--quiet",
         ])
         .arg(format!("--callgrind-out-file={}", out.display()))
