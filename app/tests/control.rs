@@ -276,9 +276,15 @@ fn hostile_clients_stall_neither_forwarding_nor_others_nor_duration() {
             // Forwarding not slowed: the paced stream arrives in full (a
             // generous half, for a loaded 2-core host).
             assert!(rx * 2 >= quiet, "forwarding slowed: {w:?}");
-            // The control thread did bounded work: it used less than half
-            // a CPU (a server spinning on the clients would take all of it).
-            assert!(ticks * 2 < ticks_per_s * 8 / 10, "main thread busy: {w:?}");
+            // The control thread did bounded work: it used less than three
+            // quarters of a CPU (a server spinning on the clients takes all
+            // of it, 80 ticks in the 0.8 s window). The debug build's
+            // handling of the flood itself costs 27-45 ticks on a 2 GHz
+            // EPYC vCPU (2026-12-06), so half a CPU was within noise of it.
+            assert!(
+                ticks * 4 < ticks_per_s * 8 / 10 * 3,
+                "main thread busy: {w:?}"
+            );
         }
     }
     // 1: a 2 MB line without a newline: an error, then closed.
